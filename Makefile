@@ -1,0 +1,25 @@
+# The targets the README documents. CI (.ci/run) runs `make test`.
+
+GO ?= go
+
+.PHONY: demo test build vet fmt-check race
+
+# Build the in-repo Caddy and show the caddy-ilp modules it carries.
+demo: build
+	./caddy list-modules --skip-standard
+
+build:
+	$(GO) build -o caddy ./cmd/caddy
+
+# Everything CI checks: vet, formatting, the race-enabled test suite, and a
+# build of the Caddy binary.
+test: vet fmt-check race build
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+race:
+	$(GO) test -race -count=1 ./...
