@@ -1,3 +1,19 @@
 // Package caddyilp registers the caddy-ilp modules with Caddy. It is the
-// package that `xcaddy build --with github.com/ilp-edge/caddy-ilp` imports.
+// package that `xcaddy build --with github.com/ilp-edge/caddy-ilp` imports;
+// the modules themselves live in package handler.
 package caddyilp
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/ilp-edge/caddy-ilp/handler"
+)
+
+func init() {
+	caddy.RegisterModule(handler.Edge{})
+	httpcaddyfile.RegisterHandlerDirective("ilp_edge", handler.ParseEdgeCaddyfile)
+	// Before basic_auth, so that ilp_edge wraps handle and route blocks
+	// (with "before reverse_proxy" it would sort after them and never run).
+	httpcaddyfile.RegisterDirectiveOrder("ilp_edge", httpcaddyfile.Before, "basic_auth")
+}

@@ -76,6 +76,12 @@ func TestVectors(t *testing.T) {
 				if err != nil || typ != TypeFulfill {
 					t.Fatalf("ReadResponseType = %v, %v; want fulfill", typ, err)
 				}
+				if v.Fn == "serializeIlpFulfill" {
+					got := AppendFulfill(nil, mustHex(t, str(v.Input, "fulfillment")), mustHex(t, str(v.Input, "data")))
+					if !bytes.Equal(got, raw) {
+						t.Fatalf("AppendFulfill =\n %x\nwant\n %x", got, raw)
+					}
+				}
 			case raw[0] == byte(TypeReject):
 				checkRejectVector(t, raw, v.Input)
 			default:
@@ -131,6 +137,9 @@ func checkPrepareVector(t *testing.T, raw []byte, in map[string]any) {
 	}
 	if !bytes.Equal(p.Data, wantData) {
 		t.Errorf("data = %x, want %x", p.Data, wantData)
+	}
+	if enc := AppendPrepare(nil, p); !bytes.Equal(enc, raw) {
+		t.Errorf("AppendPrepare =\n %x\nwant\n %x", enc, raw)
 	}
 	// The header alone must come out of just the bytes up to the end of
 	// the destination.

@@ -1,0 +1,170 @@
+package handler
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+// ParseEdgeCaddyfile sets up an Edge from the `ilp_edge` directive; see
+// Edge.UnmarshalCaddyfile for the syntax.
+func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	e := new(Edge)
+	err := e.UnmarshalCaddyfile(h.Dispenser)
+	return e, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	ilp_edge {
+//		address <ilp-address>
+//		max_packet_size <size>
+//		min_expiry_window <duration>
+//		destination_header trust|verify|ignore
+//		peer_header <header-name>
+//		jwt_leeway <duration>
+//		jwt_allow_missing_exp
+//		peer <name> {
+//			token <secret>
+//			jwt_secret <secret>
+//			client_cert <sha256-fingerprint>
+//			upstream_token <secret>
+//		}
+//	}
+//
+// token, jwt_secret and client_cert may be repeated; a peer needs at least
+// one of them. Secrets may be {env.NAME} or {file./path} placeholders.
+func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "address":
+			if !d.AllArgs(&e.Address) {
+				return d.ArgErr()
+			}
+		case "max_packet_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n == 0 {
+				return d.Errf("max_packet_size %q: not a size in bytes", s)
+			}
+			e.MaxPacketSize = int64(n)
+		case "min_expiry_window":
+			dur, err := parseDurationArg(d)
+			if err != nil {
+				return err
+			}
+			e.MinExpiryWindow = dur
+		case "destination_header":
+			if !d.AllArgs(&e.DestinationHeader) {
+				return d.ArgErr()
+			}
+			switch e.DestinationHeader {
+			case DestinationTrust, DestinationVerify, DestinationIgnore:
+			default:
+				return d.Errf("destination_header %q: want trust, verify or ignore", e.DestinationHeader)
+			}
+		case "peer_header":
+			if !d.AllArgs(&e.PeerHeader) {
+				return d.ArgErr()
+			}
+		case "jwt_leeway":
+			dur, err := parseDurationArg(d)
+			if err != nil {
+				return err
+			}
+			e.JWTLeeway = &dur
+		case "jwt_allow_missing_exp":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			e.JWTAllowMissingExp = true
+		case "peer":
+			p, err := unmarshalPeer(d)
+			if err != nil {
+				return err
+			}
+			for _, other := range e.Peers {
+				if other.Name == p.Name {
+					return d.Errf("peer %q defined twice", p.Name)
+				}
+			}
+			e.Peers = append(e.Peers, p)
+		default:
+			return d.Errf("unrecognized ilp_edge option %q", opt)
+		}
+	}
+	if e.Address == "" {
+		return d.Err("ilp_edge needs an address (the edge's own ILP address)")
+	}
+	return nil
+}
+
+func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
+	p := new(Peer)
+	if !d.NextArg() {
+		return nil, d.Err("peer needs a name")
+	}
+	p.Name = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return nil, d.Errf("peer %q: %s takes exactly one argument", p.Name, opt)
+		}
+		switch opt {
+		case "token":
+			p.Tokens = append(p.Tokens, v)
+		case "jwt_secret":
+			p.JWTSecrets = append(p.JWTSecrets, v)
+		case "client_cert":
+			if _, err := parseFingerprint(v); err != nil {
+				return nil, d.Errf("peer %q: client_cert %q: %v", p.Name, v, err)
+			}
+			p.ClientCerts = append(p.ClientCerts, v)
+		case "upstream_token":
+			if p.UpstreamToken != "" {
+				return nil, d.Errf("peer %q: upstream_token given twice", p.Name)
+			}
+			p.UpstreamToken = v
+		default:
+			return nil, d.Errf("peer %q: unrecognized option %q", p.Name, opt)
+		}
+	}
+	if len(p.Tokens)+len(p.JWTSecrets)+len(p.ClientCerts) == 0 {
+		return nil, d.Errf("peer %q needs a token, jwt_secret or client_cert", p.Name)
+	}
+	return p, nil
+}
+
+func parseDurationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return 0, d.Errf("%s %q: %v", opt, s, err)
+	}
+	if dur < 0 {
+		return 0, d.Errf("%s %s: must not be negative", opt, strconv.Quote(s))
+	}
+	return caddy.Duration(dur), nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Edge)(nil)

@@ -1,0 +1,331 @@
+// Package handler holds caddy-ilp's Caddy modules: the ilp_edge HTTP
+// handler and the ilp_prefix reverse_proxy selection policy.
+package handler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// Names of the vars ilp_edge sets for other handlers and for the ilp_prefix
+// policy ({vars.ilp_peer}, {vars.ilp_destination}).
+const (
+	VarPeer        = "ilp_peer"
+	VarDestination = "ilp_destination"
+)
+
+// Defaults.
+const (
+	DefaultMaxPacketSize = 40000
+	DefaultPeerHeader    = "ILP-Peer-Name"
+	DefaultJWTLeeway     = caddy.Duration(2 * time.Second)
+	destinationHeader    = "ILP-Destination"
+)
+
+// Destination header modes.
+const (
+	DestinationTrust  = "trust"
+	DestinationVerify = "verify"
+	DestinationIgnore = "ignore"
+)
+
+
+// Edge is the `ilp_edge` HTTP handler: the front door of a fleet of
+// ILP-over-HTTP connectors. For each request it
+//
+//   - refuses anything but POST (405);
+//   - authenticates the peer by TLS client certificate, static bearer
+//     token or HS256/384/512 JWT (401 with `WWW-Authenticate: Bearer`,
+//     before the body is read);
+//   - reads the body, at most `max_packet_size` bytes (413 beyond);
+//   - reads the ILP Prepare in it, answering an invalid one with an F01
+//     Reject and one that expires within `min_expiry_window` with R02;
+//   - tells the next handler who the peer is and where the packet goes
+//     (vars, placeholders, the peer-name header), gives the request a
+//     deadline at the packet's expiry, and calls it;
+//   - relays a Fulfill or Reject from the connector byte for byte, and
+//     turns anything else into a Reject: T01 when no connector could be
+//     reached, R00 when none answered before the packet expired, T00 for
+//     an error status or a reply that is not an ILP packet.
+//
+// It sets the placeholders `{http.ilp.peer}`, `{http.ilp.destination}`,
+// `{http.ilp.amount}` and `{http.ilp.expires_at}`, the vars `ilp_peer` and
+// `ilp_destination`, and `{http.auth.user.id}` (the access log's user_id).
+type Edge struct {
+	// The edge's own ILP address, the `triggeredBy` of every Reject it
+	// makes. Required; must be a valid ILP address.
+	Address string `json:"address,omitempty"`
+
+	// The peers allowed to send packets, and how each authenticates.
+	Peers []*Peer `json:"peers,omitempty"`
+
+	// The largest request body accepted, in bytes. Default: 40000, what
+	// interledger-rs accepts; the largest legal Prepare is 33857 bytes.
+	MaxPacketSize int64 `json:"max_packet_size,omitempty"`
+
+	// Packets with less time than this left before they expire are
+	// rejected with R02 rather than forwarded. Default: 0 (only packets
+	// already expired are rejected).
+	MinExpiryWindow caddy.Duration `json:"min_expiry_window,omitempty"`
+
+	// How to use the `ILP-Destination` header that ilp-plugin-http sends
+	// with `sendIlpDestination`. The Prepare in the body is always read
+	// (for its expiry), so this only chooses where the destination comes
+	// from. "trust" (default): from a valid header when there is one, else
+	// from the packet. "verify": from the packet, and a header that
+	// disagrees with it gets an F01 Reject. "ignore": from the packet.
+	DestinationHeader string `json:"destination_header,omitempty"`
+
+	// The request header that tells the backend which peer sent a packet.
+	// Whatever the client sent in it is replaced. Default: ILP-Peer-Name,
+	// which ilp-plugin-http uses.
+	PeerHeader string `json:"peer_header,omitempty"`
+
+	// Clock skew allowed when checking a JWT's exp and nbf. Default: 2s.
+	JWTLeeway *caddy.Duration `json:"jwt_leeway,omitempty"`
+
+	// Accept JWTs without an exp claim. By default they are refused:
+	// ilp-plugin-http always sets exp, and a token without one would be
+	// valid forever.
+	JWTAllowMissingExp bool `json:"jwt_allow_missing_exp,omitempty"`
+
+	auth   *authenticator
+	peers  []*peer
+	logger *zap.Logger
+	now    func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Edge) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.ilp_edge",
+		New: func() caddy.Module { return new(Edge) },
+	}
+}
+
+// Provision sets defaults and resolves and indexes the peers' secrets.
+func (e *Edge) Provision(ctx caddy.Context) error {
+	e.logger = ctx.Logger()
+	e.now = time.Now
+	if e.MaxPacketSize == 0 {
+		e.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if e.DestinationHeader == "" {
+		e.DestinationHeader = DestinationTrust
+	}
+	if e.PeerHeader == "" {
+		e.PeerHeader = DefaultPeerHeader
+	}
+	leeway := DefaultJWTLeeway
+	if e.JWTLeeway != nil {
+		leeway = *e.JWTLeeway
+	}
+	auth, peers, err := newAuthenticator(e.Peers, caddy.NewReplacer())
+	if err != nil {
+		return err
+	}
+	auth.leeway = time.Duration(leeway)
+	auth.requireExp = !e.JWTAllowMissingExp
+	auth.peerHeader = e.PeerHeader
+	e.auth, e.peers = auth, peers
+	return nil
+}
+
+// Validate checks the configuration.
+func (e *Edge) Validate() error {
+	if !ilpdest.ValidAddress(e.Address) {
+		return fmt.Errorf("address %q is not a valid ILP address", e.Address)
+	}
+	if len(e.peers) == 0 {
+		return errors.New("no peers configured")
+	}
+	if e.MaxPacketSize < 64 {
+		return fmt.Errorf("max_packet_size %d is smaller than the smallest Prepare (64 bytes)", e.MaxPacketSize)
+	}
+	if e.MinExpiryWindow < 0 {
+		return errors.New("min_expiry_window must not be negative")
+	}
+	switch e.DestinationHeader {
+	case DestinationTrust, DestinationVerify, DestinationIgnore:
+	default:
+		return fmt.Errorf("destination_header %q: want trust, verify or ignore", e.DestinationHeader)
+	}
+	return nil
+}
+
+// Shared header values, never modified.
+var (
+	octetStream = []string{"application/octet-stream"}
+	allowPost   = []string{http.MethodPost}
+	bearer      = []string{"Bearer"}
+)
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.Method != http.MethodPost {
+		w.Header()["Allow"] = allowPost
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("ilp_edge: method %s: ILP over HTTP takes POST only", r.Method))
+	}
+	p, err := e.auth.authenticate(r)
+	if err != nil {
+		w.Header()["Www-Authenticate"] = bearer
+		if c := e.logger.Check(zap.DebugLevel, "peer authentication failed"); c != nil {
+			c.Write(zap.String("remote_ip", r.RemoteAddr), zap.Error(err))
+		}
+		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("ilp_edge: authentication failed: %w", err))
+	}
+
+	pkt := new(packet)
+	pkt.peer = p
+	tooLarge, err := pkt.readBody(r, e.MaxPacketSize)
+	if tooLarge {
+		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
+			fmt.Errorf("ilp_edge: peer %q: body over max_packet_size %d", p.name, e.MaxPacketSize))
+	}
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("ilp_edge: peer %q: reading body: %w", p.name, err))
+	}
+
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.ilp.peer", p.nameValue)
+	repl.Set("http.auth.user.id", p.nameValue)
+	caddyhttp.SetVar(r.Context(), VarPeer, p.nameValue)
+
+	if rej := e.readPrepare(pkt, r.Header.Get(destinationHeader)); rej != nil {
+		return e.writeReject(w, pkt, rej)
+	}
+	dest := (*destinationView)(pkt)
+	repl.Set("http.ilp.destination", dest)
+	repl.Set("http.ilp.amount", (*amountView)(pkt))
+	repl.Set("http.ilp.expires_at", (*expiresAtView)(pkt))
+	caddyhttp.SetVar(r.Context(), VarDestination, dest)
+
+	// Toward the backend: the authenticated identity replaces whatever the
+	// client claimed, its credential is not passed on, and the body is
+	// the exact bytes received, with a length and the content type rafiki
+	// insists on.
+	r.Header[http.CanonicalHeaderKey(e.PeerHeader)] = p.nameHeader
+	if p.upstreamAuth != nil {
+		r.Header["Authorization"] = p.upstreamAuth
+	} else {
+		delete(r.Header, "Authorization")
+	}
+	r.Header["Content-Type"] = octetStream
+	pkt.reader.Reset(pkt.body)
+	r.Body = pkt
+	r.GetBody = pkt.getBody
+	r.ContentLength = int64(len(pkt.body))
+	delete(r.Header, "Transfer-Encoding")
+	r.TransferEncoding = nil
+
+	ctx, cancel := context.WithDeadline(r.Context(), pkt.prepare.ExpiresAt)
+	defer cancel()
+	pkt.capture.reset(w)
+	err = e.serveNext(&pkt.capture, r.WithContext(ctx), next)
+	expired := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	if r.Context().Err() != nil && !expired {
+		// The peer went away; there is nobody to answer.
+		pkt.capture.release()
+		return err
+	}
+	if rej := upstreamReject(&pkt.capture, err, expired); rej != nil {
+		pkt.capture.release()
+		return e.writeReject(w, pkt, rej)
+	}
+	reply := pkt.capture.bytes()
+	writeILP(w, reply)
+	pkt.capture.release()
+	return nil
+}
+
+// serveNext calls next, turning the panic with which reverse_proxy aborts
+// a reply that broke off mid-body into an error: nothing has reached the
+// peer yet, so it can still get a Reject.
+func (e *Edge) serveNext(c *responseCapture, r *http.Request, next caddyhttp.Handler) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			err = errAborted
+		}
+	}()
+	return next.ServeHTTP(c, r)
+}
+
+// readPrepare reads the Prepare in the body and settles the destination,
+// or returns the Reject the packet gets instead.
+func (e *Edge) readPrepare(pkt *packet, header string) *edgeReject {
+	var err error
+	if pkt.prepare, err = ilpdest.ReadPrepare(pkt.body); err != nil {
+		return invalidPacket(err)
+	}
+	// The destination aliases the body, which nothing modifies while the
+	// request lives: a string view saves a copy per packet.
+	fromBody := unsafe.String(unsafe.SliceData(pkt.prepare.Destination), len(pkt.prepare.Destination))
+	pkt.destination = fromBody
+	switch e.DestinationHeader {
+	case DestinationTrust:
+		if header != "" && ilpdest.ValidAddress(header) {
+			pkt.destination = header
+		}
+	case DestinationVerify:
+		if header != "" && header != fromBody {
+			return invalidPacket(errDestinationMismatch)
+		}
+	}
+	left := pkt.prepare.ExpiresAt.Sub(e.now())
+	if left <= 0 || left < time.Duration(e.MinExpiryWindow) {
+		return insufficientTimeout(left <= 0)
+	}
+	return nil
+}
+
+// writeReject answers with a Reject from the edge.
+func (e *Edge) writeReject(w http.ResponseWriter, pkt *packet, rej *edgeReject) error {
+	level := zap.WarnLevel
+	if rej.code == ilpdest.CodeF01 || rej.code == ilpdest.CodeR02 {
+		level = zap.DebugLevel // the peer's problem, not the fleet's
+	}
+	if c := e.logger.Check(level, "edge rejected packet"); c != nil {
+		c.Write(zap.String("peer", pkt.peer.name), zap.String("destination", pkt.destination),
+			zap.String("code", rej.code.String()), zap.String("message", rej.message), zap.NamedError("cause", rej.cause))
+	}
+	buf := ilpdest.AppendReject(nil, ilpdest.Reject{
+		Code: rej.code, TriggeredBy: e.Address, Message: rej.message,
+	})
+	writeILP(w, buf)
+	return nil
+}
+
+// writeILP sends an ILP packet as a 200 response.
+func writeILP(w http.ResponseWriter, b []byte) {
+	h := w.Header()
+	// A backend's reply headers were written to this map while its reply
+	// was captured; drop the ones that would misdescribe this body.
+	delete(h, "Content-Encoding")
+	delete(h, "Transfer-Encoding")
+	delete(h, "Trailer")
+	h["Content-Type"] = octetStream
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Edge)(nil)
+	_ caddy.Validator             = (*Edge)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Edge)(nil)
+)

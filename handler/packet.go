@@ -1,0 +1,95 @@
+package handler
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// inlineBody is how much of a body fits in the packet value itself. Most
+// Prepares (ILDCP, STREAM with a few frames) are smaller, so reading one
+// costs no allocation beyond the packet.
+const inlineBody = 4096
+
+// packet is the per-request state of one Prepare, allocated once. It is
+// also the request body handed to the next handler, and its named views
+// below are the values of the http.ilp.* placeholders, which are formatted
+// only if something asks for them.
+type packet struct {
+	body        []byte
+	prepare     ilpdest.Prepare
+	destination string
+	peer        *peer
+	reader      bytes.Reader
+	capture     responseCapture
+	inline      [inlineBody]byte
+}
+
+// Read and Close make the packet the request body seen by the next handler.
+func (p *packet) Read(b []byte) (int, error) { return p.reader.Read(b) }
+
+// Close does nothing: the body is in memory and may be read again.
+func (p *packet) Close() error { return nil }
+
+// WriteTo lets io.Copy in the transport skip its intermediate buffer.
+func (p *packet) WriteTo(w io.Writer) (int64, error) { return p.reader.WriteTo(w) }
+
+// getBody is the request's GetBody: net/http calls it to resend the body
+// when it retries a request that never reached the backend.
+func (p *packet) getBody() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(p.body)), nil
+}
+
+// readBody reads the request body into p.body, refusing bodies over max
+// without reading more than max+1 bytes of them.
+func (p *packet) readBody(r *http.Request, max int64) (tooLarge bool, err error) {
+	if r.ContentLength > max {
+		return true, nil
+	}
+	buf := p.inline[:0]
+	if r.ContentLength > inlineBody {
+		buf = make([]byte, 0, r.ContentLength+1) // +1: a body longer than announced is caught below
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > max {
+				return true, nil
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		room := buf[len(buf):cap(buf)]
+		if limit := max + 1 - int64(len(buf)); int64(len(room)) > limit {
+			room = room[:limit]
+		}
+		n, err := r.Body.Read(room)
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return true, nil
+		}
+		if err == io.EOF {
+			p.body = buf
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// Placeholder views of a packet. Boxing a pointer in an interface does not
+// allocate, so setting these costs nothing until they are formatted.
+type (
+	destinationView packet
+	amountView      packet
+	expiresAtView   packet
+)
+
+func (v *destinationView) String() string { return v.destination }
+func (v *amountView) String() string      { return strconv.FormatUint(v.prepare.Amount, 10) }
+func (v *expiresAtView) String() string {
+	return v.prepare.ExpiresAt.Format(time.RFC3339Nano)
+}
