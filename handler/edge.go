@@ -40,7 +40,6 @@ const (
 	DestinationIgnore = "ignore"
 )
 
-
 // Edge is the `ilp_edge` HTTP handler: the front door of a fleet of
 // ILP-over-HTTP connectors. For each request it
 //

@@ -1,0 +1,80 @@
+package handler
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	leeway := caddy.Duration(5 * time.Second)
+	for _, c := range []struct {
+		name, input string
+		want        *Edge
+		err         string
+	}{
+		{name: "full", input: `ilp_edge {
+			address g.edge
+			max_packet_size 32KiB
+			min_expiry_window 500ms
+			destination_header verify
+			peer_header X-Peer
+			jwt_leeway 5s
+			jwt_allow_missing_exp
+			peer alice {
+				token {env.ALICE}
+				token second
+				upstream_token {file./run/alice}
+			}
+			peer bob {
+				jwt_secret s3cret
+				client_cert AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99
+			}
+		}`, want: &Edge{
+			Address: "g.edge", MaxPacketSize: 32768, MinExpiryWindow: caddy.Duration(500 * time.Millisecond),
+			DestinationHeader: "verify", PeerHeader: "X-Peer", JWTLeeway: &leeway, JWTAllowMissingExp: true,
+			Peers: []*Peer{
+				{Name: "alice", Tokens: []string{"{env.ALICE}", "second"}, UpstreamToken: "{file./run/alice}"},
+				{Name: "bob", JWTSecrets: []string{"s3cret"}, ClientCerts: []string{"AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"}},
+			},
+		}},
+		{name: "minimal", input: "ilp_edge {\naddress test.e\npeer a {\ntoken t\n}\n}", want: &Edge{
+			Address: "test.e", Peers: []*Peer{{Name: "a", Tokens: []string{"t"}}}}},
+		{name: "inline arg", input: "ilp_edge g.x {\n}", err: "wrong argument count"},
+		{name: "no address", input: "ilp_edge {\npeer a {\ntoken t\n}\n}", err: "needs an address"},
+		{name: "unknown option", input: "ilp_edge {\naddress g.e\nfrobnicate\n}", err: `unrecognized ilp_edge option "frobnicate"`},
+		{name: "bad size", input: "ilp_edge {\naddress g.e\nmax_packet_size lots\n}", err: "not a size"},
+		{name: "bad duration", input: "ilp_edge {\naddress g.e\nmin_expiry_window soon\n}", err: "min_expiry_window"},
+		{name: "bad mode", input: "ilp_edge {\naddress g.e\ndestination_header sometimes\n}", err: "want trust, verify or ignore"},
+		{name: "peer without name", input: "ilp_edge {\naddress g.e\npeer {\ntoken t\n}\n}", err: "peer needs a name"},
+		{name: "peer without secret", input: "ilp_edge {\naddress g.e\npeer a {\n}\n}", err: `peer "a" needs a token`},
+		{name: "peer twice", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\n}\npeer a {\ntoken u\n}\n}", err: `peer "a" defined twice`},
+		{name: "token without value", input: "ilp_edge {\naddress g.e\npeer a {\ntoken\n}\n}", err: "token takes exactly one argument"},
+		{name: "bad fingerprint", input: "ilp_edge {\naddress g.e\npeer a {\nclient_cert zz\n}\n}", err: "fingerprint"},
+		{name: "unknown peer option", input: "ilp_edge {\naddress g.e\npeer a {\npassword x\n}\n}", err: `unrecognized option "password"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := new(Edge)
+			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one containing %q", err, c.err)
+				}
+				if !strings.Contains(err.Error(), "Testfile:") {
+					t.Errorf("error %q does not point at the Caddyfile line", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %+v\nwant %+v", got, c.want)
+			}
+		})
+	}
+}

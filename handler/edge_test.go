@@ -1,0 +1,387 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// countingReader records whether the handler read the body.
+type countingReader struct {
+	r    io.Reader
+	read int
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.read += n
+	return n, err
+}
+
+func TestAuthRefused(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	now := time.Now().Unix()
+	for name, auth := range map[string]string{
+		"no credentials":         "",
+		"unknown token":          "Bearer nope",
+		"empty bearer":           "Bearer ",
+		"bad JWT signature":      "Bearer " + signJWT("HS256", "wrong-secret", pluginClaims(30*time.Second)),
+		"expired JWT":            "Bearer " + signJWT("HS256", bobJWT, map[string]any{"iat": now - 60, "exp": now - 10}),
+		"JWT not yet valid":      "Bearer " + signJWT("HS256", bobJWT, map[string]any{"exp": now + 60, "nbf": now + 30}),
+		"JWT without exp":        "Bearer " + signJWT("HS256", bobJWT, map[string]any{"iat": now}),
+		"alg none":               "Bearer " + noneJWT(),
+		"RS256 header, HMAC sig": "Bearer " + strings.Replace(signJWT("HS256", bobJWT, pluginClaims(time.Minute)), "eyJhbGciOiJIUzI1NiIs", "eyJhbGciOiJSUzI1NiIs", 1),
+		"token with other case":  "Bearer " + strings.ToUpper(aliceToken),
+		"basic auth":             "Basic " + aliceToken,
+	} {
+		t.Run(name, func(t *testing.T) {
+			body := &countingReader{r: bytes.NewReader(prepareBytes("g.a.b", time.Minute))}
+			r := newRequest(http.MethodPost, nil)
+			r.Body = io.NopCloser(body)
+			if auth != "" {
+				r.Header.Set("Authorization", auth)
+			}
+			be := &backend{}
+			w, err := serve(t, e, r, be)
+			wantStatus(t, err, http.StatusUnauthorized)
+			if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("WWW-Authenticate %q", got)
+			}
+			if body.read != 0 || be.calls != 0 {
+				t.Errorf("read %d body bytes, backend called %d times", body.read, be.calls)
+			}
+		})
+	}
+}
+
+func noneJWT() string {
+	enc := func(s string) string { return strings.TrimRight(base64URL(s), "=") }
+	return enc(`{"alg":"none","typ":"JWT"}`) + "." + enc(`{"exp":9999999999}`) + "."
+}
+
+func TestAuthAccepted(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	for name, c := range map[string]struct{ auth, peer string }{
+		"bearer token":            {"Bearer " + aliceToken, "alice"},
+		"bearer, lower-case":      {"bearer " + aliceToken, "alice"},
+		"bearer, upper-case":      {"BEARER " + aliceToken, "alice"},
+		"raw legacy token":        {carolRaw, "carol"},
+		"HS256 as plugin-http":    {"Bearer " + signJWT("HS256", bobJWT, pluginClaims(30*time.Second)), "bob"},
+		"HS384":                   {"Bearer " + signJWT("HS384", bobJWT, pluginClaims(30*time.Second)), "bob"},
+		"HS512":                   {"Bearer " + signJWT("HS512", bobJWT, pluginClaims(30*time.Second)), "bob"},
+		"raw JWT":                 {signJWT("HS256", bobJWT, pluginClaims(30*time.Second)), "bob"},
+		"JWT expired within skew": {"Bearer " + signJWT("HS256", bobJWT, map[string]any{"exp": time.Now().Unix()}), "bob"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", c.auth)
+			be := &backend{}
+			w, err := serve(t, e, r, be)
+			if err != nil || w.Code != 200 || be.calls != 1 {
+				t.Fatalf("err %v, status %d, backend calls %d", err, w.Code, be.calls)
+			}
+			if got := caddyhttp.GetVar(r.Context(), VarPeer); got != c.peer {
+				t.Errorf("peer %v, want %s", got, c.peer)
+			}
+		})
+	}
+}
+
+func TestJWTCache(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	tok := signJWT("HS256", bobJWT, pluginClaims(30*time.Second))
+	for i := 0; i < 2; i++ {
+		r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+tok)
+		if _, err := serve(t, e, r, &backend{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := e.auth.jwtCache.get(tok, time.Now()); p == nil || p.name != "bob" {
+		t.Fatalf("verified token not cached: %v", p)
+	}
+	// Past its exp (plus leeway) the cached token no longer counts.
+	if p := e.auth.jwtCache.get(tok, time.Now().Add(time.Minute)); p != nil {
+		t.Fatalf("expired token served from cache")
+	}
+}
+
+func TestJWTWithoutExpAllowed(t *testing.T) {
+	e, _ := testEdge(t, func(e *Edge) { e.JWTAllowMissingExp = true })
+	tok := signJWT("HS256", bobJWT, map[string]any{"iat": time.Now().Unix()})
+	r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+tok)
+	if w, err := serve(t, e, r, &backend{}); err != nil || w.Code != 200 {
+		t.Fatalf("err %v status %d", err, w.Code)
+	}
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodHead} {
+		r := newRequest(m, nil, "Authorization", "Bearer "+aliceToken)
+		w, err := serve(t, e, r, &backend{})
+		wantStatus(t, err, http.StatusMethodNotAllowed)
+		if w.Header().Get("Allow") != "POST" {
+			t.Errorf("%s: Allow %q", m, w.Header().Get("Allow"))
+		}
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	e, _ := testEdge(t, func(e *Edge) { e.MaxPacketSize = 1000 })
+	big := make([]byte, 5000)
+	// Announced length over the limit: refused without reading.
+	body := &countingReader{r: bytes.NewReader(big)}
+	r := newRequest(http.MethodPost, nil, "Authorization", "Bearer "+aliceToken)
+	r.Body, r.ContentLength = io.NopCloser(body), int64(len(big))
+	_, err := serve(t, e, r, &backend{})
+	wantStatus(t, err, http.StatusRequestEntityTooLarge)
+	if body.read != 0 {
+		t.Errorf("read %d bytes of a body announced too large", body.read)
+	}
+	// Unknown length (HTTP/2 clients send none): read up to limit+1 only.
+	body = &countingReader{r: bytes.NewReader(big)}
+	r = newRequest(http.MethodPost, nil, "Authorization", "Bearer "+aliceToken)
+	r.Body, r.ContentLength = io.NopCloser(body), -1
+	_, err = serve(t, e, r, &backend{})
+	wantStatus(t, err, http.StatusRequestEntityTooLarge)
+	if body.read > 1001 {
+		t.Errorf("read %d bytes past a 1000-byte limit", body.read)
+	}
+	// Exactly the limit is fine.
+	pkt := ilpdest.AppendPrepare(nil, ilpdest.Prepare{ExpiresAt: time.Now().Add(time.Minute),
+		ExecutionCondition: testCondition(), Destination: []byte("g.a"), Data: make([]byte, 1000-68)})
+	if len(pkt) != 1000 {
+		t.Fatalf("test packet is %d bytes", len(pkt))
+	}
+	r = newRequest(http.MethodPost, pkt, "Authorization", "Bearer "+aliceToken)
+	r.ContentLength = -1
+	be := &backend{}
+	if w, err := serve(t, e, r, be); err != nil || w.Code != 200 || !bytes.Equal(be.body, pkt) {
+		t.Fatalf("1000-byte packet: err %v status %d", err, w.Code)
+	}
+}
+
+func TestInvalidPacketGetsF01(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	good := prepareBytes("g.a.b", time.Minute)
+	bad := func(f func([]byte)) []byte { b := bytes.Clone(good); f(b); return b }
+	for name, body := range map[string][]byte{
+		"empty":          nil,
+		"fulfill":        ilpdest.AppendFulfill(nil, testFulfillment, nil),
+		"text":           []byte("hello"),
+		"truncated":      good[:len(good)-2],
+		"non-canonical":  append([]byte{12, 0x81}, good[2:]...),
+		"bad address":    prepareBytes("g", time.Minute),
+		"bad timestamp":  bad(func(b []byte) { b[2+8+4] = '1'; b[2+8+5] = '3' }), // month 13
+		"letter in date": bad(func(b []byte) { b[2+8] = 'x' }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			be := &backend{}
+			w, err := serve(t, e, newRequest(http.MethodPost, body, "Authorization", "Bearer "+aliceToken), be)
+			wantReject(t, w, err, "F01")
+			if be.calls != 0 {
+				t.Fatal("invalid packet forwarded")
+			}
+		})
+	}
+}
+
+func TestDestinationHeaderModes(t *testing.T) {
+	body := prepareBytes("g.body.dest.x", time.Minute)
+	for _, c := range []struct {
+		mode, header, want string
+		reject             bool
+	}{
+		{DestinationTrust, "", "g.body.dest.x", false},
+		{DestinationTrust, "g.header.dest", "g.header.dest", false},
+		{DestinationTrust, "not an address", "g.body.dest.x", false},
+		{DestinationVerify, "g.body.dest.x", "g.body.dest.x", false},
+		{DestinationVerify, "", "g.body.dest.x", false},
+		{DestinationVerify, "g.header.dest", "", true},
+		{DestinationIgnore, "g.header.dest", "g.body.dest.x", false},
+	} {
+		e, _ := testEdge(t, func(e *Edge) { e.DestinationHeader = c.mode })
+		r := newRequest(http.MethodPost, body, "Authorization", "Bearer "+aliceToken)
+		if c.header != "" {
+			r.Header.Set("ILP-Destination", c.header)
+		}
+		be := &backend{}
+		w, err := serve(t, e, r, be)
+		if c.reject {
+			wantReject(t, w, err, "F01")
+			continue
+		}
+		if err != nil || be.calls != 1 {
+			t.Fatalf("%s/%q: err %v", c.mode, c.header, err)
+		}
+		if got := caddyhttp.GetVar(r.Context(), VarDestination); got == nil || got.(interface{ String() string }).String() != c.want {
+			t.Errorf("%s/%q: destination %v, want %s", c.mode, c.header, got, c.want)
+		}
+	}
+}
+
+func TestExpiryGetsR02(t *testing.T) {
+	e, _ := testEdge(t, func(e *Edge) { e.MinExpiryWindow = caddy.Duration(2 * time.Second) })
+	for name, ttl := range map[string]time.Duration{"expired": -time.Second, "inside min window": time.Second} {
+		be := &backend{}
+		w, err := serve(t, e, newRequest(http.MethodPost, prepareBytes("g.a.b", ttl), "Authorization", "Bearer "+aliceToken), be)
+		t.Run(name, func(t *testing.T) { wantReject(t, w, err, "R02") })
+		if be.calls != 0 {
+			t.Errorf("%s: forwarded", name)
+		}
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	e, logs := testEdge(t, nil)
+	for _, c := range []struct {
+		name   string
+		ttl    time.Duration
+		answer func(w http.ResponseWriter, r *http.Request) error
+		code   string
+	}{
+		{"dial refused (502)", time.Minute, func(http.ResponseWriter, *http.Request) error {
+			return caddyhttp.Error(http.StatusBadGateway, reverseproxy.NewDialError(errors.New("connection refused")))
+		}, "T01"},
+		{"no upstream (503)", time.Minute, func(http.ResponseWriter, *http.Request) error {
+			return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("no upstreams available"))
+		}, "T01"},
+		{"slower than expiry", 150 * time.Millisecond, func(_ http.ResponseWriter, r *http.Request) error {
+			<-r.Context().Done() // reverse_proxy gives up when the context does
+			return caddyhttp.Error(http.StatusGatewayTimeout, r.Context().Err())
+		}, "R00"},
+		{"upstream 500", time.Minute, func(w http.ResponseWriter, _ *http.Request) error {
+			w.WriteHeader(500)
+			_, _ = w.Write([]byte("Internal Server Error"))
+			return nil
+		}, "T00"},
+		{"upstream 401", time.Minute, func(w http.ResponseWriter, _ *http.Request) error {
+			w.WriteHeader(401)
+			return nil
+		}, "T00"},
+		{"200, not ILP", time.Minute, func(w http.ResponseWriter, _ *http.Request) error {
+			_, _ = w.Write([]byte("<html>oops</html>"))
+			return nil
+		}, "T00"},
+		{"200, empty", time.Minute, func(w http.ResponseWriter, _ *http.Request) error {
+			w.WriteHeader(200)
+			return nil
+		}, "T00"},
+		{"reply broke off", time.Minute, func(w http.ResponseWriter, _ *http.Request) error {
+			_, _ = w.Write([]byte{13, 40})
+			panic(http.ErrAbortHandler)
+		}, "T00"},
+		{"other error", time.Minute, func(http.ResponseWriter, *http.Request) error {
+			return errors.New("boom")
+		}, "T00"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w, err := serve(t, e, newRequest(http.MethodPost, prepareBytes("g.a.b", c.ttl), "Authorization", "Bearer "+aliceToken), &backend{answer: c.answer})
+			wantReject(t, w, err, c.code)
+		})
+	}
+	if n := logs.FilterMessage("edge rejected packet").FilterField(zapString("peer", "alice")).Len(); n < 5 {
+		t.Errorf("%d upstream failures logged", n)
+	}
+}
+
+func TestRelaysReply(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	for name, reply := range map[string][]byte{
+		"fulfill": ilpdest.AppendFulfill(nil, testFulfillment, []byte("data")),
+		"reject":  ilpdest.AppendReject(nil, ilpdest.Reject{Code: ilpdest.CodeF02, TriggeredBy: "g.conn", Message: "no route"}),
+	} {
+		w, err := serve(t, e, newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+aliceToken),
+			&backend{answer: func(w http.ResponseWriter, _ *http.Request) error {
+				w.Header().Set("Content-Type", "application/ilp+octet-stream")
+				w.Header().Set("X-Upstream", "1")
+				// In two writes, as a proxy copying a stream might.
+				_, _ = w.Write(reply[:5])
+				_, _ = w.Write(reply[5:])
+				return nil
+			}})
+		if err != nil || w.Code != 200 || !bytes.Equal(w.Body.Bytes(), reply) {
+			t.Fatalf("%s: err %v status %d body %x", name, err, w.Code, w.Body.Bytes())
+		}
+		if w.Header().Get("Content-Type") != "application/octet-stream" {
+			t.Errorf("%s: content-type %q", name, w.Header().Get("Content-Type"))
+		}
+	}
+}
+
+func TestRequestTowardBackend(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	body := prepareBytes("g.us.bank.alice", time.Minute)
+	for _, c := range []struct {
+		auth, wantPeer, wantAuth string
+	}{
+		{"Bearer " + aliceToken, "alice", "Bearer alice-upstream"},
+		{carolRaw, "carol", ""},
+	} {
+		r := newRequest(http.MethodPost, body, "Authorization", c.auth,
+			"ILP-Peer-Name", "mallory", "Content-Type", "application/ilp+octet-stream")
+		r.ContentLength = -1
+		be := &backend{}
+		if _, err := serve(t, e, r, be); err != nil {
+			t.Fatal(err)
+		}
+		h := be.req.Header
+		if got := h.Values("ILP-Peer-Name"); len(got) != 1 || got[0] != c.wantPeer {
+			t.Errorf("ILP-Peer-Name %q, want %s", got, c.wantPeer)
+		}
+		if got := h.Get("Authorization"); got != c.wantAuth {
+			t.Errorf("Authorization %q, want %q", got, c.wantAuth)
+		}
+		if h.Get("Content-Type") != "application/octet-stream" || be.req.ContentLength != int64(len(body)) {
+			t.Errorf("content-type %q, length %d", h.Get("Content-Type"), be.req.ContentLength)
+		}
+		if !bytes.Equal(be.body, body) {
+			t.Errorf("backend got a different body")
+		}
+		again, err := be.req.GetBody()
+		if b, _ := io.ReadAll(again); err != nil || !bytes.Equal(b, body) {
+			t.Errorf("GetBody does not replay the body")
+		}
+		if _, ok := be.req.Context().Deadline(); !ok {
+			t.Errorf("no deadline on the request context")
+		}
+	}
+}
+
+func TestPlaceholdersAndVars(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	p := ilpdest.Prepare{Amount: 987654321, ExpiresAt: time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.UTC),
+		ExecutionCondition: testCondition(), Destination: []byte("g.us.bank.alice")}
+	r := newRequest(http.MethodPost, ilpdest.AppendPrepare(nil, p), "Authorization", "Bearer "+aliceToken)
+	if _, err := serve(t, e, r, &backend{}); err != nil {
+		t.Fatal(err)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	got := repl.ReplaceAll("{http.ilp.peer} {http.ilp.destination} {http.ilp.amount} {http.ilp.expires_at} {http.auth.user.id} {http.vars.ilp_destination} {http.vars.ilp_peer}", "-")
+	want := "alice g.us.bank.alice 987654321 2030-01-02T03:04:05.006Z alice g.us.bank.alice alice"
+	if got != want {
+		t.Fatalf("placeholders:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestClientGoneGetsNoReply(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+aliceToken)
+	ctx, cancel := context.WithCancel(r.Context())
+	r = r.WithContext(ctx)
+	_, err := serve(t, e, r, &backend{answer: func(http.ResponseWriter, *http.Request) error {
+		cancel()
+		return caddyhttp.Error(499, context.Canceled)
+	}})
+	wantStatus(t, err, 499)
+}

@@ -1,0 +1,183 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"hash"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+const (
+	testAddress = "test.edge"
+	aliceToken  = "alice-static-token-0123456789"
+	bobJWT      = "bob-jwt-secret-abcdefghijklmnop"
+	carolRaw    = "carol-legacy-raw-token"
+)
+
+// testEdge returns a provisioned Edge with three peers: alice (static
+// token, upstream token), bob (JWT secret), carol (token). Logs at every
+// level go to the returned observer.
+func testEdge(t testing.TB, mod func(*Edge)) (*Edge, *observer.ObservedLogs) {
+	t.Helper()
+	e := &Edge{
+		Address: testAddress,
+		Peers: []*Peer{
+			{Name: "alice", Tokens: []string{aliceToken}, UpstreamToken: "alice-upstream"},
+			{Name: "bob", JWTSecrets: []string{bobJWT}},
+			{Name: "carol", Tokens: []string{carolRaw}},
+		},
+	}
+	if mod != nil {
+		mod(e)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := e.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	if err := e.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	e.logger = zap.New(core)
+	return e, logs
+}
+
+var testFulfillment = bytes.Repeat([]byte{0x42}, 32)
+
+func testCondition() []byte {
+	c := sha256.Sum256(testFulfillment)
+	return c[:]
+}
+
+// prepareBytes encodes a Prepare to dest expiring after ttl.
+func prepareBytes(dest string, ttl time.Duration) []byte {
+	return ilpdest.AppendPrepare(nil, ilpdest.Prepare{
+		Amount:             1234,
+		ExpiresAt:          time.Now().Add(ttl),
+		ExecutionCondition: testCondition(),
+		Destination:        []byte(dest),
+		Data:               []byte("hello"),
+	})
+}
+
+// newRequest builds a request as Caddy's server would hand it to a
+// handler: with a vars table and a replacer.
+func newRequest(method string, body []byte, headers ...string) *http.Request {
+	r := httptest.NewRequest(method, "http://edge.test/ilp", bytes.NewReader(body))
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Header.Set(headers[i], headers[i+1])
+	}
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+	caddyhttp.NewTestReplacer(r)
+	return r
+}
+
+// backend records what the next handler saw and answers as configured.
+type backend struct {
+	req    *http.Request
+	body   []byte
+	answer func(w http.ResponseWriter, r *http.Request) error
+	calls  int
+}
+
+func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	b.calls++
+	b.req = r
+	b.body, _ = io.ReadAll(r.Body)
+	if b.answer != nil {
+		return b.answer(w, r)
+	}
+	return fulfill(w, r)
+}
+
+func fulfill(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, err := w.Write(ilpdest.AppendFulfill(nil, testFulfillment, []byte("ok")))
+	return err
+}
+
+func serve(t testing.TB, e *Edge, r *http.Request, next caddyhttp.Handler) (*httptest.ResponseRecorder, error) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	err := e.ServeHTTP(w, r, next)
+	return w, err
+}
+
+// wantReject checks that the response is a 200 carrying a Reject with
+// code, triggered by the edge.
+func wantReject(t testing.TB, w *httptest.ResponseRecorder, err error, code string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("handler error %v, want a %s Reject", err, code)
+	}
+	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("status %d, content-type %q; want 200 application/octet-stream", w.Code, w.Header().Get("Content-Type"))
+	}
+	got, rerr := ilpdest.ReadRejectCode(w.Body.Bytes())
+	if rerr != nil || got.String() != code {
+		t.Fatalf("reply %x: code %v (%v), want %s", w.Body.Bytes(), got, rerr, code)
+	}
+	if !bytes.Contains(w.Body.Bytes(), append([]byte{byte(len(testAddress))}, testAddress...)) {
+		t.Fatalf("reject not triggered by %s: %x", testAddress, w.Body.Bytes())
+	}
+	if cl := w.Header().Get("Content-Length"); cl != strconv.Itoa(w.Body.Len()) {
+		t.Fatalf("Content-Length %q for a %d-byte body", cl, w.Body.Len())
+	}
+}
+
+// wantStatus checks for a HandlerError with the given status.
+func wantStatus(t testing.TB, err error, status int) {
+	t.Helper()
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != status {
+		t.Fatalf("error %v, want HTTP %d", err, status)
+	}
+}
+
+// signJWT makes a compact JWS the way jsonwebtoken does.
+func signJWT(alg string, secret string, claims map[string]any) string {
+	enc := base64.RawURLEncoding
+	h, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT"})
+	p, _ := json.Marshal(claims)
+	input := enc.EncodeToString(h) + "." + enc.EncodeToString(p)
+	var newHash func() hash.Hash
+	switch alg {
+	case "HS384":
+		newHash = sha512.New384
+	case "HS512":
+		newHash = sha512.New
+	default:
+		newHash = sha256.New
+	}
+	m := hmac.New(newHash, []byte(secret))
+	m.Write([]byte(input))
+	return input + "." + enc.EncodeToString(m.Sum(nil))
+}
+
+func pluginClaims(ttl time.Duration) map[string]any {
+	now := time.Now().Unix()
+	return map[string]any{"iat": now, "exp": now + int64(ttl/time.Second)}
+}
+
+func base64URL(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
+
+func zapString(k, v string) zap.Field { return zap.String(k, v) }
