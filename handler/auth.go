@@ -68,7 +68,7 @@ type authenticator struct {
 	jwtCache   *jwtCache
 	leeway     time.Duration
 	requireExp bool
-	peerHeader string
+	peerHeader string // canonical
 	now        func() time.Time
 }
 
@@ -196,7 +196,7 @@ func (a *authenticator) authenticate(r *http.Request) (*peer, error) {
 	if len(a.jwtPeers) == 0 || strings.Count(token, ".") != 2 {
 		return nil, errUnknownToken
 	}
-	return a.authenticateJWT(token, r.Header.Get(a.peerHeader))
+	return a.authenticateJWT(token, firstValue(r.Header, a.peerHeader))
 }
 
 func (a *authenticator) authenticateJWT(token, claimedName string) (*peer, error) {

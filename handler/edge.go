@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 	"unsafe"
 
@@ -30,7 +29,9 @@ const (
 	DefaultMaxPacketSize = 40000
 	DefaultPeerHeader    = "ILP-Peer-Name"
 	DefaultJWTLeeway     = caddy.Duration(2 * time.Second)
-	destinationHeader    = "ILP-Destination"
+	// destinationHeader is ILP-Destination in canonical form: looking a
+	// header up by a canonical key skips a conversion and an allocation.
+	destinationHeader = "Ilp-Destination"
 )
 
 // Destination header modes.
@@ -99,10 +100,11 @@ type Edge struct {
 	// valid forever.
 	JWTAllowMissingExp bool `json:"jwt_allow_missing_exp,omitempty"`
 
-	auth   *authenticator
-	peers  []*peer
-	logger *zap.Logger
-	now    func() time.Time
+	auth       *authenticator
+	peers      []*peer
+	peerHeader string // PeerHeader in canonical form, to set without allocating
+	logger     *zap.Logger
+	now        func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -126,6 +128,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	if e.PeerHeader == "" {
 		e.PeerHeader = DefaultPeerHeader
 	}
+	e.peerHeader = http.CanonicalHeaderKey(e.PeerHeader)
 	leeway := DefaultJWTLeeway
 	if e.JWTLeeway != nil {
 		leeway = *e.JWTLeeway
@@ -136,7 +139,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	}
 	auth.leeway = time.Duration(leeway)
 	auth.requireExp = !e.JWTAllowMissingExp
-	auth.peerHeader = e.PeerHeader
+	auth.peerHeader = e.peerHeader
 	e.auth, e.peers = auth, peers
 	return nil
 }
@@ -201,7 +204,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	repl.Set("http.auth.user.id", p.nameValue)
 	caddyhttp.SetVar(r.Context(), VarPeer, p.nameValue)
 
-	if rej := e.readPrepare(pkt, r.Header.Get(destinationHeader)); rej != nil {
+	if rej := e.readPrepare(pkt, firstValue(r.Header, destinationHeader)); rej != nil {
 		return e.writeReject(w, pkt, rej)
 	}
 	dest := (*destinationView)(pkt)
@@ -214,7 +217,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	// client claimed, its credential is not passed on, and the body is
 	// the exact bytes received, with a length and the content type rafiki
 	// insists on.
-	r.Header[http.CanonicalHeaderKey(e.PeerHeader)] = p.nameHeader
+	r.Header[e.peerHeader] = p.nameHeader
 	if p.upstreamAuth != nil {
 		r.Header["Authorization"] = p.upstreamAuth
 	} else {
@@ -308,16 +311,26 @@ func (e *Edge) writeReject(w http.ResponseWriter, pkt *packet, rej *edgeReject) 
 	return nil
 }
 
+// firstValue is Header.Get for a key already in canonical form.
+func firstValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // writeILP sends an ILP packet as a 200 response.
 func writeILP(w http.ResponseWriter, b []byte) {
 	h := w.Header()
 	// A backend's reply headers were written to this map while its reply
 	// was captured; drop the ones that would misdescribe this body.
+	// net/http sets Content-Length itself for a body written in one go,
+	// as every ILP reply of up to a few KB is.
+	delete(h, "Content-Length")
 	delete(h, "Content-Encoding")
 	delete(h, "Transfer-Encoding")
 	delete(h, "Trailer")
 	h["Content-Type"] = octetStream
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 }

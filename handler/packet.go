@@ -10,10 +10,10 @@ import (
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
-// inlineBody is how much of a body fits in the packet value itself. Most
-// Prepares (ILDCP, STREAM with a few frames) are smaller, so reading one
-// costs no allocation beyond the packet.
-const inlineBody = 4096
+// unknownLengthBody is the first buffer for a body without Content-Length
+// (ilp-plugin-http's HTTP/2 client sends none): big enough for most STREAM
+// packets.
+const unknownLengthBody = 2048
 
 // packet is the per-request state of one Prepare, allocated once. It is
 // also the request body handed to the next handler, and its named views
@@ -26,7 +26,6 @@ type packet struct {
 	peer        *peer
 	reader      bytes.Reader
 	capture     responseCapture
-	inline      [inlineBody]byte
 }
 
 // Read and Close make the packet the request body seen by the next handler.
@@ -50,10 +49,13 @@ func (p *packet) readBody(r *http.Request, max int64) (tooLarge bool, err error)
 	if r.ContentLength > max {
 		return true, nil
 	}
-	buf := p.inline[:0]
-	if r.ContentLength > inlineBody {
-		buf = make([]byte, 0, r.ContentLength+1) // +1: a body longer than announced is caught below
+	// One byte more than announced, so that reading a body longer than
+	// announced shows up without a second allocation.
+	size := r.ContentLength + 1
+	if r.ContentLength < 0 {
+		size = unknownLengthBody
 	}
+	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > max {
