@@ -1,0 +1,199 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/ilp-edge/caddy-ilp"
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+var fulfillment = bytes.Repeat([]byte{0x42}, 32)
+
+func prepare(dest string, ttl time.Duration) []byte {
+	cond := sha256.Sum256(fulfillment)
+	return ilpdest.AppendPrepare(nil, ilpdest.Prepare{
+		Amount: 10, ExpiresAt: time.Now().Add(ttl), ExecutionCondition: cond[:],
+		Destination: []byte(dest), Data: []byte("e2e"),
+	})
+}
+
+// connector is an httptest stand-in for a connector that records what it
+// was sent.
+type connector struct {
+	*httptest.Server
+	got chan *http.Request
+}
+
+func newConnector(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, body []byte)) *connector {
+	c := &connector{got: make(chan *http.Request, 100)}
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		c.got <- r
+		answer(w, r, body)
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// deadAddress returns a loopback address nothing listens on.
+func deadAddress(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestEdgeEndToEnd(t *testing.T) {
+	live := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(ilpdest.AppendFulfill(nil, fulfillment, []byte("live")))
+	})
+	slow := newConnector(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	broken := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		http.Error(w, "database on fire", http.StatusInternalServerError)
+	})
+
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+		servers {
+			protocols h1 h2 h2c
+		}
+	}
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token alice-token
+				upstream_token alice-at-connector
+			}
+		}
+		handle /live {
+			reverse_proxy %s
+		}
+		handle /dead {
+			reverse_proxy %s
+		}
+		handle /slow {
+			reverse_proxy %s
+		}
+		handle /broken {
+			reverse_proxy %s
+		}
+	}`, hostport(live.Server), deadAddress(t), hostport(slow.Server), hostport(broken.Server)), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	post := func(path string, body []byte, auth string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9080"+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/ilp+octet-stream")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		res, err := tester.Client.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, b
+	}
+	wantCode := func(path string, res *http.Response, body []byte, code string) {
+		t.Helper()
+		got, err := ilpdest.ReadRejectCode(body)
+		if res.StatusCode != 200 || err != nil || got.String() != code {
+			t.Errorf("%s: HTTP %d, reply %x; want 200 + %s Reject", path, res.StatusCode, body, code)
+		}
+	}
+
+	t.Run("fulfill relayed, identity rewritten", func(t *testing.T) {
+		pkt := prepare("g.us.bank.alice", 10*time.Second)
+		res, body := post("/live", pkt, "Bearer alice-token")
+		if typ, err := ilpdest.ReadResponseType(body); res.StatusCode != 200 || err != nil || typ != ilpdest.TypeFulfill {
+			t.Fatalf("HTTP %d, %x", res.StatusCode, body)
+		}
+		r := <-live.got
+		if r.Header.Get("Authorization") != "Bearer alice-at-connector" || r.Header.Get("ILP-Peer-Name") != "alice" ||
+			r.Header.Get("Content-Type") != "application/octet-stream" || r.ContentLength != int64(len(pkt)) {
+			t.Errorf("connector saw headers %v, length %d", r.Header, r.ContentLength)
+		}
+		if b, _ := io.ReadAll(r.Body); !bytes.Equal(b, pkt) {
+			t.Errorf("connector got different bytes")
+		}
+	})
+	t.Run("no credentials: 401", func(t *testing.T) {
+		res, _ := post("/live", prepare("g.a", 10*time.Second), "")
+		if res.StatusCode != 401 || res.Header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("HTTP %d, WWW-Authenticate %q", res.StatusCode, res.Header.Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("dead connector: T01", func(t *testing.T) {
+		res, body := post("/dead", prepare("g.a", 10*time.Second), "Bearer alice-token")
+		wantCode("/dead", res, body, "T01")
+	})
+	t.Run("slower than expiry: R00", func(t *testing.T) {
+		start := time.Now()
+		res, body := post("/slow", prepare("g.a", time.Second), "Bearer alice-token")
+		wantCode("/slow", res, body, "R00")
+		if took := time.Since(start); took > 4*time.Second {
+			t.Errorf("R00 came after %v for a packet with 1 s to live", took)
+		}
+	})
+	t.Run("connector 500: T00", func(t *testing.T) {
+		res, body := post("/broken", prepare("g.a", 10*time.Second), "Bearer alice-token")
+		wantCode("/broken", res, body, "T00")
+	})
+	t.Run("malformed: F01", func(t *testing.T) {
+		res, body := post("/live", []byte("not a packet"), "Bearer alice-token")
+		wantCode("/live", res, body, "F01")
+	})
+	t.Run("expired: R02", func(t *testing.T) {
+		res, body := post("/live", prepare("g.a", -time.Second), "Bearer alice-token")
+		wantCode("/live", res, body, "R02")
+	})
+	t.Run("GET: 405", func(t *testing.T) {
+		res, err := tester.Client.Get("http://127.0.0.1:9080/live")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 405 || res.Header.Get("Allow") != "POST" {
+			t.Errorf("HTTP %d, Allow %q", res.StatusCode, res.Header.Get("Allow"))
+		}
+	})
+	t.Run("too large: 413", func(t *testing.T) {
+		res, _ := post("/live", make([]byte, 50000), "Bearer alice-token")
+		if res.StatusCode != 413 {
+			t.Errorf("HTTP %d", res.StatusCode)
+		}
+	})
+}
