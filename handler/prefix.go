@@ -1,0 +1,190 @@
+package handler
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// VarUpstreamRank is the var in which ilp_prefix records the chosen
+// upstream's place in the packet's ranking: 0 when the first choice was
+// available, more when the packet was moved off it ({vars.ilp_upstream_rank}
+// in a log format shows when that happens).
+const VarUpstreamRank = "ilp_upstream_rank"
+
+// DefaultPrefixSegments is how many segments of the destination make the
+// routing key unless configured: g.<connector>.<account> addresses put one
+// receiver's traffic under three segments.
+const DefaultPrefixSegments = 3
+
+// PrefixSelection is the `ilp_prefix` reverse_proxy selection policy: it
+// sends every packet whose destination starts with the same ILP address
+// prefix to the same upstream, so one receiver's packets (and one STREAM
+// connection's) stay on one connector.
+//
+// The upstream is chosen by rendezvous hashing of the prefix over the
+// upstreams' dial addresses, among those that are available (healthy and
+// not full). Nothing is random and nothing is stored: every edge instance,
+// after every restart or reload, picks the same upstream for a prefix.
+// When an upstream becomes unavailable only its prefixes move, each to its
+// next-ranked upstream, and they come back when it recovers.
+//
+// The destination comes from the ilp_destination var that ilp_edge sets,
+// else from a valid ILP-Destination request header; without either, the
+// fallback policy chooses.
+type PrefixSelection struct {
+	// How many leading segments of the destination address form the
+	// routing key, counting the scheme: with 3, g.us.bank.alice routes as
+	// g.us.bank. 0 uses the whole address. Default: 3.
+	Segments *int `json:"segments,omitempty"`
+
+	// The policy for requests without a destination. Default: random.
+	FallbackRaw json.RawMessage `json:"fallback,omitempty" caddy:"namespace=http.reverse_proxy.selection_policies inline_key=policy"`
+
+	segments int
+	fallback reverseproxy.Selector
+}
+
+// CaddyModule returns the Caddy module information.
+func (PrefixSelection) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.reverse_proxy.selection_policies.ilp_prefix",
+		New: func() caddy.Module { return new(PrefixSelection) },
+	}
+}
+
+// Provision sets defaults and loads the fallback policy.
+func (s *PrefixSelection) Provision(ctx caddy.Context) error {
+	s.segments = DefaultPrefixSegments
+	if s.Segments != nil {
+		s.segments = *s.Segments
+	}
+	if s.FallbackRaw == nil {
+		s.FallbackRaw = caddyconfig.JSONModuleObject(reverseproxy.RandomSelection{}, "policy", "random", nil)
+	}
+	mod, err := ctx.LoadModule(s, "FallbackRaw")
+	if err != nil {
+		return fmt.Errorf("loading fallback selection policy: %w", err)
+	}
+	s.fallback = mod.(reverseproxy.Selector)
+	return nil
+}
+
+// Validate checks the configuration.
+func (s *PrefixSelection) Validate() error {
+	if s.segments < 0 {
+		return fmt.Errorf("segments must not be negative, got %d", s.segments)
+	}
+	return nil
+}
+
+// maxStackUpstreams is how many upstreams Select ranks without allocating.
+const maxStackUpstreams = 32
+
+// Select implements reverseproxy.Selector.
+func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, w http.ResponseWriter) *reverseproxy.Upstream {
+	dest := requestDestination(r)
+	if dest == "" {
+		return s.fallback.Select(pool, r, w)
+	}
+	key := ilpdest.Prefix(dest, s.segments)
+	var nameBuf [maxStackUpstreams]string
+	var orderBuf [maxStackUpstreams]int
+	names := nameBuf[:0]
+	for _, u := range pool {
+		names = append(names, u.String())
+	}
+	order := ilpdest.Rank(key, names, orderBuf[:0])
+	i, rank := firstUsable(order, func(i int) bool { return pool[i].Available() })
+	if i < 0 {
+		return nil // reverse_proxy answers 503, which ilp_edge turns into T01
+	}
+	caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
+	return pool[i]
+}
+
+// firstUsable walks a ranking and returns the first index for which usable
+// is true, with its rank; -1, -1 if there is none.
+func firstUsable(order []int, usable func(int) bool) (index, rank int) {
+	for rank, i := range order {
+		if usable(i) {
+			return i, rank
+		}
+	}
+	return -1, -1
+}
+
+// requestDestination is the packet's destination as ilp_edge found it, or
+// else a valid ILP-Destination header, or "".
+func requestDestination(r *http.Request) string {
+	switch v := caddyhttp.GetVar(r.Context(), VarDestination).(type) {
+	case string:
+		return v
+	case fmt.Stringer:
+		return v.String()
+	}
+	if h := firstValue(r.Header, destinationHeader); ilpdest.ValidAddress(h) {
+		return h
+	}
+	return ""
+}
+
+// UnmarshalCaddyfile sets up the policy from Caddyfile tokens. Syntax:
+//
+//	lb_policy ilp_prefix [<segments>] {
+//		fallback <policy> [<options>...]
+//	}
+func (s *PrefixSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // policy name
+	if d.NextArg() {
+		n, err := strconv.Atoi(d.Val())
+		if err != nil || n < 0 {
+			return d.Errf("ilp_prefix segments %q: want a whole number, 0 for the whole address", d.Val())
+		}
+		s.Segments = &n
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "fallback":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if s.FallbackRaw != nil {
+				return d.Err("ilp_prefix: fallback given twice")
+			}
+			name := d.Val()
+			mod, err := caddyfile.UnmarshalModule(d, "http.reverse_proxy.selection_policies."+name)
+			if err != nil {
+				return err
+			}
+			sel, ok := mod.(reverseproxy.Selector)
+			if !ok {
+				return d.Errf("ilp_prefix: fallback %q is not a selection policy", name)
+			}
+			s.FallbackRaw = caddyconfig.JSONModuleObject(sel, "policy", name, nil)
+		default:
+			return d.Errf("unrecognized ilp_prefix option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*PrefixSelection)(nil)
+	_ caddy.Validator       = (*PrefixSelection)(nil)
+	_ reverseproxy.Selector = (*PrefixSelection)(nil)
+	_ caddyfile.Unmarshaler = (*PrefixSelection)(nil)
+)
