@@ -58,3 +58,27 @@ func TestCaddyfileAdapt(t *testing.T) {
 		})
 	}
 }
+
+// TestReadmeExample keeps the README's example Caddyfile identical to the
+// one TestCaddyfileAdapt adapts, so the README cannot drift from a config
+// that works.
+func TestReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "A Caddyfile for an edge")
+	_, block, ok2 := strings.Cut(after, "```caddyfile\n")
+	example, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no example Caddyfile")
+	}
+	golden, err := os.ReadFile("caddyfile_adapt/readme_example.caddytest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tested, _, _ := strings.Cut(string(golden), adaptSeparator)
+	if strings.TrimSpace(example) != strings.TrimSpace(tested) {
+		t.Errorf("README example differs from caddyfile_adapt/readme_example.caddytest:\n%s", example)
+	}
+}
