@@ -21,5 +21,7 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+# The end-to-end tests need node and `npm ci` in integration/js (.ci/run
+# does both).
 race:
 	$(GO) test -race -count=1 ./...

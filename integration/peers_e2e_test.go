@@ -1,0 +1,441 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// These tests run the edge as users do — ./cmd/caddy with a Caddyfile —
+// between real ilp-plugin-http@1.6.1 peers (integration/js/client.js) and
+// three real ilp-plugin-http servers standing in for connectors
+// (integration/js/backend.js). They need node and `npm ci` in
+// integration/js, which .ci/run does.
+
+const (
+	aliceToken = "alice-static-token"
+	bobSecret  = "bob-jwt-secret"
+	carolToken = "carol-legacy-token"
+	connToken  = "edge-to-connector-token"
+)
+
+// buildCaddy builds ./cmd/caddy once per test binary.
+var buildCaddy = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "caddy-ilp-e2e")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "caddy")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/caddy").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func needNode(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("node is not installed: .ci/run installs it")
+	}
+	if _, err := os.Stat("js/node_modules/ilp-plugin-http"); err != nil {
+		t.Fatal("integration/js has no node_modules: run `npm ci` there (.ci/run does)")
+	}
+}
+
+// process is a subprocess whose stdout lines are collected.
+type process struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	ready chan string
+}
+
+func start(t *testing.T, name string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(name, args...), ready: make(chan string, 1)}
+	p.cmd.Stderr = os.Stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.lines = append(p.lines, line)
+			p.mu.Unlock()
+			if strings.HasPrefix(line, "READY ") {
+				p.ready <- line
+			}
+		}
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *process) stop() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+func (p *process) waitReady(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.ready:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%v did not become ready", p.cmd.Args)
+	}
+}
+
+// received returns the destinations this backend has seen, and forgets them.
+func (p *process) received() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var dests []string
+	for _, l := range p.lines {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "RECV" {
+			dests = append(dests, f[1])
+		}
+	}
+	p.lines = nil
+	return dests
+}
+
+type backendProc struct {
+	*process
+	name string
+	port int
+}
+
+func startBackend(t *testing.T, name string, port int) *backendProc {
+	t.Helper()
+	p := start(t, "node", "js/backend.js", "--port", fmt.Sprint(port), "--name", name,
+		"--token", connToken, "--stall-prefix", "g.stall")
+	p.waitReady(t)
+	return &backendProc{p, name, port}
+}
+
+// fleet is the edge in front of three backends.
+type fleet struct {
+	url      string
+	backends []*backendProc
+}
+
+func startFleet(t *testing.T) *fleet {
+	t.Helper()
+	needNode(t)
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{}
+	var upstreams []string
+	for i := 1; i <= 3; i++ {
+		b := startBackend(t, fmt.Sprintf("b%d", i), freePort(t))
+		f.backends = append(f.backends, b)
+		upstreams = append(upstreams, fmt.Sprintf("127.0.0.1:%d", b.port))
+	}
+	port := freePort(t)
+	f.url = fmt.Sprintf("http://127.0.0.1:%d/ilp", port)
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	servers {
+		protocols h1 h2 h2c
+	}
+}
+
+http://127.0.0.1:%d {
+	ilp_edge {
+		address test.edge
+		peer alice {
+			token %s
+			upstream_token %s
+		}
+		peer bob {
+			jwt_secret %s
+			upstream_token %s
+		}
+		peer carol {
+			token %s
+			upstream_token %s
+		}
+	}
+	reverse_proxy %s {
+		lb_policy ilp_prefix 3
+	}
+}
+`, port, aliceToken, connToken, bobSecret, connToken, carolToken, connToken, strings.Join(upstreams, " "))
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	edge := start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) || edge.cmd.ProcessState != nil {
+			t.Fatal("edge did not start listening")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return f
+}
+
+type packetPlan struct {
+	Destination string `json:"destination"`
+	Amount      string `json:"amount"`
+	ExpiresInMs int    `json:"expiresInMs"`
+}
+
+type plan struct {
+	URL                string            `json:"url"`
+	Auth               map[string]string `json:"auth"`
+	Name               string            `json:"name"`
+	HTTP2              bool              `json:"http2"`
+	SendIlpDestination bool              `json:"sendIlpDestination"`
+	Concurrency        int               `json:"concurrency"`
+	Packets            []packetPlan      `json:"packets"`
+}
+
+type result struct {
+	I           int     `json:"i"`
+	Destination string  `json:"destination"`
+	Result      string  `json:"result"`
+	Code        string  `json:"code"`
+	TriggeredBy string  `json:"triggeredBy"`
+	Error       string  `json:"error"`
+	Ms          float64 `json:"ms"`
+}
+
+// send runs client.js with p and returns one result per packet.
+func send(t *testing.T, p plan) []result {
+	t.Helper()
+	if p.Concurrency == 0 {
+		p.Concurrency = 8
+	}
+	in, _ := json.Marshal(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "js/client.js")
+	cmd.Stdin = strings.NewReader(string(in))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client.js: %v", err)
+	}
+	var res []result
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.Contains(line, `"done"`) {
+			continue
+		}
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("client.js printed %q: %v", line, err)
+		}
+		res = append(res, r)
+	}
+	if len(res) != len(p.Packets) {
+		t.Fatalf("%d results for %d packets", len(res), len(p.Packets))
+	}
+	return res
+}
+
+func packetsTo(dests []string, each int) []packetPlan {
+	var ps []packetPlan
+	for k := 0; k < each; k++ {
+		for _, d := range dests {
+			ps = append(ps, packetPlan{Destination: d, Amount: "10", ExpiresInMs: 30000})
+		}
+	}
+	return ps
+}
+
+// testDestinations returns 100 destinations under 50 three-segment
+// prefixes (two receivers' streams per prefix).
+func testDestinations() []string {
+	var d []string
+	for i := 0; i < 50; i++ {
+		d = append(d, fmt.Sprintf("g.wallet%d.user%d.s1", i%7, i), fmt.Sprintf("g.wallet%d.user%d.s2", i%7, i))
+	}
+	return d
+}
+
+func prefix3(dest string) string {
+	parts := strings.SplitN(dest, ".", 4)
+	return strings.Join(parts[:min(3, len(parts))], ".")
+}
+
+// routes returns which backend saw each prefix, failing if one prefix
+// reached two backends.
+func (f *fleet) routes(t *testing.T) map[string]string {
+	t.Helper()
+	seen := map[string]string{}
+	for _, b := range f.backends {
+		for _, d := range b.received() {
+			p := prefix3(d)
+			if other, ok := seen[p]; ok && other != b.name {
+				t.Errorf("prefix %s reached both %s and %s", p, other, b.name)
+			}
+			seen[p] = b.name
+		}
+	}
+	return seen
+}
+
+func countResults(res []result) (fulfilled, rejected, errored int, codes map[string]int) {
+	codes = map[string]int{}
+	for _, r := range res {
+		switch r.Result {
+		case "fulfill":
+			fulfilled++
+		case "reject":
+			rejected++
+			codes[r.Code]++
+		default:
+			errored++
+		}
+	}
+	return
+}
+
+func TestRealPeers(t *testing.T) {
+	f := startFleet(t)
+	dests := testDestinations()
+
+	// Reference routing: 1,000 packets to 100 destinations, static token,
+	// HTTP/1.1, ILP-Destination header.
+	res := send(t, plan{URL: f.url, Auth: map[string]string{"staticToken": aliceToken}, Name: "alice",
+		SendIlpDestination: true, Packets: packetsTo(dests, 10)})
+	if ok, rej, errs, codes := countResults(res); ok != 1000 {
+		t.Fatalf("%d fulfilled, %d rejected %v, %d errors; want 1000 fulfilled", ok, rej, codes, errs)
+	}
+	want := f.routes(t)
+	if len(want) != 50 {
+		t.Fatalf("%d prefixes seen, want 50", len(want))
+	}
+	dist := map[string]int{}
+	for _, b := range want {
+		dist[b]++
+	}
+	t.Logf("50 prefixes over 3 backends: %v", dist)
+	if len(dist) != 3 {
+		t.Errorf("only %d backends used", len(dist))
+	}
+
+	sameRoutes := func(t *testing.T, label string) map[string]string {
+		t.Helper()
+		got := f.routes(t)
+		for p, b := range got {
+			if want[p] != b {
+				t.Errorf("%s: prefix %s went to %s, reference %s", label, p, b, want[p])
+			}
+		}
+		if len(got) == 0 {
+			t.Errorf("%s: no packets reached a backend", label)
+		}
+		return got
+	}
+
+	for _, c := range []struct {
+		name string
+		p    plan
+	}{
+		{"JWT (plugin re-signs), OER fallback", plan{Auth: map[string]string{"jwtSecret": bobSecret}, Name: "bob"}},
+		{"JWT, HTTP/2 h2c", plan{Auth: map[string]string{"jwtSecret": bobSecret}, Name: "bob", HTTP2: true, SendIlpDestination: true}},
+		{"legacy raw secretToken", plan{Auth: map[string]string{"secretToken": carolToken}, Name: "carol"}},
+		{"static token, HTTP/2, OER fallback", plan{Auth: map[string]string{"staticToken": aliceToken}, Name: "alice", HTTP2: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.p.URL = f.url
+			c.p.Packets = packetsTo(dests, 2)
+			res := send(t, c.p)
+			if ok, rej, errs, codes := countResults(res); ok != len(res) {
+				t.Fatalf("%d fulfilled, %d rejected %v, %d errors (%+v)", ok, rej, codes, errs, res[0])
+			}
+			sameRoutes(t, c.name)
+		})
+	}
+
+	t.Run("wrong credentials get the HTTP error", func(t *testing.T) {
+		for _, auth := range []map[string]string{{"staticToken": "wrong"}, {"jwtSecret": "wrong"}, {"secretToken": "wrong"}} {
+			res := send(t, plan{URL: f.url, Auth: auth, Name: "alice", Packets: packetsTo(dests[:2], 1)})
+			for _, r := range res {
+				if r.Result != "error" || !strings.Contains(r.Error, "code=401") {
+					t.Errorf("%v: %+v, want failed to fetch. code=401", auth, r)
+				}
+			}
+		}
+		if got := f.routes(t); len(got) != 0 {
+			t.Errorf("unauthenticated packets reached backends: %v", got)
+		}
+	})
+
+	t.Run("backend lost and restored", func(t *testing.T) {
+		victim := f.backends[1]
+		victim.stop()
+		res := send(t, plan{URL: f.url, Auth: map[string]string{"staticToken": aliceToken}, Name: "alice",
+			SendIlpDestination: true, Packets: packetsTo(dests, 2)})
+		for _, r := range res {
+			owner := want[prefix3(r.Destination)]
+			switch {
+			case owner == victim.name && (r.Result != "reject" || r.Code != "T01" || r.TriggeredBy != "test.edge"):
+				t.Errorf("%s (on the lost backend): %+v, want a T01 Reject from test.edge", r.Destination, r)
+			case owner != victim.name && r.Result != "fulfill":
+				t.Errorf("%s (on %s): %+v, want fulfilled", r.Destination, owner, r)
+			}
+		}
+		sameRoutes(t, "while one backend is down")
+		f.backends[1] = startBackend(t, victim.name, victim.port)
+		res = send(t, plan{URL: f.url, Auth: map[string]string{"staticToken": aliceToken}, Name: "alice",
+			SendIlpDestination: true, Packets: packetsTo(dests, 1)})
+		if ok, rej, errs, codes := countResults(res); ok != len(res) {
+			t.Fatalf("after restart: %d fulfilled, %d rejected %v, %d errors", ok, rej, codes, errs)
+		}
+		got := sameRoutes(t, "after restart")
+		if len(got) != 50 {
+			t.Errorf("after restart %d prefixes seen", len(got))
+		}
+	})
+
+	t.Run("stalled backend: R00 by expiry", func(t *testing.T) {
+		res := send(t, plan{URL: f.url, Auth: map[string]string{"staticToken": aliceToken}, Name: "alice",
+			Packets: []packetPlan{{Destination: "g.stall.x.y", Amount: "1", ExpiresInMs: 1000}}})
+		r := res[0]
+		if r.Result != "reject" || r.Code != "R00" {
+			t.Fatalf("%+v, want an R00 Reject", r)
+		}
+		if r.Ms > 2500 {
+			t.Errorf("R00 after %.0f ms for a packet with 1000 ms to live", r.Ms)
+		}
+		t.Logf("R00 after %.0f ms", r.Ms)
+	})
+}
