@@ -328,6 +328,7 @@ func countResults(res []result) (fulfilled, rejected, errored int, codes map[str
 }
 
 func TestRealPeers(t *testing.T) {
+	outer := t // owns processes that outlive a subtest
 	f := startFleet(t)
 	dests := testDestinations()
 
@@ -414,7 +415,7 @@ func TestRealPeers(t *testing.T) {
 			}
 		}
 		sameRoutes(t, "while one backend is down")
-		f.backends[1] = startBackend(t, victim.name, victim.port)
+		f.backends[1] = startBackend(outer, victim.name, victim.port)
 		res = send(t, plan{URL: f.url, Auth: map[string]string{"staticToken": aliceToken}, Name: "alice",
 			SendIlpDestination: true, Packets: packetsTo(dests, 1)})
 		if ok, rej, errs, codes := countResults(res); ok != len(res) {
