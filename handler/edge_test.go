@@ -319,6 +319,20 @@ func TestRelaysReply(t *testing.T) {
 	}
 }
 
+// A Fulfill that arrives as the deadline passes is still relayed: the
+// connector has counted the payment.
+func TestLateFulfillRelayed(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	w, err := serve(t, e, newRequest(http.MethodPost, prepareBytes("g.a.b", 50*time.Millisecond), "Authorization", "Bearer "+aliceToken),
+		&backend{answer: func(w http.ResponseWriter, r *http.Request) error {
+			<-r.Context().Done()
+			return fulfill(w, r)
+		}})
+	if typ, rerr := ilpdest.ReadResponseType(w.Body.Bytes()); err != nil || typ != ilpdest.TypeFulfill {
+		t.Fatalf("err %v, reply %x (%v): want the Fulfill", err, w.Body.Bytes(), rerr)
+	}
+}
+
 func TestRequestTowardBackend(t *testing.T) {
 	e, _ := testEdge(t, nil)
 	body := prepareBytes("g.us.bank.alice", time.Minute)

@@ -42,7 +42,10 @@ func insufficientTimeout(expired bool) *edgeReject {
 // deadline passed while it ran.
 func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
 	switch {
-	case expired:
+	// Only a failure counts as a timeout: a reply that made it back, even
+	// as the deadline passed, is relayed, because the connector has already
+	// acted on it and a Reject now would leave the two sides' books apart.
+	case err != nil && expired:
 		return &edgeReject{ilpdest.CodeR00, "no reply from a connector before the packet expired", err}
 	case err != nil:
 		var he caddyhttp.HandlerError
