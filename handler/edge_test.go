@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
@@ -290,7 +291,7 @@ func TestUpstreamFailures(t *testing.T) {
 			wantReject(t, w, err, c.code)
 		})
 	}
-	if n := logs.FilterMessage("edge rejected packet").FilterField(zapString("peer", "alice")).Len(); n < 5 {
+	if n := logs.FilterMessage("edge rejected packet").FilterField(zap.String("peer", "alice")).Len(); n < 5 {
 		t.Errorf("%d upstream failures logged", n)
 	}
 }

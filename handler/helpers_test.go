@@ -175,5 +175,3 @@ func pluginClaims(ttl time.Duration) map[string]any {
 }
 
 func base64URL(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
-
-func zapString(k, v string) zap.Field { return zap.String(k, v) }

@@ -47,6 +47,8 @@ func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
 	// acted on it and a Reject now would leave the two sides' books apart.
 	case err != nil && expired:
 		return &edgeReject{ilpdest.CodeR00, "no reply from a connector before the packet expired", err}
+	case errors.Is(err, errAborted):
+		return &edgeReject{ilpdest.CodeT00, "connector reply broke off", err}
 	case err != nil:
 		var he caddyhttp.HandlerError
 		if errors.As(err, &he) && (he.StatusCode == http.StatusBadGateway || he.StatusCode == http.StatusServiceUnavailable) {
@@ -70,7 +72,3 @@ func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
 // panics with http.ErrAbortHandler then, after the backend may have seen
 // the packet.
 var errAborted = errors.New("connection to the connector broke mid-reply")
-
-func abortedReply() *edgeReject {
-	return &edgeReject{ilpdest.CodeT00, "connector reply broke off", errAborted}
-}
