@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: demo test build vet fmt-check race
+.PHONY: demo test build vet fmt-check race bench bench-quick
 
 # Build the in-repo Caddy and show the caddy-ilp modules it carries.
 demo: build
@@ -25,3 +25,13 @@ fmt-check:
 # does both).
 race:
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The benchmark harness (integration/bench): caddy-ilp against nginx,
+# HAProxy and plain Caddy. Installs nginx, HAProxy and h2load from Debian
+# packages if missing. The full run takes about 12 minutes and writes
+# integration/bench/results.md; bench-quick (seconds) is what CI runs.
+bench:
+	$(GO) run ./integration/bench
+
+bench-quick:
+	$(GO) run ./integration/bench -quick

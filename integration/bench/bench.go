@@ -1,0 +1,448 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// Credentials of the one benchmark peer. They are test values on loopback.
+const (
+	benchToken     = "bench-static-token"
+	benchJWTSecret = "bench-jwt-secret"
+)
+
+// bench holds what every run shares: the built binaries, the running stub
+// connectors and the packets.
+type bench struct {
+	root      string // the repository
+	dir       string // scratch space, removed at the end
+	caddy     string // ./cmd/caddy, built
+	stubs     []*process
+	stubAddrs []string
+	fulfill   []byte // what a stub answers
+	prepares  map[string][]byte
+	jwt       string
+}
+
+// sample is one contender's figures from one run.
+type sample struct {
+	packets  int64
+	pps      float64
+	proxyCPU float64 // µs per packet; NaN without a proxy
+	stubCPU  float64 // µs per packet, all stubs together
+	p50, p99 time.Duration
+	peakMB   float64
+	failures int64
+}
+
+// setUp builds the binaries, starts three stub connectors and prepares
+// the packets.
+func setUp(ctx context.Context) (*bench, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		return nil, errors.New("run the benchmark from inside the caddy-ilp module")
+	}
+	b := &bench{root: filepath.Dir(string(bytes.TrimSpace(out)))}
+	if b.dir, err = os.MkdirTemp("", "caddy-ilp-bench"); err != nil {
+		return nil, err
+	}
+	b.caddy = filepath.Join(b.dir, "caddy")
+	stub := filepath.Join(b.dir, "stubconnector")
+	for bin, pkg := range map[string]string{b.caddy: "./cmd/caddy", stub: "./integration/stubconnector"} {
+		log.Printf("go build %s", pkg)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+		cmd.Dir = b.root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.tearDown()
+			return nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("stub-%d", i)
+		p, err := startProcess(b.dir, name, stub, "-name", name)
+		if err != nil {
+			b.tearDown()
+			return nil, err
+		}
+		b.stubs = append(b.stubs, p)
+		var addr string
+		err = waitReady(ctx, p, 10*time.Second, func() error {
+			text, _ := os.ReadFile(p.log)
+			a, ok := strings.CutPrefix(strings.TrimSpace(string(text)), "READY ")
+			if !ok {
+				return errors.New("no READY line yet")
+			}
+			addr = a
+			return nil
+		})
+		if err != nil {
+			b.tearDown()
+			return nil, err
+		}
+		b.stubAddrs = append(b.stubAddrs, addr)
+	}
+
+	// The stubs do not check the condition, but the packets should be
+	// ones a real connector would fulfill: learn the fulfillment first.
+	probe := ilpdest.AppendPrepare(nil, ilpdest.Prepare{
+		Amount: 1, ExpiresAt: time.Now().Add(time.Minute),
+		ExecutionCondition: make([]byte, 32), Destination: []byte("g.bench.probe"),
+	})
+	reply, err := post(http.DefaultClient, "http://"+b.stubAddrs[0], probe, nil)
+	if err == nil {
+		err = expectFulfill(reply, -1)
+	}
+	if err != nil {
+		b.tearDown()
+		return nil, fmt.Errorf("stub: %w", err)
+	}
+	b.fulfill = reply
+	b.prepares = makePrepares(sha256.Sum256(reply[2:34]))
+	b.jwt = signJWT(benchJWTSecret, time.Now().Add(2*time.Hour))
+	return b, nil
+}
+
+func (b *bench) tearDown() {
+	for _, p := range b.stubs {
+		p.stop()
+	}
+	os.RemoveAll(b.dir)
+}
+
+// Destinations of the benchmark packets. The prefix (3 segments) is the
+// same, so every contender sends them all to one stub.
+const (
+	smallDestination  = "g.bench.alice"
+	streamDestination = "g.bench.alice.ZxR3hq7Ko0aJ1kPq9vWmYc4N8e"
+)
+
+// makePrepares builds the two benchmark packets: the smallest realistic
+// Prepare (79 bytes, as in ilp-packet's fixtures) and one the size of a
+// STREAM packet carrying money and a few frames (encrypted, so random).
+// They expire in two hours, far beyond any run.
+func makePrepares(condition [32]byte) map[string][]byte {
+	expires := time.Now().Add(2 * time.Hour)
+	data := make([]byte, 1500)
+	rng := rand.NewChaCha8([32]byte{'b', 'e', 'n', 'c', 'h'})
+	rng.Read(data)
+	return map[string][]byte{
+		"79": ilpdest.AppendPrepare(nil, ilpdest.Prepare{
+			Amount: 100, ExpiresAt: expires, ExecutionCondition: condition[:],
+			Destination: []byte(smallDestination), Data: []byte("hello"),
+		}),
+		"stream": ilpdest.AppendPrepare(nil, ilpdest.Prepare{
+			Amount: 25000, ExpiresAt: expires, ExecutionCondition: condition[:],
+			Destination: []byte(streamDestination), Data: data,
+		}),
+	}
+}
+
+// workloads lists the load shapes: each packet size over HTTP/1.1 with 32
+// connections and over h2c with 8 connections of 16 streams.
+func (b *bench) workloads() []workload {
+	small, stream := b.prepares["79"], b.prepares["stream"]
+	return []workload{
+		{id: "79-h1", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns", len(small)), body: small, conns: 32},
+		{id: "79-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(small)), body: small, h2c: true, conns: 8, streams: 16},
+		{id: "stream-h1", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns", len(stream)), body: stream, conns: 32},
+		{id: "stream-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(stream)), body: stream, h2c: true, conns: 8, streams: 16},
+	}
+}
+
+func workloadIDs() string { return "79-h1,79-h2c,stream-h1,stream-h2c" }
+
+// destination is what the ILP-Destination header says for body.
+func destination(body []byte) string {
+	p, err := ilpdest.ReadPrepareHeader(body)
+	if err != nil {
+		panic(err) // the harness built it
+	}
+	return string(p.Destination)
+}
+
+// headers are the request headers for c. Every contender gets the same
+// credentials so that requests are the same size; only caddy-ilp reads them.
+func (b *bench) headers(c contender, wl workload) []string {
+	h := []string{"Content-Type: application/octet-stream"}
+	if c.header {
+		h = append(h, "ILP-Destination: "+destination(wl.body))
+	}
+	if c.jwt {
+		h = append(h, "Authorization: Bearer "+b.jwt)
+	} else {
+		h = append(h, "Authorization: Bearer "+benchToken)
+	}
+	return h
+}
+
+// measure starts c fresh, checks that it answers wl's packet with a
+// Fulfill, loads it, and stops it. With profileTo set it also records a
+// CPU profile of the measured period through Caddy's admin endpoint.
+func (b *bench) measure(ctx context.Context, c contender, wl workload, o options, profileTo string) (sample, error) {
+	dir, err := os.MkdirTemp(b.dir, c.id+"-")
+	if err != nil {
+		return sample{}, err
+	}
+	srv, err := c.start(b, dir)
+	if err != nil {
+		return sample{}, err
+	}
+	if srv.proc != nil {
+		defer srv.proc.stop()
+	}
+	url, client := srv.h1, h1Client
+	if wl.h2c {
+		url, client = srv.h2c, h2cClient
+	}
+	headers := b.headers(c, wl)
+	err = waitReady(ctx, srv.proc, 20*time.Second, func() error {
+		reply, err := post(client, url, wl.body, headers)
+		if err != nil {
+			return err
+		}
+		return expectFulfill(reply, len(b.fulfill))
+	})
+	if err != nil {
+		return sample{}, err
+	}
+
+	var proxy0, stubs0 usage
+	profileErr := make(chan error, 1)
+	r, err := runH2load(ctx, url, wl, headers, o.warmup, o.duration, dir, func() {
+		proxy0, stubs0 = b.usage(srv), b.stubUsage()
+		if profileTo != "" {
+			go func() { profileErr <- fetchProfile(srv.admin, o.duration, profileTo) }()
+		}
+	})
+	if err != nil {
+		return sample{}, err
+	}
+	proxy1, stubs1 := b.usage(srv), b.stubUsage()
+	if profileTo != "" {
+		if err := <-profileErr; err != nil {
+			return sample{}, err
+		}
+	}
+
+	s := sample{
+		packets: r.done,
+		pps:     r.rate,
+		p50:     r.p50, p99: r.p99,
+		proxyCPU: math.NaN(),
+		stubCPU:  perPacket(stubs1.cpu-stubs0.cpu, r.done),
+		failures: r.failed + (r.done - r.ok),
+	}
+	if srv.proc != nil {
+		s.proxyCPU = perPacket(proxy1.cpu-proxy0.cpu, r.done)
+		s.peakMB = float64(proxy1.peakKB) / 1024
+	}
+	s.failures += wrongAnswers(r, len(b.fulfill))
+	return s, nil
+}
+
+// wrongAnswers estimates how many 200 answers were not the stub's Fulfill.
+// h2load cannot show bodies, only their total size, which also counts the
+// answers to requests still in flight when it stopped. Every answer must
+// be a Fulfill's size; an edge's Reject is another size.
+func wrongAnswers(r loadResult, fulfillSize int) int64 {
+	size := int64(fulfillSize)
+	extra := r.dataBytes - r.ok*size
+	if extra >= 0 && extra%size == 0 && extra/size <= r.started-r.done {
+		return 0
+	}
+	return max(1, abs(extra)/size)
+}
+
+func perPacket(cpu time.Duration, packets int64) float64 {
+	if packets == 0 {
+		return math.NaN()
+	}
+	return float64(cpu.Microseconds()) / float64(packets)
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func (b *bench) usage(srv *server) usage {
+	if srv.proc == nil {
+		return usage{}
+	}
+	u, _ := groupUsage(srv.proc.cmd.Process.Pid)
+	return u
+}
+
+func (b *bench) stubUsage() usage {
+	var total usage
+	for _, p := range b.stubs {
+		u, _ := groupUsage(p.cmd.Process.Pid)
+		total.cpu += u.cpu
+		total.peakKB += u.peakKB
+	}
+	return total
+}
+
+// profile runs c once more (not counted) while Caddy's admin endpoint
+// records a CPU profile, and returns pprof's top entries.
+func (b *bench) profile(ctx context.Context, c contender, wl workload, o options) (string, error) {
+	path := filepath.Join(b.dir, "caddy-ilp.pprof")
+	if _, err := b.measure(ctx, c, wl, o, path); err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	for _, sortBy := range []string{"-flat", "-cum"} {
+		cmd := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", sortBy, "-nodecount=10", b.caddy, path)
+		cmd.Dir = b.root
+		text, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("go tool pprof: %w", err)
+		}
+		out.Write(text)
+		out.WriteString("\n")
+	}
+	return out.String(), nil
+}
+
+func fetchProfile(admin string, d time.Duration, path string) error {
+	secs := max(1, int(d.Seconds()))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+var (
+	h1Client  = &http.Client{Timeout: 5 * time.Second}
+	h2cClient = func() *http.Client {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &p}}
+	}()
+)
+
+// post sends one packet the way h2load will and returns the 200 body.
+func post(c *http.Client, url string, body []byte, headers []string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	reply, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %s: %q", resp.Status, reply)
+	}
+	return reply, nil
+}
+
+// expectFulfill checks that reply is an ILP Fulfill of size n (any size
+// if n < 0) with a one-byte length prefix.
+func expectFulfill(reply []byte, n int) error {
+	t, err := ilpdest.ReadResponseType(reply)
+	if err != nil {
+		return err
+	}
+	if t != ilpdest.TypeFulfill {
+		code, _ := ilpdest.ReadRejectCode(reply)
+		return fmt.Errorf("got %v %s, want a Fulfill", t, code)
+	}
+	if len(reply) < 34 || reply[1] >= 0x80 || (n >= 0 && len(reply) != n) {
+		return fmt.Errorf("unexpected Fulfill of %d bytes", len(reply))
+	}
+	return nil
+}
+
+// signJWT makes an HS256 JWT as ilp-plugin-http signs them: {iat, exp}.
+func signJWT(secret string, exp time.Time) string {
+	enc := base64.RawURLEncoding
+	head := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	claims := enc.EncodeToString(fmt.Appendf(nil, `{"iat":%d,"exp":%d}`, time.Now().Unix(), exp.Unix()))
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(head + "." + claims))
+	return head + "." + claims + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// installTools installs the contenders and the load generator from
+// Debian packages if they are missing.
+func installTools() error {
+	var pkgs []string
+	for bin, pkg := range map[string]string{"nginx": "nginx-light", "haproxy": "haproxy", "h2load": "nghttp2-client"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			pkgs = append(pkgs, pkg)
+		}
+	}
+	if len(pkgs) == 0 {
+		return nil
+	}
+	log.Printf("installing %s", strings.Join(pkgs, " "))
+	sudo := []string{}
+	if os.Geteuid() != 0 {
+		sudo = []string{"sudo"}
+	}
+	for _, args := range [][]string{
+		append(sudo, "apt-get", "update", "-q"),
+		append(append(sudo, "apt-get", "install", "-y", "-q"), pkgs...),
+	} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}

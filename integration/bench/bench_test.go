@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// h2loadReport is what h2load 1.52 prints for a run stopped with requests
+// in flight: 9 answers arrived after the count was taken.
+const h2loadReport = `starting benchmark...
+finished in 1.00s, 56370.00 req/s, 8.44MB/s
+requests: 56370 total, 56402 started, 56370 done, 56368 succeeded, 1 failed, 1 errored, 0 timeout
+status codes: 56368 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 8.44MB (8850090) total, 4.57MB (4792215) headers (space savings 0.00%), 2.20MB (2311457) data
+                     min         max         mean         sd        +/- sd
+time for request:       22us      9.15ms       556us       721us    95.63%
+`
+
+func TestParseH2load(t *testing.T) {
+	r, err := parseH2load(h2loadReport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := loadResult{rate: 56370, started: 56402, done: 56370, ok: 56368, failed: 2, dataBytes: 2311457}
+	if r != want {
+		t.Errorf("got %+v, want %+v", r, want)
+	}
+	if _, err := parseH2load("h2load: connection refused"); err == nil {
+		t.Error("an error report parsed")
+	}
+}
+
+func TestWrongAnswers(t *testing.T) {
+	const fulfill = 41
+	reject := len(ilpdest.AppendReject(nil, ilpdest.Reject{Code: ilpdest.CodeT01, TriggeredBy: "g.bench.edge"}))
+	for _, tc := range []struct {
+		name  string
+		r     loadResult
+		wrong bool
+	}{
+		{"all fulfills", loadResult{started: 100, done: 100, ok: 100, dataBytes: 100 * fulfill}, false},
+		{"fulfills still in flight at the stop", loadResult{started: 132, done: 100, ok: 100, dataBytes: 109 * fulfill}, false},
+		{"more late answers than requests in flight", loadResult{started: 101, done: 100, ok: 100, dataBytes: 103 * fulfill}, true},
+		{"ten edge rejects", loadResult{started: 100, done: 100, ok: 100, dataBytes: 90*fulfill + 10*int64(reject)}, true},
+		{"one empty answer", loadResult{started: 100, done: 100, ok: 100, dataBytes: 99 * fulfill}, true},
+	} {
+		if got := wrongAnswers(tc.r, fulfill); (got > 0) != tc.wrong {
+			t.Errorf("%s: got %d wrong answers, want wrong=%v", tc.name, got, tc.wrong)
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// A command name may hold spaces and parentheses.
+	stat := []byte("4242 (nginx: worker (x)) S 4200 4200 4200 0 -1 4194624 120 0 0 0 731 269 0 0 20 0 1 0 9 1 2 18446744073709551615")
+	pgrp, ticks, ok := parseStat(stat)
+	if !ok || pgrp != 4200 || ticks != 1000 {
+		t.Errorf("got pgrp %d, ticks %d, ok %v; want 4200, 1000, true", pgrp, ticks, ok)
+	}
+	if _, _, ok := parseStat([]byte("4242 (truncated")); ok {
+		t.Error("a truncated stat parsed")
+	}
+}
+
+func TestGroupUsageSeesThisProcess(t *testing.T) {
+	// Burn some CPU, then this test binary's own group must show it.
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) {
+	}
+	u, err := groupUsage(syscall.Getpgrp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.cpu < 10*time.Millisecond || u.peakKB == 0 {
+		t.Errorf("group usage %+v: want at least the 50 ms just spent and a peak RSS", u)
+	}
+}
+
+func TestLatencyPercentiles(t *testing.T) {
+	path := t.TempDir() + "/log"
+	var rows []byte
+	for i := 1; i <= 200; i++ { // 1..200 µs
+		rows = fmt.Appendf(rows, "1700000000000000\t200\t%d\n", i)
+	}
+	if err := os.WriteFile(path, rows, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p50, p99, err := latencyPercentiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p50 != 100*time.Microsecond || p99 != 198*time.Microsecond {
+		t.Errorf("p50 %v, p99 %v; want 100µs, 198µs", p50, p99)
+	}
+}
+
+func TestMakePreparesSizes(t *testing.T) {
+	p := makePrepares([32]byte{})
+	if n := len(p["79"]); n != 79 {
+		t.Errorf("small Prepare is %d bytes, want 79", n)
+	}
+	if n := len(p["stream"]); n < 1000 || n > 2000 {
+		t.Errorf("STREAM-sized Prepare is %d bytes, want 1–2 KB", n)
+	}
+	for name, body := range p {
+		if _, err := ilpdest.ReadPrepare(body); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

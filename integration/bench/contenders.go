@@ -1,0 +1,231 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// contender is one way of putting the stub connectors behind an address.
+type contender struct {
+	id     string // for -only
+	label  string // in the report
+	header bool   // requests carry ILP-Destination
+	jwt    bool   // requests carry a JWT instead of the static token
+	start  func(b *bench, dir string) (*server, error)
+}
+
+// server is a started contender.
+type server struct {
+	h1, h2c string   // URLs for HTTP/1.1 and h2c load
+	proc    *process // nil when there is no proxy (direct)
+	admin   string   // Caddy's admin address, for profiles
+}
+
+// Contender ids the report's ratios are computed from.
+const (
+	idRespond = "caddy-respond"
+	idHeader  = "caddy-reverse-proxy"
+	idNginx   = "nginx"
+	idILP     = "caddy-ilp"
+)
+
+// contenders are the benchmark's rows, in report order.
+var contenders = []contender{
+	{id: "direct", label: "direct to one stub (the floor)", header: true, start: startDirect},
+	{id: idRespond, label: "Caddy `respond` (Caddy's serving floor)", header: true, start: startCaddyRespond},
+	{id: idHeader, label: "Caddy `reverse_proxy` + `lb_policy header`", header: true, start: caddyfileStarter(caddyHeaderSite)},
+	{id: idNginx, label: "nginx `hash … consistent` + keepalive", header: true, start: startNginx},
+	{id: "haproxy", label: "HAProxy `balance hdr()` consistent", header: true, start: startHAProxy},
+	{id: idILP, label: "caddy-ilp: `ilp_edge` token + `ilp_prefix`, header", header: true, start: caddyfileStarter(caddyILPSite(false))},
+	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
+	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
+}
+
+func startDirect(b *bench, _ string) (*server, error) {
+	u := "http://" + b.stubAddrs[0]
+	return &server{h1: u, h2c: u}, nil
+}
+
+// caddyGlobal is the global options block every Caddyfile contender
+// shares: an admin endpoint on loopback (for pprof), no autosave, and h2c
+// beside HTTP/1.1.
+func caddyGlobal(admin string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	servers {
+		protocols h1 h2c
+	}
+}
+`, admin)
+}
+
+func caddyHeaderSite(b *bench) string {
+	return fmt.Sprintf(`	reverse_proxy %s {
+		lb_policy header ILP-Destination
+	}
+`, strings.Join(b.stubAddrs, " "))
+}
+
+func caddyILPSite(jwt bool) func(b *bench) string {
+	return func(b *bench) string {
+		cred := "token " + benchToken
+		if jwt {
+			cred = "jwt_secret " + benchJWTSecret
+		}
+		return fmt.Sprintf(`	ilp_edge {
+		address g.bench.edge
+		peer bench {
+			%s
+		}
+	}
+	reverse_proxy %s {
+		lb_policy ilp_prefix
+	}
+`, cred, strings.Join(b.stubAddrs, " "))
+	}
+}
+
+// caddyfileStarter runs ./cmd/caddy with a Caddyfile whose one site, on a
+// loopback port, holds the handlers site returns.
+func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*server, error) {
+	return func(b *bench, dir string) (*server, error) {
+		port := freePort()
+		admin := fmt.Sprintf("127.0.0.1:%d", freePort())
+		cfg := caddyGlobal(admin) + fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n%s}\n", port, site(b))
+		path := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			return nil, err
+		}
+		p, err := startProcess(dir, "caddy", b.caddy, "run", "--config", path, "--adapter", "caddyfile")
+		if err != nil {
+			return nil, err
+		}
+		u := fmt.Sprintf("http://127.0.0.1:%d", port)
+		return &server{h1: u, h2c: u, proc: p, admin: admin}, nil
+	}
+}
+
+// startCaddyRespond runs Caddy answering every request with a stub's
+// Fulfill and no proxying: what Caddy costs to serve a packet at all. It
+// is JSON because a Fulfill starts with a CR byte, which a Caddyfile token
+// cannot carry.
+func startCaddyRespond(b *bench, dir string) (*server, error) {
+	port := freePort()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
+	cfg := map[string]any{
+		"admin": map[string]any{"listen": admin, "config": map[string]any{"persist": false}},
+		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"bench": map[string]any{
+			"listen":    []string{fmt.Sprintf("127.0.0.1:%d", port)},
+			"protocols": []string{"h1", "h2c"},
+			"routes": []any{map[string]any{"handle": []any{map[string]any{
+				"handler":     "static_response",
+				"status_code": 200,
+				"headers":     map[string][]string{"Content-Type": {"application/octet-stream"}},
+				"body":        string(b.fulfill),
+			}}}},
+		}}}},
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(path, js, 0o600); err != nil {
+		return nil, err
+	}
+	p, err := startProcess(dir, "caddy", b.caddy, "run", "--config", path)
+	if err != nil {
+		return nil, err
+	}
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	return &server{h1: u, h2c: u, proc: p, admin: admin}, nil
+}
+
+// startNginx runs nginx as an operator would for this job: one worker per
+// core, consistent hashing on the header, keep-alive to the upstreams, no
+// access log. nginx 1.22 cannot serve HTTP/1.1 and h2c on one port.
+func startNginx(b *bench, dir string) (*server, error) {
+	p1, p2 := freePort(), freePort()
+	var servers strings.Builder
+	for _, a := range b.stubAddrs {
+		fmt.Fprintf(&servers, "\t\tserver %s;\n", a)
+	}
+	cfg := fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+events {
+	worker_connections 4096;
+}
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	keepalive_requests 1000000;
+	upstream stubs {
+		hash $http_ilp_destination consistent;
+%[2]s		keepalive 64;
+		keepalive_requests 1000000;
+	}
+	server {
+		listen 127.0.0.1:%[3]d;
+		listen 127.0.0.1:%[4]d http2;
+		location / {
+			proxy_pass http://stubs;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+`, dir, servers.String(), p1, p2)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := startProcess(dir, "nginx", "nginx", "-p", dir, "-c", path, "-e", dir+"/nginx-error.log")
+	if err != nil {
+		return nil, err
+	}
+	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", p1), h2c: fmt.Sprintf("http://127.0.0.1:%d", p2), proc: p}, nil
+}
+
+// startHAProxy runs HAProxy in the foreground with one thread per core,
+// hashing the header consistently and reusing upstream connections, with
+// no logging.
+func startHAProxy(b *bench, dir string) (*server, error) {
+	p1, p2 := freePort(), freePort()
+	var servers strings.Builder
+	for i, a := range b.stubAddrs {
+		fmt.Fprintf(&servers, "\tserver stub%d %s\n", i+1, a)
+	}
+	cfg := fmt.Sprintf(`global
+	maxconn 4096
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	http-reuse always
+frontend edge
+	bind 127.0.0.1:%d
+	bind 127.0.0.1:%d proto h2
+	default_backend stubs
+backend stubs
+	balance hdr(ILP-Destination)
+	hash-type consistent
+%s`, p1, p2, servers.String())
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := startProcess(dir, "haproxy", "haproxy", "-db", "-f", path)
+	if err != nil {
+		return nil, err
+	}
+	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", p1), h2c: fmt.Sprintf("http://127.0.0.1:%d", p2), proc: p}, nil
+}

@@ -1,0 +1,178 @@
+// Command bench measures what each ILP packet costs through caddy-ilp and
+// through what an operator would otherwise deploy: nginx, HAProxy, plain
+// Caddy, and no proxy at all, all in front of the same three stub
+// connectors (integration/stubconnector) on loopback, loaded by h2load.
+//
+//	go run ./integration/bench            # full run: 3 rounds, all workloads (about 12 minutes)
+//	go run ./integration/bench -quick     # one short round, 79-byte packets only (CI)
+//
+// The figure that survives a noisy machine is the proxy's CPU time per
+// packet (utime+stime of its whole process group from /proc, divided by
+// the packets answered), so the report leads with it and with ratios
+// against nginx and Caddy. Rounds are interleaved (every contender once,
+// then again) and each contender starts fresh for every run.
+//
+// nginx, HAProxy and h2load are installed from Debian packages if missing.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	quick     bool
+	rounds    int
+	duration  time.Duration
+	warmup    time.Duration
+	only      string
+	workloads string
+	out       string
+	profile   bool
+	install   bool
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "one short round of the 79-byte workloads; exits non-zero on any failure (CI)")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the report shows medians")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per run")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run")
+	flag.StringVar(&o.only, "only", "", "comma-separated contender ids to run (default all): "+contenderIDs())
+	flag.StringVar(&o.workloads, "workloads", "", "comma-separated workloads to run (default all): "+workloadIDs())
+	flag.StringVar(&o.out, "out", "integration/bench/results.md", "where to write the Markdown report")
+	flag.BoolVar(&o.profile, "profile", true, "after the rounds, profile caddy-ilp under load through Caddy's admin pprof endpoint")
+	flag.BoolVar(&o.install, "install", true, "apt-get install nginx-light, haproxy and nghttp2-client if missing")
+	flag.Parse()
+	if o.quick {
+		o.rounds, o.duration, o.warmup, o.profile = 1, time.Second, 500*time.Millisecond, false
+		if o.workloads == "" {
+			o.workloads = "79-h1,79-h2c"
+		}
+		if o.out == "integration/bench/results.md" {
+			o.out = os.TempDir() + "/caddy-ilp-bench-quick.md"
+		}
+	}
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("bench: ")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, o)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if !ok {
+		log.Fatal("some runs failed packets: see the report")
+	}
+}
+
+// run does the whole benchmark and reports whether every run answered
+// every packet.
+func run(ctx context.Context, o options) (bool, error) {
+	cs, err := selectContenders(o.only)
+	if err != nil {
+		return false, err
+	}
+	if o.install {
+		if err := installTools(); err != nil {
+			return false, err
+		}
+	}
+	b, err := setUp(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer b.tearDown()
+	wls, err := selectWorkloads(b.workloads(), o.workloads)
+	if err != nil {
+		return false, err
+	}
+
+	results := map[string][]sample{} // by contender id + "/" + workload name
+	for round := 1; round <= o.rounds; round++ {
+		for _, wl := range wls {
+			for _, c := range cs {
+				s, err := b.measure(ctx, c, wl, o, "")
+				if err != nil {
+					return false, fmt.Errorf("round %d, %s, %s: %w", round, c.id, wl.name, err)
+				}
+				log.Printf("round %d  %-22s %-28s %8.0f pkt/s %7.1f µs/pkt  fail %d",
+					round, c.id, wl.name, s.pps, s.proxyCPU, s.failures)
+				results[c.id+"/"+wl.name] = append(results[c.id+"/"+wl.name], s)
+			}
+		}
+	}
+
+	var prof string
+	if o.profile {
+		if i := slices.IndexFunc(cs, func(c contender) bool { return c.id == idILP }); i >= 0 {
+			prof, err = b.profile(ctx, cs[i], wls[0], o)
+			if err != nil {
+				return false, fmt.Errorf("profile: %w", err)
+			}
+		}
+	}
+
+	report := b.report(o, cs, wls, results, prof)
+	fmt.Print(report)
+	if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+		return false, err
+	}
+	log.Printf("report written to %s", o.out)
+
+	for _, ss := range results {
+		for _, s := range ss {
+			if s.failures > 0 || s.packets == 0 {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+func selectContenders(only string) ([]contender, error) {
+	if only == "" {
+		return contenders, nil
+	}
+	var cs []contender
+	for _, id := range strings.Split(only, ",") {
+		i := slices.IndexFunc(contenders, func(c contender) bool { return c.id == id })
+		if i < 0 {
+			return nil, fmt.Errorf("-only: no contender %q (have %s)", id, contenderIDs())
+		}
+		cs = append(cs, contenders[i])
+	}
+	return cs, nil
+}
+
+func selectWorkloads(all []workload, ids string) ([]workload, error) {
+	if ids == "" {
+		return all, nil
+	}
+	var wls []workload
+	for _, id := range strings.Split(ids, ",") {
+		i := slices.IndexFunc(all, func(w workload) bool { return w.id == id })
+		if i < 0 {
+			return nil, fmt.Errorf("-workloads: no workload %q (have %s)", id, workloadIDs())
+		}
+		wls = append(wls, all[i])
+	}
+	return wls, nil
+}
+
+func contenderIDs() string {
+	var ids []string
+	for _, c := range contenders {
+		ids = append(ids, c.id)
+	}
+	return strings.Join(ids, ",")
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// summary is one contender's figures on one workload over all rounds.
+type summary struct {
+	pps, proxyCPU, stubCPU, p50, p99, peakMB float64 // medians
+	cpuMin, cpuMax                           float64
+	failures                                 int64 // total
+}
+
+func summarize(ss []sample) summary {
+	med := func(f func(sample) float64) float64 {
+		var v []float64
+		for _, s := range ss {
+			if x := f(s); !math.IsNaN(x) {
+				v = append(v, x)
+			}
+		}
+		if len(v) == 0 {
+			return math.NaN()
+		}
+		slices.Sort(v)
+		return percentile(v, 50)
+	}
+	sum := summary{
+		pps:      med(func(s sample) float64 { return s.pps }),
+		proxyCPU: med(func(s sample) float64 { return s.proxyCPU }),
+		stubCPU:  med(func(s sample) float64 { return s.stubCPU }),
+		p50:      med(func(s sample) float64 { return ms(s.p50) }),
+		p99:      med(func(s sample) float64 { return ms(s.p99) }),
+		peakMB:   med(func(s sample) float64 { return s.peakMB }),
+		cpuMin:   math.Inf(1), cpuMax: math.Inf(-1),
+	}
+	for _, s := range ss {
+		sum.failures += s.failures
+		sum.cpuMin = math.Min(sum.cpuMin, s.proxyCPU)
+		sum.cpuMax = math.Max(sum.cpuMax, s.proxyCPU)
+	}
+	return sum
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report renders the results as Markdown.
+func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, profile string) string {
+	var w strings.Builder
+	fmt.Fprintf(&w, "# caddy-ilp benchmark\n\n")
+	fmt.Fprintf(&w, "%s. %s, %d cores. %d round(s) of %v after %v warm-up; each contender started fresh for every run; "+
+		"3 stub connectors (`integration/stubconnector`) on loopback; load from h2load, one thread.\n\n",
+		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), o.rounds, o.duration, o.warmup)
+	fmt.Fprintf(&w, "Versions: %s.\n\n", strings.Join(versions(b.caddy), "; "))
+	fmt.Fprintf(&w, "**Proxy CPU** is the proxy's utime+stime (all its processes and threads, from /proc) divided by the packets "+
+		"answered: the figure that holds on a noisy machine. Packets/s and latency depend on the load generator and the stubs "+
+		"sharing the same cores. Medians over rounds; CPU range in brackets. Failures: non-200, transport errors, and answers "+
+		"that were not the stub's Fulfill.\n\n")
+
+	sums := map[string]summary{}
+	for _, wl := range wls {
+		fmt.Fprintf(&w, "## %s\n\n", wl.name)
+		fmt.Fprintf(&w, "| contender | packets/s | proxy CPU µs/packet | stub CPU µs/packet | p50 ms | p99 ms | peak RSS MB | failures |\n")
+		fmt.Fprintf(&w, "|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range cs {
+			ss := results[c.id+"/"+wl.name]
+			if len(ss) == 0 {
+				continue
+			}
+			s := summarize(ss)
+			sums[c.id+"/"+wl.name] = s
+			cpu := "—"
+			if !math.IsNaN(s.proxyCPU) {
+				cpu = fmt.Sprintf("**%.1f** (%.1f–%.1f)", s.proxyCPU, s.cpuMin, s.cpuMax)
+			}
+			rss := "—"
+			if s.peakMB > 0 {
+				rss = fmt.Sprintf("%.0f", s.peakMB)
+			}
+			fmt.Fprintf(&w, "| %s | %.0f | %s | %.1f | %.2f | %.2f | %s | %d |\n",
+				c.label, s.pps, cpu, s.stubCPU, s.p50, s.p99, rss, s.failures)
+		}
+		fmt.Fprintln(&w)
+	}
+
+	fmt.Fprintf(&w, "## Ratios\n\n")
+	fmt.Fprintf(&w, "caddy-ilp (`ilp_edge` with a static token + `reverse_proxy` + `lb_policy ilp_prefix`, ILP-Destination header) "+
+		"against the others: proxy CPU per packet (lower is better for caddy-ilp below 1) and packets/s.\n\n")
+	fmt.Fprintf(&w, "| workload | vs nginx: CPU, pkt/s | vs Caddy `reverse_proxy`: CPU, pkt/s | vs Caddy `respond`: CPU, pkt/s |\n")
+	fmt.Fprintf(&w, "|---|---|---|---|\n")
+	for _, wl := range wls {
+		ilp, ok := sums[idILP+"/"+wl.name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&w, "| %s |", wl.name)
+		for _, id := range []string{idNginx, idHeader, idRespond} {
+			other, ok := sums[id+"/"+wl.name]
+			if !ok {
+				fmt.Fprintf(&w, " — |")
+				continue
+			}
+			fmt.Fprintf(&w, " %.2f×, %.2f× |", ilp.proxyCPU/other.proxyCPU, ilp.pps/other.pps)
+		}
+		fmt.Fprintln(&w)
+	}
+	fmt.Fprintln(&w)
+
+	if profile != "" {
+		fmt.Fprintf(&w, "## Where caddy-ilp's CPU goes\n\n")
+		fmt.Fprintf(&w, "A CPU profile of caddy-ilp (`%s`, one extra run, not counted above) through Caddy's admin endpoint "+
+			"(`/debug/pprof/profile`); top 10 by own time, then by cumulative time:\n\n", wls[0].name)
+		fmt.Fprintf(&w, "```\n%s```\n", profile)
+	}
+	return w.String()
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+// versions asks each program for its version; the first line of what it
+// prints is enough.
+func versions(caddy string) []string {
+	var vs []string
+	for _, args := range [][]string{
+		{caddy, "version"}, {"nginx", "-v"}, {"haproxy", "-v"}, {"h2load", "--version"}, {"go", "version"},
+	} {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		if err != nil {
+			line = "not found"
+		}
+		name := args[0]
+		if name == caddy {
+			name = "caddy"
+			line, _, _ = strings.Cut(line, " ")
+		}
+		vs = append(vs, fmt.Sprintf("%s %s", name, strings.TrimSpace(line)))
+	}
+	return vs
+}
