@@ -319,8 +319,23 @@ func (b *bench) profile(ctx context.Context, c contender, wl workload, o options
 		if err != nil {
 			return "", fmt.Errorf("go tool pprof: %w", err)
 		}
-		out.Write(text)
+		// Keep the table and its summary, not the binary's build ID.
+		for _, line := range strings.SplitAfter(string(text), "\n") {
+			if !strings.HasPrefix(line, "File:") && !strings.HasPrefix(line, "Build ID:") && !strings.HasPrefix(line, "Time:") {
+				out.WriteString(line)
+			}
+		}
 		out.WriteString("\n")
+	}
+	if o.keepProfile != "" {
+		raw, err := os.ReadFile(path)
+		if err == nil {
+			err = os.WriteFile(o.keepProfile, raw, 0o644)
+		}
+		if err != nil {
+			return "", err
+		}
+		log.Printf("CPU profile kept in %s (go tool pprof -http : %s)", o.keepProfile, o.keepProfile)
 	}
 	return out.String(), nil
 }

@@ -29,15 +29,16 @@ import (
 )
 
 type options struct {
-	quick     bool
-	rounds    int
-	duration  time.Duration
-	warmup    time.Duration
-	only      string
-	workloads string
-	out       string
-	profile   bool
-	install   bool
+	quick       bool
+	rounds      int
+	duration    time.Duration
+	warmup      time.Duration
+	only        string
+	workloads   string
+	out         string
+	profile     bool
+	keepProfile string
+	install     bool
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated workloads to run (default all): "+workloadIDs())
 	flag.StringVar(&o.out, "out", "integration/bench/results.md", "where to write the Markdown report")
 	flag.BoolVar(&o.profile, "profile", true, "after the rounds, profile caddy-ilp under load through Caddy's admin pprof endpoint")
+	flag.StringVar(&o.keepProfile, "keep-profile", "", "also keep the raw CPU profile in this file")
 	flag.BoolVar(&o.install, "install", true, "apt-get install nginx-light, haproxy and nghttp2-client if missing")
 	flag.Parse()
 	if o.quick {

@@ -47,7 +47,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("stubconnector: %v", err)
 	}
-	s := newStub(*name, ln.Addr().String())
+	s := newStub(*name)
 
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -73,7 +73,7 @@ type stub struct {
 	bufs    sync.Pool
 }
 
-func newStub(name, addr string) *stub {
+func newStub(name string) *stub {
 	s := &stub{
 		fulfill: ilpdest.AppendFulfill(nil, []byte(Fulfillment), []byte(name)),
 		reject: ilpdest.AppendReject(nil, ilpdest.Reject{
@@ -114,19 +114,20 @@ func (s *stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(reply)
 }
 
-// readBody reads the request body into buf, growing it at most to
-// maxPacket bytes.
+// readBody reads the request body into buf, refusing more than maxPacket
+// bytes.
 func readBody(r *http.Request, buf []byte) ([]byte, error) {
+	body := io.LimitedReader{R: r.Body, N: maxPacket + 1}
 	for {
 		if len(buf) == cap(buf) {
-			if cap(buf) >= maxPacket {
-				return buf, errors.New("packet too large")
-			}
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
+			if len(buf) > maxPacket {
+				return buf, errors.New("packet too large")
+			}
 			return buf, nil
 		}
 		if err != nil {
