@@ -13,8 +13,12 @@ import (
 func init() {
 	caddy.RegisterModule(handler.Edge{})
 	caddy.RegisterModule(handler.PrefixSelection{})
+	caddy.RegisterModule(handler.Proxy{})
 	httpcaddyfile.RegisterHandlerDirective("ilp_edge", handler.ParseEdgeCaddyfile)
 	// Before basic_auth, so that ilp_edge wraps handle and route blocks
 	// (with "before reverse_proxy" it would sort after them and never run).
 	httpcaddyfile.RegisterDirectiveOrder("ilp_edge", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterHandlerDirective("ilp_proxy", handler.ParseProxyCaddyfile)
+	// A terminal handler in reverse_proxy's place.
+	httpcaddyfile.RegisterDirectiveOrder("ilp_proxy", httpcaddyfile.After, "reverse_proxy")
 }

@@ -30,6 +30,7 @@ const (
 	idHeader  = "caddy-reverse-proxy"
 	idNginx   = "nginx"
 	idILP     = "caddy-ilp"
+	idProxy   = "caddy-ilp-proxy"
 )
 
 // contenders are the benchmark's rows, in report order.
@@ -42,6 +43,9 @@ var contenders = []contender{
 	{id: idILP, label: "caddy-ilp: `ilp_edge` token + `ilp_prefix`, header", header: true, start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
+	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http"))},
+	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http"))},
+	{id: "caddy-ilp-proxy-h2c", label: "caddy-ilp with `ilp_proxy`, h2c upstreams", header: true, start: caddyfileStarter(caddyProxySite("h2c"))},
 }
 
 func startDirect(b *bench, _ string) (*server, error) {
@@ -86,6 +90,23 @@ func caddyILPSite(jwt bool) func(b *bench) string {
 		lb_policy ilp_prefix
 	}
 `, cred, strings.Join(b.stubAddrs, " "))
+	}
+}
+
+func caddyProxySite(scheme string) func(b *bench) string {
+	return func(b *bench) string {
+		var ups []string
+		for _, a := range b.stubAddrs {
+			ups = append(ups, scheme+"://"+a)
+		}
+		return fmt.Sprintf(`	ilp_edge {
+		address g.bench.edge
+		peer bench {
+			token %s
+		}
+	}
+	ilp_proxy %s
+`, benchToken, strings.Join(ups, " "))
 	}
 }
 

@@ -1,0 +1,107 @@
+package handler
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// ParseProxyCaddyfile sets up a Proxy from the `ilp_proxy` directive; see
+// Proxy.UnmarshalCaddyfile for the syntax.
+func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Proxy)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	ilp_proxy [<upstreams...>] {
+//		to <upstreams...>
+//		prefix_segments <n>
+//		max_hold <duration>
+//		dial_timeout <duration>
+//		keepalive <duration>
+//		keepalive_idle_conns <n>
+//		fail_duration <duration>
+//		max_fails <n>
+//		health_uri <path>
+//		health_interval <duration>
+//		health_timeout <duration>
+//	}
+//
+// An upstream is http://, h2c:// or https:// host:port with an optional
+// path, which may hold placeholders.
+func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive
+	p.Upstreams = append(p.Upstreams, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var err error
+		switch opt {
+		case "to":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			p.Upstreams = append(p.Upstreams, args...)
+		case "max_hold":
+			p.MaxHold, err = parseDurationArg(d)
+		case "dial_timeout":
+			p.DialTimeout, err = parseDurationArg(d)
+		case "keepalive":
+			p.KeepAlive, err = parseDurationArg(d)
+		case "fail_duration":
+			p.FailDuration, err = parseDurationArg(d)
+		case "health_interval":
+			p.HealthInterval, err = parseDurationArg(d)
+		case "health_timeout":
+			p.HealthTimeout, err = parseDurationArg(d)
+		case "health_uri":
+			if !d.AllArgs(&p.HealthURI) {
+				return d.ArgErr()
+			}
+		case "prefix_segments":
+			var n int
+			n, err = parseCountArg(d)
+			p.PrefixSegments = &n
+		case "max_fails":
+			p.MaxFails, err = parseCountArg(d)
+		case "keepalive_idle_conns":
+			p.KeepAliveIdleConns, err = parseCountArg(d)
+		default:
+			return d.Errf("unrecognized ilp_proxy option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(p.Upstreams) == 0 {
+		return d.Err("ilp_proxy needs at least one upstream")
+	}
+	for _, s := range p.Upstreams {
+		if _, err := parseUpstream(s); err != nil {
+			return d.Errf("%v", err)
+		}
+	}
+	return nil
+}
+
+// parseCountArg reads the one non-negative integer argument of an option.
+func parseCountArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s %q: want a whole number, 0 or more", opt, s)
+	}
+	return n, nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Proxy)(nil)

@@ -1,0 +1,425 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// connector is a real HTTP server on loopback standing in for an ILP
+// connector: it fulfills every packet with its name as the data and
+// counts what it received.
+type connector struct {
+	name    string
+	srv     *httptest.Server
+	packets atomic.Int32
+	mu      sync.Mutex
+	paths   []string
+	health  atomic.Int32 // status for GET /health; 0 = 200
+}
+
+func startConnector(t *testing.T, name string, h2c bool) *connector {
+	t.Helper()
+	c := &connector{name: name}
+	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			if s := c.health.Load(); s != 0 {
+				w.WriteHeader(int(s))
+			}
+			return
+		}
+		io.ReadAll(r.Body)
+		c.packets.Add(1)
+		c.mu.Lock()
+		c.paths = append(c.paths, r.URL.Path+" "+r.Proto+" "+r.Header.Get("Ilp-Peer-Name"))
+		c.mu.Unlock()
+		w.Write(ilpdest.AppendFulfill(nil, testFulfillment, []byte(name)))
+	}))
+	if h2c {
+		c.srv.Config.Protocols = new(http.Protocols)
+		c.srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	}
+	c.srv.Start()
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+func (c *connector) addr() string { return strings.TrimPrefix(c.srv.URL, "http://") }
+
+// testProxy provisions an ilp_proxy for the upstreams.
+func testProxy(t *testing.T, mod func(*Proxy), upstreams ...string) *Proxy {
+	t.Helper()
+	p := &Proxy{Upstreams: upstreams}
+	if mod != nil {
+		mod(p)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := p.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	t.Cleanup(func() { p.Cleanup() })
+	if err := p.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	return p
+}
+
+// send passes one packet to dest through ilp_edge (as alice) and p.
+func send(t *testing.T, e *Edge, p *Proxy, dest string, ttl time.Duration) (*httptest.ResponseRecorder, *http.Request, error) {
+	t.Helper()
+	r := newRequest("POST", prepareBytes(dest, ttl), "Authorization", "Bearer "+aliceToken)
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return p.ServeHTTP(w, r, nil) })
+	w, err := serve(t, e, r, next)
+	return w, r, err
+}
+
+// fulfilledBy returns the connector name in a Fulfill's data.
+func fulfilledBy(t *testing.T, w *httptest.ResponseRecorder, err error) string {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("handler error: %v", err)
+	}
+	b := w.Body.Bytes()
+	if typ, _ := ilpdest.ReadResponseType(b); typ != ilpdest.TypeFulfill {
+		code, _ := ilpdest.ReadRejectCode(b)
+		t.Fatalf("got %v %s, want a Fulfill", typ, code)
+	}
+	return string(b[35:]) // type, length, 32-byte fulfillment, data length
+}
+
+func TestProxyRoutesLikeILPPrefix(t *testing.T) {
+	for _, scheme := range []string{"http", "h2c"} {
+		t.Run(scheme, func(t *testing.T) {
+			cs := []*connector{startConnector(t, "c0", scheme == "h2c"), startConnector(t, "c1", scheme == "h2c"), startConnector(t, "c2", scheme == "h2c")}
+			var ups, names []string
+			for _, c := range cs {
+				ups = append(ups, scheme+"://"+c.addr())
+				names = append(names, c.addr())
+			}
+			e, _ := testEdge(t, nil)
+			p := testProxy(t, nil, ups...)
+			counts := map[string]int{}
+			for i := range 60 {
+				dest := fmt.Sprintf("g.usd.acct%d.receiver", i)
+				want := cs[ilpdest.Rank(ilpdest.Prefix(dest, 3), names, nil)[0]].name
+				w, _, err := send(t, e, p, dest, time.Minute)
+				if got := fulfilledBy(t, w, err); got != want {
+					t.Fatalf("%s went to %s, want %s (ilp_prefix's choice)", dest, got, want)
+				}
+				counts[want]++
+			}
+			if len(counts) != 3 {
+				t.Errorf("60 prefixes reached only %v", counts)
+			}
+			wantProto := "HTTP/1.1"
+			if scheme == "h2c" {
+				wantProto = "HTTP/2.0"
+			}
+			if got := cs[0].paths[0]; got != "/ "+wantProto+" alice" {
+				t.Errorf("connector saw %q, want path /, %s, peer alice", got, wantProto)
+			}
+		})
+	}
+}
+
+func TestProxyPathPlaceholders(t *testing.T) {
+	c := startConnector(t, "rs", false)
+	e, _ := testEdge(t, nil)
+	p := testProxy(t, nil, "http://"+c.addr()+"/accounts/{http.ilp.peer}/ilp")
+	w, _, err := send(t, e, p, "g.rs.bob", time.Minute)
+	fulfilledBy(t, w, err)
+	if got := c.paths[0]; got != "/accounts/alice/ilp HTTP/1.1 alice" {
+		t.Errorf("connector saw %q", got)
+	}
+}
+
+// deadPort returns a loopback address nothing listens on.
+func deadPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// destRankedFirst finds a destination whose first choice is addrs[0].
+func destRankedFirst(addrs []string) string {
+	for i := 0; ; i++ {
+		dest := fmt.Sprintf("g.usd.acct%d", i)
+		if ilpdest.Rank(dest, addrs, nil)[0] == 0 {
+			return dest
+		}
+	}
+}
+
+func TestProxyRetriesOnlyUndelivered(t *testing.T) {
+	live := startConnector(t, "live", false)
+	e, _ := testEdge(t, nil)
+
+	t.Run("dial refused: next-ranked upstream", func(t *testing.T) {
+		dead := deadPort(t)
+		p := testProxy(t, nil, "http://"+dead, "http://"+live.addr())
+		w, r, err := send(t, e, p, destRankedFirst([]string{dead, live.addr()}), time.Minute)
+		if got := fulfilledBy(t, w, err); got != "live" {
+			t.Errorf("fulfilled by %s", got)
+		}
+		if rank := caddyhttp.GetVar(r.Context(), VarUpstreamRank); rank != 1 {
+			t.Errorf("upstream rank %v, want 1", rank)
+		}
+	})
+
+	t.Run("backend dies after reading the packet: no second delivery", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		var seen atomic.Int32
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					buf := make([]byte, 4096)
+					if n, _ := c.Read(buf); n > 0 {
+						seen.Add(1)
+					}
+					c.Close() // dies without answering
+				}()
+			}
+		}()
+		before := live.packets.Load()
+		p := testProxy(t, nil, "http://"+l.Addr().String(), "http://"+live.addr())
+		w, _, err := send(t, e, p, destRankedFirst([]string{l.Addr().String(), live.addr()}), time.Minute)
+		wantReject(t, w, err, "T01")
+		if seen.Load() != 1 || live.packets.Load() != before {
+			t.Errorf("the dying backend saw %d packets and the next one %d; want 1 and 0",
+				seen.Load(), live.packets.Load()-before)
+		}
+	})
+
+	t.Run("idle connection closed by the backend is not used", func(t *testing.T) {
+		c := startConnector(t, "restarting", false)
+		p := testProxy(t, nil, "http://"+c.addr())
+		w, _, err := send(t, e, p, "g.usd.x", time.Minute)
+		fulfilledBy(t, w, err)
+		c.srv.CloseClientConnections() // as a restarting connector does
+		time.Sleep(20 * time.Millisecond)
+		w, _, err = send(t, e, p, "g.usd.x", time.Minute)
+		fulfilledBy(t, w, err)
+		if n := c.packets.Load(); n != 2 {
+			t.Errorf("connector got %d packets, want 2", n)
+		}
+	})
+}
+
+func TestProxyStalledBackendGetsR00(t *testing.T) {
+	release := make(chan struct{})
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer stall.Close()
+	defer close(release)
+	e, _ := testEdge(t, nil)
+	p := testProxy(t, nil, stall.URL)
+	w, _, err := send(t, e, p, "g.usd.x", 300*time.Millisecond)
+	wantReject(t, w, err, "R00")
+
+	// max_hold shorter than the expiry: T00, the packet has not expired.
+	p = testProxy(t, func(p *Proxy) { p.MaxHold = caddy.Duration(100 * time.Millisecond) }, stall.URL)
+	w, _, err = send(t, e, p, "g.usd.x", time.Minute)
+	wantReject(t, w, err, "T00")
+}
+
+func TestProxyNoHealthyUpstreamGetsT01(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) }, "http://"+deadPort(t))
+	for range 2 { // the second finds it marked down and does not dial
+		w, _, err := send(t, e, p, "g.usd.x", time.Minute)
+		wantReject(t, w, err, "T01")
+	}
+	if p.upstreams[0].healthy(1) {
+		t.Error("a refused upstream is still healthy within fail_duration")
+	}
+}
+
+func TestProxyPassiveHealth(t *testing.T) {
+	live := startConnector(t, "live", false)
+	dead := deadPort(t)
+	e, _ := testEdge(t, nil)
+	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(200 * time.Millisecond) },
+		"http://"+dead, "http://"+live.addr())
+	dest := destRankedFirst([]string{dead, live.addr()})
+	_, r, _ := send(t, e, p, dest, time.Minute)
+	if rank := caddyhttp.GetVar(r.Context(), VarUpstreamRank); rank != 1 {
+		t.Fatalf("rank %v, want 1", rank)
+	}
+	if p.upstreams[0].healthy(1) {
+		t.Fatal("refused upstream still healthy")
+	}
+	waitFor(t, "the failure to expire", func() bool { return p.upstreams[0].healthy(1) })
+}
+
+func TestProxyActiveHealth(t *testing.T) {
+	a, b := startConnector(t, "a", false), startConnector(t, "b", true)
+	e, _ := testEdge(t, nil)
+	p := testProxy(t, func(p *Proxy) {
+		p.HealthURI = "/health"
+		p.HealthInterval = caddy.Duration(20 * time.Millisecond)
+	}, "http://"+a.addr(), "h2c://"+b.addr())
+	dest := destRankedFirst([]string{a.addr(), b.addr()})
+
+	a.health.Store(http.StatusServiceUnavailable)
+	waitFor(t, "a to be marked down", func() bool { return !p.upstreams[0].healthy(1) })
+	w, _, err := send(t, e, p, dest, time.Minute)
+	if got := fulfilledBy(t, w, err); got != "b" {
+		t.Errorf("with a down, fulfilled by %s", got)
+	}
+	a.health.Store(0)
+	waitFor(t, "a to come back", func() bool { return p.upstreams[0].healthy(1) })
+	w, _, err = send(t, e, p, dest, time.Minute)
+	if got := fulfilledBy(t, w, err); got != "a" {
+		t.Errorf("with a back, fulfilled by %s", got)
+	}
+	// b speaks only h2c: its check must have been made in HTTP/2.
+	if !p.upstreams[1].healthy(1) {
+		t.Error("h2c upstream failed its health check")
+	}
+}
+
+func TestProxyPoolsSurviveReload(t *testing.T) {
+	c := startConnector(t, "c", false)
+	old := testProxy(t, nil, "http://"+c.addr())
+	e, _ := testEdge(t, nil)
+	w, _, err := send(t, e, old, "g.usd.x", time.Minute)
+	fulfilledBy(t, w, err)
+	conn := old.upstreams[0].state.h1.idle[0]
+
+	reloaded := testProxy(t, nil, "http://"+c.addr())
+	if reloaded.upstreams[0].state != old.upstreams[0].state {
+		t.Fatal("the new config did not get the old config's upstream state")
+	}
+	old.Cleanup() // the old config is unloaded
+	w, _, err = send(t, e, reloaded, "g.usd.x", time.Minute)
+	fulfilledBy(t, w, err)
+	if got := reloaded.upstreams[0].state.h1.idle[0]; got != conn {
+		t.Error("the connection was not reused across the reload")
+	}
+}
+
+func TestProxyWithoutEdge(t *testing.T) {
+	c := startConnector(t, "c", false)
+	p := testProxy(t, nil, c.srv.URL)
+	w := httptest.NewRecorder()
+	err := p.ServeHTTP(w, newRequest("POST", prepareBytes("g.usd.x", time.Minute)), nil)
+	if got := fulfilledBy(t, w, err); got != "c" {
+		t.Errorf("fulfilled by %s", got)
+	}
+	err = p.ServeHTTP(httptest.NewRecorder(), newRequest("POST", []byte("not a packet")), nil)
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad packet: got %v, want a 400 handler error", err)
+	}
+}
+
+func TestProxyConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		upstreams []string
+		want      string
+	}{
+		{[]string{"ftp://x:1"}, "scheme"},
+		{[]string{"http://"}, "no host"},
+		{[]string{"http://a:1", "h2c://a:1/other"}, "listed twice"},
+		{[]string{"http://a:1/x?y=1"}, "query"},
+	} {
+		p := &Proxy{Upstreams: tc.upstreams}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := p.Provision(ctx)
+		p.Cleanup()
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error about %q", tc.upstreams, err, tc.want)
+		}
+	}
+}
+
+// waitFor polls cond for up to 5 s: health state changes in the
+// background, and this machine's timing is not to be relied on.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestProxyUnmarshalCaddyfile(t *testing.T) {
+	two, second := 2, caddy.Duration(time.Second)
+	for _, c := range []struct {
+		name, input string
+		want        *Proxy
+		err         string
+	}{
+		{name: "full", input: `ilp_proxy h2c://10.0.0.1:7768 h2c://10.0.0.2:7768 {
+			to http://10.0.0.3:7768/accounts/{http.ilp.peer}/ilp
+			prefix_segments 2
+			max_hold 1s
+			dial_timeout 1s
+			keepalive 1s
+			keepalive_idle_conns 8
+			fail_duration 1s
+			max_fails 3
+			health_uri /health
+			health_interval 1s
+			health_timeout 1s
+		}`, want: &Proxy{
+			Upstreams:      []string{"h2c://10.0.0.1:7768", "h2c://10.0.0.2:7768", "http://10.0.0.3:7768/accounts/{http.ilp.peer}/ilp"},
+			PrefixSegments: &two, MaxHold: second, DialTimeout: second, KeepAlive: second, KeepAliveIdleConns: 8,
+			FailDuration: second, MaxFails: 3, HealthURI: "/health", HealthInterval: second, HealthTimeout: second,
+		}},
+		{name: "no upstreams", input: "ilp_proxy {\nmax_hold 1s\n}", err: "at least one upstream"},
+		{name: "bad scheme", input: "ilp_proxy ws://a:1", err: "scheme must be"},
+		{name: "unknown option", input: "ilp_proxy a:1 {\nlb_policy random\n}", err: `unrecognized ilp_proxy option "lb_policy"`},
+		{name: "bad count", input: "ilp_proxy a:1 {\nmax_fails -1\n}", err: "want a whole number"},
+		{name: "bad duration", input: "ilp_proxy a:1 {\nmax_hold forever\n}", err: "max_hold"},
+		{name: "empty to", input: "ilp_proxy a:1 {\nto\n}", err: "wrong argument count"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := new(Proxy)
+			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), "Testfile:") {
+					t.Fatalf("error %v, want one containing %q and the Caddyfile line", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %+v\nwant %+v", got, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,169 @@
+package handler
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// upstream is one of ilp_proxy's connectors.
+type upstream struct {
+	scheme string // http, https or h2c
+	addr   string // host:port: the rendezvous key, as reverse_proxy's Dial is
+	path   string // request path; may hold placeholders
+	// pathReplace is set when path holds placeholders to fill per request.
+	pathReplace bool
+	state       *upstreamState
+}
+
+// upstreamState is what outlives a config reload, shared through a
+// caddy.UsagePool: the connections (so a reload causes no reconnect
+// storm, and packets in flight finish on them) and the health.
+type upstreamState struct {
+	h1        *h1Pool         // http
+	transport *http.Transport // h2c and https
+	fails     atomic.Int32    // passive: failures within fail_duration
+	down      atomic.Bool     // active: the last health check failed
+	key       string
+}
+
+// healthTransport checks http upstreams: the packets' own client sends
+// nothing but POSTs.
+var healthTransport = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}
+
+// upstreamStates holds every upstream's state, keyed by everything the
+// state was built from.
+var upstreamStates = caddy.NewUsagePool()
+
+// Destruct implements caddy.Destructor: the last config using the
+// upstream is gone.
+func (s *upstreamState) Destruct() error {
+	if s.h1 != nil {
+		s.h1.close()
+	}
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+	return nil
+}
+
+// parseUpstream reads "scheme://host:port/path", where scheme is http
+// (the default), https or h2c, and the path (default /) may hold
+// placeholders such as {http.ilp.peer}.
+func parseUpstream(s string) (*upstream, error) {
+	u := &upstream{scheme: "http"}
+	rest := s
+	if scheme, after, ok := strings.Cut(s, "://"); ok {
+		u.scheme, rest = strings.ToLower(scheme), after
+	}
+	host, path, hasPath := strings.Cut(rest, "/")
+	u.path = "/" + path
+	if !hasPath {
+		u.path = "/"
+	}
+	defaultPort := "80"
+	switch u.scheme {
+	case "http", "h2c":
+	case "https":
+		defaultPort = "443"
+	default:
+		return nil, fmt.Errorf("upstream %q: scheme must be http, https or h2c", s)
+	}
+	if host == "" {
+		return nil, fmt.Errorf("upstream %q: no host", s)
+	}
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), defaultPort)
+	}
+	u.addr = host
+	if strings.ContainsAny(u.path, " \t\r\n?#") {
+		return nil, fmt.Errorf("upstream %q: the path may not hold spaces, a query or a fragment", s)
+	}
+	u.pathReplace = strings.Contains(u.path, "{")
+	return u, nil
+}
+
+// connect finds or makes the shared state of u for these settings.
+func (u *upstream) connect(p *Proxy) error {
+	key := fmt.Sprintf("%s://%s dial=%v keepalive=%v idle=%d",
+		u.scheme, u.addr, time.Duration(p.DialTimeout), time.Duration(p.KeepAlive), p.KeepAliveIdleConns)
+	v, _, err := upstreamStates.LoadOrNew(key, func() (caddy.Destructor, error) {
+		s := &upstreamState{key: key}
+		if u.scheme == "http" {
+			s.h1 = &h1Pool{addr: u.addr, dialTimeout: time.Duration(p.DialTimeout),
+				idleTimeout: time.Duration(p.KeepAlive), maxIdle: p.KeepAliveIdleConns}
+			return s, nil
+		}
+		dialer := &net.Dialer{Timeout: time.Duration(p.DialTimeout)}
+		t := &http.Transport{
+			DialContext:         dialer.DialContext,
+			MaxIdleConnsPerHost: p.KeepAliveIdleConns,
+			IdleConnTimeout:     time.Duration(p.KeepAlive),
+			TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+			Protocols:           new(http.Protocols),
+		}
+		if u.scheme == "h2c" {
+			t.Protocols.SetUnencryptedHTTP2(true)
+		} else {
+			t.Protocols.SetHTTP1(true)
+			t.Protocols.SetHTTP2(true)
+		}
+		s.transport = t
+		return s, nil
+	})
+	if err != nil {
+		return err
+	}
+	u.state = v.(*upstreamState)
+	return nil
+}
+
+// healthy reports whether u may be given packets: its last active health
+// check (if any) passed and it has failed fewer than maxFails times within
+// fail_duration (if passive health is on).
+func (u *upstream) healthy(maxFails int32) bool {
+	return !u.state.down.Load() && u.state.fails.Load() < maxFails
+}
+
+// countFailure records a failed exchange for failDuration.
+func (u *upstream) countFailure(failDuration time.Duration) {
+	if failDuration <= 0 {
+		return
+	}
+	u.state.fails.Add(1)
+	time.AfterFunc(failDuration, func() { u.state.fails.Add(-1) })
+}
+
+// checkHealth is one active health check: a GET of uri that must answer
+// 2xx before ctx ends. h2c and https upstreams are checked over their own
+// transport, so an h2c-only backend is asked in HTTP/2.
+func (u *upstream) checkHealth(ctx context.Context, uri string) error {
+	scheme := u.scheme
+	if scheme == "h2c" {
+		scheme = "http"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+u.addr+uri, nil)
+	if err != nil {
+		return err
+	}
+	var rt http.RoundTripper = healthTransport
+	if u.state.transport != nil {
+		rt = u.state.transport
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("health check: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
