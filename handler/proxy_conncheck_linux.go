@@ -5,26 +5,41 @@ import (
 	"syscall"
 )
 
-// connAlive reports whether an idle connection is still open: the backend
+// connChecker tells whether an idle connection is still open: the backend
 // has not closed it (a restarted connector closes all of them) and sent
-// nothing unasked. It peeks without blocking, one system call.
-func connAlive(c net.Conn) bool {
+// nothing unasked. It peeks without blocking, one system call, and is made
+// once per connection so that a check allocates nothing.
+type connChecker struct {
+	raw   syscall.RawConn
+	peek  func(fd uintptr) bool
+	alive bool
+	buf   [1]byte
+}
+
+func newConnChecker(c net.Conn) *connChecker {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return true
+		return nil
 	}
-	rc, err := sc.SyscallConn()
+	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return nil
 	}
-	alive := false
-	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	k := &connChecker{raw: raw}
+	k.peek = func(fd uintptr) bool {
 		// Nothing to read is the one healthy answer: 0 bytes is EOF, and
 		// bytes nobody asked for would be taken as the next reply.
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+		_, _, err := syscall.Recvfrom(int(fd), k.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		k.alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
 		return true
-	})
-	return err == nil && alive
+	}
+	return k
+}
+
+func (k *connChecker) open() bool {
+	if k == nil {
+		return true
+	}
+	k.alive = false
+	return k.raw.Read(k.peek) == nil && k.alive
 }

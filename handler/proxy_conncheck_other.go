@@ -4,6 +4,10 @@ package handler
 
 import "net"
 
-// connAlive cannot peek on this platform; an idle connection is trusted
+// connChecker cannot peek on this platform: an idle connection is trusted
 // until keepalive expires.
-func connAlive(net.Conn) bool { return true }
+type connChecker struct{}
+
+func newConnChecker(net.Conn) *connChecker { return nil }
+
+func (*connChecker) open() bool { return true }

@@ -38,6 +38,7 @@ type h1Pool struct {
 type h1Conn struct {
 	net.Conn
 	br        *bufio.Reader
+	check     *connChecker
 	written   int64
 	idleSince time.Time
 }
@@ -73,7 +74,7 @@ func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
 		// An old idle connection may be about to be closed by the backend
 		// (node closes them after 5 s): writing into that race could lose
 		// a packet the backend never saw, so it is not reused.
-		if now.Sub(c.idleSince) < p.idleTimeout && connAlive(c.Conn) {
+		if now.Sub(c.idleSince) < p.idleTimeout && c.check.open() {
 			p.mu.Unlock()
 			return c, nil
 		}
@@ -86,7 +87,7 @@ func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &h1Conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096)}, nil
+	return &h1Conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), check: newConnChecker(nc)}, nil
 }
 
 // put returns a connection whose exchange completed to the pool.

@@ -147,7 +147,22 @@ type fleet struct {
 	backends []*backendProc
 }
 
-func startFleet(t *testing.T) *fleet {
+// Forwarders the real-peer suite runs with: what ilp_edge hands packets to.
+const (
+	viaReverseProxy = "reverse_proxy"
+	viaILPProxy     = "ilp_proxy"
+)
+
+// forwarderConfig is the Caddyfile for a forwarder to the upstreams
+// (host:port), routing by 3-segment prefix either way.
+func forwarderConfig(forwarder string, upstreams []string) string {
+	if forwarder == viaILPProxy {
+		return "ilp_proxy http://" + strings.Join(upstreams, " http://") + " {\n\t\tprefix_segments 3\n\t}"
+	}
+	return "reverse_proxy " + strings.Join(upstreams, " ") + " {\n\t\tlb_policy ilp_prefix 3\n\t}"
+}
+
+func startFleet(t *testing.T, forwarder string) *fleet {
 	t.Helper()
 	needNode(t)
 	bin, err := buildCaddy()
@@ -187,11 +202,9 @@ http://127.0.0.1:%d {
 			upstream_token %s
 		}
 	}
-	reverse_proxy %s {
-		lb_policy ilp_prefix 3
-	}
+	%s
 }
-`, port, aliceToken, connToken, bobSecret, connToken, carolToken, connToken, strings.Join(upstreams, " "))
+`, port, aliceToken, connToken, bobSecret, connToken, carolToken, connToken, forwarderConfig(forwarder, upstreams))
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
@@ -328,8 +341,14 @@ func countResults(res []result) (fulfilled, rejected, errored int, codes map[str
 }
 
 func TestRealPeers(t *testing.T) {
+	for _, forwarder := range []string{viaReverseProxy, viaILPProxy} {
+		t.Run(forwarder, func(t *testing.T) { testRealPeers(t, forwarder) })
+	}
+}
+
+func testRealPeers(t *testing.T, forwarder string) {
 	outer := t // owns processes that outlive a subtest
-	f := startFleet(t)
+	f := startFleet(t, forwarder)
 	dests := testDestinations()
 
 	// Reference routing: 1,000 packets to 100 destinations, static token,
@@ -408,13 +427,22 @@ func TestRealPeers(t *testing.T) {
 		for _, r := range res {
 			owner := want[prefix3(r.Destination)]
 			switch {
-			case owner == victim.name && (r.Result != "reject" || r.Code != "T01" || r.TriggeredBy != "test.edge"):
-				t.Errorf("%s (on the lost backend): %+v, want a T01 Reject from test.edge", r.Destination, r)
 			case owner != victim.name && r.Result != "fulfill":
 				t.Errorf("%s (on %s): %+v, want fulfilled", r.Destination, owner, r)
+			case owner == victim.name && forwarder == viaReverseProxy &&
+				(r.Result != "reject" || r.Code != "T01" || r.TriggeredBy != "test.edge"):
+				t.Errorf("%s (on the lost backend): %+v, want a T01 Reject from test.edge", r.Destination, r)
+			case owner == victim.name && forwarder == viaILPProxy && r.Result != "fulfill":
+				// The dial is refused, so the packet certainly did not
+				// arrive: ilp_proxy tries the prefix's next choice.
+				t.Errorf("%s (on the lost backend): %+v, want fulfilled by the next-ranked backend", r.Destination, r)
 			}
 		}
-		sameRoutes(t, "while one backend is down")
+		for p, b := range f.routes(t) {
+			if b == victim.name || (want[p] != victim.name && want[p] != b) {
+				t.Errorf("while %s is down: prefix %s went to %s, reference %s", victim.name, p, b, want[p])
+			}
+		}
 		f.backends[1] = startBackend(outer, victim.name, victim.port)
 		res = send(t, plan{URL: f.url, Auth: map[string]string{"staticToken": aliceToken}, Name: "alice",
 			SendIlpDestination: true, Packets: packetsTo(dests, 1)})

@@ -307,7 +307,7 @@ func (b *bench) stubUsage() usage {
 // profile runs c once more (not counted) while Caddy's admin endpoint
 // records a CPU profile, and returns pprof's top entries.
 func (b *bench) profile(ctx context.Context, c contender, wl workload, o options) (string, error) {
-	path := filepath.Join(b.dir, "caddy-ilp.pprof")
+	path := filepath.Join(b.dir, c.id+".pprof")
 	if _, err := b.measure(ctx, c, wl, o, path); err != nil {
 		return "", err
 	}
@@ -329,13 +329,14 @@ func (b *bench) profile(ctx context.Context, c contender, wl workload, o options
 	}
 	if o.keepProfile != "" {
 		raw, err := os.ReadFile(path)
+		kept := filepath.Join(o.keepProfile, c.id+".pprof")
 		if err == nil {
-			err = os.WriteFile(o.keepProfile, raw, 0o644)
+			err = os.WriteFile(kept, raw, 0o644)
 		}
 		if err != nil {
 			return "", err
 		}
-		log.Printf("CPU profile kept in %s (go tool pprof -http : %s)", o.keepProfile, o.keepProfile)
+		log.Printf("CPU profile kept: go tool pprof -http : %s", kept)
 	}
 	return out.String(), nil
 }

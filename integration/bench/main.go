@@ -51,7 +51,7 @@ func main() {
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated workloads to run (default all): "+workloadIDs())
 	flag.StringVar(&o.out, "out", "integration/bench/results.md", "where to write the Markdown report")
 	flag.BoolVar(&o.profile, "profile", true, "after the rounds, profile caddy-ilp under load through Caddy's admin pprof endpoint")
-	flag.StringVar(&o.keepProfile, "keep-profile", "", "also keep the raw CPU profile in this file")
+	flag.StringVar(&o.keepProfile, "keep-profile", "", "keep the raw CPU profiles in this directory")
 	flag.BoolVar(&o.install, "install", true, "apt-get install nginx-light, haproxy and nghttp2-client if missing")
 	flag.Parse()
 	if o.quick {
@@ -114,17 +114,19 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 
-	var prof string
+	profiles := map[string]string{} // by contender id
 	if o.profile {
-		if i := slices.IndexFunc(cs, func(c contender) bool { return c.id == idILP }); i >= 0 {
-			prof, err = b.profile(ctx, cs[i], wls[0], o)
-			if err != nil {
-				return false, fmt.Errorf("profile: %w", err)
+		for _, c := range cs {
+			if c.id != idILP && c.id != idProxy {
+				continue
+			}
+			if profiles[c.id], err = b.profile(ctx, c, wls[0], o); err != nil {
+				return false, fmt.Errorf("profile %s: %w", c.id, err)
 			}
 		}
 	}
 
-	report := b.report(o, cs, wls, results, prof)
+	report := b.report(o, cs, wls, results, profiles)
 	fmt.Print(report)
 	if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
 		return false, err

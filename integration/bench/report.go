@@ -52,7 +52,7 @@ func summarize(ss []sample) summary {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // report renders the results as Markdown.
-func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, profile string) string {
+func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, profiles map[string]string) string {
 	var w strings.Builder
 	fmt.Fprintf(&w, "# caddy-ilp benchmark\n\n")
 	fmt.Fprintf(&w, "%s. %s, %d cores. %d round(s) of %v after %v warm-up; each contender started fresh for every run; "+
@@ -113,11 +113,15 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	}
 	fmt.Fprintln(&w)
 
-	if profile != "" {
-		fmt.Fprintf(&w, "## Where caddy-ilp's CPU goes\n\n")
-		fmt.Fprintf(&w, "A CPU profile of caddy-ilp (`%s`, one extra run, not counted above) through Caddy's admin endpoint "+
+	for _, c := range cs {
+		profile, ok := profiles[c.id]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&w, "## Where the CPU goes: %s\n\n", c.label)
+		fmt.Fprintf(&w, "A CPU profile (`%s`, one extra run, not counted above) through Caddy's admin endpoint "+
 			"(`/debug/pprof/profile`); top 10 by own time, then by cumulative time:\n\n", wls[0].name)
-		fmt.Fprintf(&w, "```\n%s```\n", profile)
+		fmt.Fprintf(&w, "```\n%s```\n\n", profile)
 	}
 	return w.String()
 }
