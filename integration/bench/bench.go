@@ -158,17 +158,19 @@ func makePrepares(condition [32]byte) map[string][]byte {
 
 // workloads lists the load shapes: each packet size over HTTP/1.1 with 32
 // connections and over h2c with 8 connections of 16 streams.
-func (b *bench) workloads() []workload {
+func (b *bench) workloads(rate int) []workload {
 	small, stream := b.prepares["79"], b.prepares["stream"]
 	return []workload{
 		{id: "79-h1", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns", len(small)), body: small, conns: 32},
 		{id: "79-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(small)), body: small, h2c: true, conns: 8, streams: 16},
 		{id: "stream-h1", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns", len(stream)), body: stream, conns: 32},
 		{id: "stream-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(stream)), body: stream, h2c: true, conns: 8, streams: 16},
+		// Latency below saturation: a fixed rate all contenders can carry.
+		{id: "79-h1-rate", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns, %d packets/s offered", len(small), rate), body: small, conns: 32, rate: rate},
 	}
 }
 
-func workloadIDs() string { return "79-h1,79-h2c,stream-h1,stream-h2c" }
+func workloadIDs() string { return "79-h1,79-h2c,stream-h1,stream-h2c,79-h1-rate" }
 
 // destination is what the ILP-Destination header says for body.
 func destination(body []byte) string {

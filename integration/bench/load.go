@@ -23,6 +23,7 @@ type workload struct {
 	h2c     bool   // HTTP/2 with prior knowledge instead of HTTP/1.1
 	conns   int
 	streams int // concurrent streams per connection (h2c)
+	rate    int // packets/s offered in all; 0: as fast as answers come
 }
 
 // loadResult is what one h2load run reports.
@@ -48,6 +49,9 @@ func runH2load(ctx context.Context, url string, wl workload, headers []string, w
 		return loadResult{}, err
 	}
 	args := []string{"-t", "1", "-c", strconv.Itoa(wl.conns), "-d", bodyPath}
+	if wl.rate > 0 {
+		args = append(args, "--rps", strconv.Itoa(max(1, wl.rate/wl.conns)))
+	}
 	if wl.h2c {
 		args = append(args, "-m", strconv.Itoa(wl.streams))
 	} else {

@@ -38,6 +38,7 @@ type options struct {
 	out         string
 	profile     bool
 	keepProfile string
+	rate        int
 	install     bool
 }
 
@@ -52,6 +53,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "integration/bench/results.md", "where to write the Markdown report")
 	flag.BoolVar(&o.profile, "profile", true, "after the rounds, profile caddy-ilp under load through Caddy's admin pprof endpoint")
 	flag.StringVar(&o.keepProfile, "keep-profile", "", "keep the raw CPU profiles in this directory")
+	flag.IntVar(&o.rate, "rate", 7000, "packets/s offered in the fixed-rate workload (about half of caddy-ilp's peak with ilp_proxy here)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install nginx-light, haproxy and nghttp2-client if missing")
 	flag.Parse()
 	if o.quick {
@@ -94,7 +96,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		return false, err
 	}
 	defer b.tearDown()
-	wls, err := selectWorkloads(b.workloads(), o.workloads)
+	wls, err := selectWorkloads(b.workloads(o.rate), o.workloads)
 	if err != nil {
 		return false, err
 	}

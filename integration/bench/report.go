@@ -91,25 +91,27 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	}
 
 	fmt.Fprintf(&w, "## Ratios\n\n")
-	fmt.Fprintf(&w, "caddy-ilp (`ilp_edge` with a static token + `reverse_proxy` + `lb_policy ilp_prefix`, ILP-Destination header) "+
-		"against the others: proxy CPU per packet (lower is better for caddy-ilp below 1) and packets/s.\n\n")
-	fmt.Fprintf(&w, "| workload | vs nginx: CPU, pkt/s | vs Caddy `reverse_proxy`: CPU, pkt/s | vs Caddy `respond`: CPU, pkt/s |\n")
-	fmt.Fprintf(&w, "|---|---|---|---|\n")
+	fmt.Fprintf(&w, "caddy-ilp (`ilp_edge` with a static token, ILP-Destination header) with `reverse_proxy` + `lb_policy ilp_prefix` "+
+		"or with `ilp_proxy`, against the others: proxy CPU per packet (below 1: caddy-ilp is cheaper) and packets/s.\n\n")
+	fmt.Fprintf(&w, "| workload | caddy-ilp with | vs nginx: CPU, pkt/s | vs Caddy `reverse_proxy`: CPU, pkt/s | vs Caddy `respond`: CPU, pkt/s |\n")
+	fmt.Fprintf(&w, "|---|---|---|---|---|\n")
 	for _, wl := range wls {
-		ilp, ok := sums[idILP+"/"+wl.name]
-		if !ok {
-			continue
-		}
-		fmt.Fprintf(&w, "| %s |", wl.name)
-		for _, id := range []string{idNginx, idHeader, idRespond} {
-			other, ok := sums[id+"/"+wl.name]
+		for _, id := range []string{idILP, idProxy} {
+			ilp, ok := sums[id+"/"+wl.name]
 			if !ok {
-				fmt.Fprintf(&w, " — |")
 				continue
 			}
-			fmt.Fprintf(&w, " %.2f×, %.2f× |", ilp.proxyCPU/other.proxyCPU, ilp.pps/other.pps)
+			fmt.Fprintf(&w, "| %s | %s |", wl.name, map[string]string{idILP: "`reverse_proxy`", idProxy: "`ilp_proxy`"}[id])
+			for _, other := range []string{idNginx, idHeader, idRespond} {
+				o, ok := sums[other+"/"+wl.name]
+				if !ok {
+					fmt.Fprintf(&w, " — |")
+					continue
+				}
+				fmt.Fprintf(&w, " %.2f×, %.2f× |", ilp.proxyCPU/o.proxyCPU, ilp.pps/o.pps)
+			}
+			fmt.Fprintln(&w)
 		}
-		fmt.Fprintln(&w)
 	}
 	fmt.Fprintln(&w)
 
