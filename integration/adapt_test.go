@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -62,23 +63,29 @@ func TestCaddyfileAdapt(t *testing.T) {
 // TestReadmeExample keeps the README's example Caddyfile identical to the
 // one TestCaddyfileAdapt adapts, so the README cannot drift from a config
 // that works.
-func TestReadmeExample(t *testing.T) {
+// readmeExample matches a README Caddyfile introduced by the name of the
+// golden file that adapts it.
+var readmeExample = regexp.MustCompile("(?s)`integration/caddyfile_adapt/([a-z_]+)\\.caddytest`[^\n]*:\n\n```caddyfile\n(.*?)```")
+
+// TestReadmeExamples checks that every full Caddyfile in the README is one
+// that TestAdapt adapts.
+func TestReadmeExamples(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, ok := strings.Cut(string(readme), "A Caddyfile for an edge")
-	_, block, ok2 := strings.Cut(after, "```caddyfile\n")
-	example, _, ok3 := strings.Cut(block, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("README has no example Caddyfile")
+	examples := readmeExample.FindAllStringSubmatch(string(readme), -1)
+	if len(examples) < 2 {
+		t.Fatalf("found %d README examples naming their golden file, want the edge and ilp_proxy examples", len(examples))
 	}
-	golden, err := os.ReadFile("caddyfile_adapt/readme_example.caddytest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tested, _, _ := strings.Cut(string(golden), adaptSeparator)
-	if strings.TrimSpace(example) != strings.TrimSpace(tested) {
-		t.Errorf("README example differs from caddyfile_adapt/readme_example.caddytest:\n%s", example)
+	for _, m := range examples {
+		golden, err := os.ReadFile("caddyfile_adapt/" + m[1] + ".caddytest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tested, _, _ := strings.Cut(string(golden), adaptSeparator)
+		if strings.TrimSpace(m[2]) != strings.TrimSpace(tested) {
+			t.Errorf("README example differs from caddyfile_adapt/%s.caddytest:\n%s", m[1], m[2])
+		}
 	}
 }
