@@ -50,7 +50,8 @@ type peer struct {
 	nameHeader   []string // the header value, shared and never modified
 	nameValue    any      // name boxed once, for vars and placeholders
 	jwtSecrets   [][]byte
-	upstreamAuth []string // nil: remove Authorization
+	upstreamAuth []string     // nil: remove Authorization
+	metrics      *peerMetrics // nil: metrics off
 }
 
 // Authentication failures, by reason. The 401 error names the reason only.
@@ -65,6 +66,7 @@ type authenticator struct {
 	certs      map[[sha256.Size]byte]*peer
 	jwtPeers   []*peer
 	jwtByName  map[string]*peer
+	names      map[string]bool // every configured peer name
 	jwtCache   *jwtCache
 	leeway     time.Duration
 	requireExp bool
@@ -87,6 +89,7 @@ func newAuthenticator(cfgs []*Peer, repl *caddy.Replacer) (*authenticator, []*pe
 		now:       time.Now,
 	}
 	names := make(map[string]bool, len(cfgs))
+	a.names = names
 	jwtSecrets := make(map[string]string)
 	peers := make([]*peer, 0, len(cfgs))
 	for _, c := range cfgs {

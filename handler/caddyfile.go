@@ -28,6 +28,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		peer_header <header-name>
 //		jwt_leeway <duration>
 //		jwt_allow_missing_exp
+//		metrics on|off
 //		peer <name> {
 //			token <secret>
 //			jwt_secret <secret>
@@ -89,6 +90,12 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			e.JWTAllowMissingExp = true
+		case "metrics":
+			off, err := parseMetricsArg(d)
+			if err != nil {
+				return err
+			}
+			e.DisableMetrics = off
 		case "peer":
 			p, err := unmarshalPeer(d)
 			if err != nil {
@@ -148,6 +155,22 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 		return nil, d.Errf("peer %q needs a token, jwt_secret or client_cert", p.Name)
 	}
 	return p, nil
+}
+
+// parseMetricsArg reads `metrics on|off` and reports whether metrics are
+// off.
+func parseMetricsArg(d *caddyfile.Dispenser) (off bool, err error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return false, d.ArgErr()
+	}
+	switch s {
+	case "on":
+		return false, nil
+	case "off":
+		return true, nil
+	}
+	return false, d.Errf("metrics %q: want on or off", s)
 }
 
 func parseDurationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {

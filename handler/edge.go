@@ -100,10 +100,14 @@ type Edge struct {
 	// valid forever.
 	JWTAllowMissingExp bool `json:"jwt_allow_missing_exp,omitempty"`
 
+	// Turn off the caddy_ilp_* Prometheus metrics this handler keeps.
+	DisableMetrics bool `json:"disable_metrics,omitempty"`
+
 	auth       *authenticator
 	peers      []*peer
 	peerHeader string // PeerHeader in canonical form, to set without allocating
 	logger     *zap.Logger
+	authLog    *logLimiter
 	now        func() time.Time
 }
 
@@ -141,6 +145,15 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	auth.requireExp = !e.JWTAllowMissingExp
 	auth.peerHeader = e.peerHeader
 	e.auth, e.peers = auth, peers
+	e.authLog = &logLimiter{interval: time.Second}
+	if !e.DisableMetrics {
+		if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		for _, p := range peers {
+			p.metrics = newPeerMetrics(p.name)
+		}
+	}
 	return nil
 }
 
@@ -182,14 +195,15 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	p, err := e.auth.authenticate(r)
 	if err != nil {
 		w.Header()["Www-Authenticate"] = bearer
-		if c := e.logger.Check(zap.DebugLevel, "peer authentication failed"); c != nil {
-			c.Write(zap.String("remote_ip", r.RemoteAddr), zap.Error(err))
-		}
+		e.authFailed(r, err)
 		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("ilp_edge: authentication failed: %w", err))
 	}
 
 	pkt := new(packet)
 	pkt.peer = p
+	if p.metrics != nil || e.logger.Core().Enabled(zap.DebugLevel) {
+		pkt.start = e.now()
+	}
 	tooLarge, err := pkt.readBody(r, e.MaxPacketSize)
 	if tooLarge {
 		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
@@ -247,8 +261,82 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	reply := pkt.capture.bytes()
 	writeILP(w, reply)
+	e.count(pkt, reply, nil)
 	pkt.capture.release()
 	return nil
+}
+
+// authFailed counts a refused request and logs it at Info, at most once a
+// second for each claimed peer (and once for all other requests), so that
+// an attack does not flood the log. Credentials are never logged.
+func (e *Edge) authFailed(r *http.Request, err error) {
+	method, reason := authFailureLabels(err)
+	if !e.DisableMetrics {
+		metricAuthFailures.WithLabelValues(method, reason).Inc()
+	}
+	claimed := firstValue(r.Header, e.peerHeader)
+	if !e.auth.names[claimed] {
+		claimed = "" // not a label from the config: one bucket for the rest
+	}
+	if !e.authLog.allow(claimed, e.now()) {
+		return
+	}
+	if c := e.logger.Check(zap.InfoLevel, "peer authentication failed"); c != nil {
+		c.Write(zap.String("remote_ip", r.RemoteAddr), zap.String("claimed_peer", claimed),
+			zap.String("method", method), zap.String("reason", reason))
+	}
+}
+
+// count records an answered packet in the metrics and the debug log:
+// reply is what went back, rej the edge's own Reject when it made one.
+// The type and code are read from the reply's first bytes.
+func (e *Edge) count(pkt *packet, reply []byte, rej *edgeReject) {
+	m := pkt.peer.metrics
+	debug := e.logger.Check(zap.DebugLevel, "packet")
+	if m == nil && debug == nil {
+		return
+	}
+	elapsed := e.now().Sub(pkt.start)
+	result, origin := resultEdgeReject, "edge"
+	var code ilpdest.Code
+	switch {
+	case rej != nil:
+		code = rej.code
+	case len(reply) > 0 && ilpdest.Type(reply[0]) == ilpdest.TypeFulfill:
+		result = resultFulfill
+	default:
+		result, origin = resultReject, "upstream"
+		code, _ = ilpdest.ReadRejectCode(reply)
+	}
+	if m != nil {
+		switch result {
+		case resultFulfill:
+			m.fulfilled.Inc()
+			m.amount.Add(float64(pkt.prepare.Amount))
+			m.fulfillTime.Observe(elapsed.Seconds())
+		case resultReject:
+			m.rejected.Inc()
+			m.rejectTime.Observe(elapsed.Seconds())
+		default:
+			m.edgeRejected.Inc()
+			m.edgeTime.Observe(elapsed.Seconds())
+		}
+		if result != resultFulfill {
+			metricRejects.WithLabelValues(pkt.peer.name, codeLabel(code), origin).Inc()
+		}
+		if !pkt.prepare.ExpiresAt.IsZero() {
+			metricExpiryHeadroom.Observe(pkt.prepare.ExpiresAt.Sub(e.now()).Seconds())
+		}
+	}
+	if debug != nil {
+		fields := []zap.Field{zap.String("peer", pkt.peer.name),
+			zap.String("destination_prefix", ilpdest.Prefix(pkt.destination, DefaultPrefixSegments)),
+			zap.String("result", result), zap.Duration("duration", elapsed)}
+		if result != resultFulfill {
+			fields = append(fields, zap.String("code", code.String()))
+		}
+		debug.Write(fields...)
+	}
 }
 
 // serveNext calls next, turning the panic with which reverse_proxy aborts
@@ -308,6 +396,7 @@ func (e *Edge) writeReject(w http.ResponseWriter, pkt *packet, rej *edgeReject) 
 		Code: rej.code, TriggeredBy: e.Address, Message: rej.message,
 	})
 	writeILP(w, buf)
+	e.count(pkt, buf, rej)
 	return nil
 }
 

@@ -24,6 +24,7 @@ type packet struct {
 	prepare     ilpdest.Prepare
 	destination string
 	peer        *peer
+	start       time.Time // arrival; zero when neither metrics nor debug logs need it
 	reader      bytes.Reader
 	capture     responseCapture
 }

@@ -93,6 +93,10 @@ type Proxy struct {
 	// Active health: how long a check may take. Default: 5s.
 	HealthTimeout caddy.Duration `json:"health_timeout,omitempty"`
 
+	// Turn off the caddy_ilp_upstream_* and caddy_ilp_rerouted_total
+	// Prometheus metrics.
+	DisableMetrics bool `json:"disable_metrics,omitempty"`
+
 	upstreams  []*upstream
 	names      []string // upstreams[i].addr, the rendezvous keys
 	segments   int
@@ -127,6 +131,11 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 	if p.MaxFails == 0 {
 		p.MaxFails = 1
 	}
+	if !p.DisableMetrics {
+		if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
 	seen := make(map[string]bool)
 	for _, s := range p.Upstreams {
 		u, err := parseUpstream(s)
@@ -140,6 +149,10 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 		seen[u.addr] = true
 		if err := u.connect(p); err != nil {
 			return err
+		}
+		if !p.DisableMetrics {
+			u.metrics = newUpstreamMetrics(u.addr)
+			u.metrics.healthy.Set(1)
 		}
 		p.upstreams = append(p.upstreams, u)
 		p.names = append(p.names, u.addr)
@@ -226,8 +239,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 		}
 		tried++
 		reply, err := u.exchange(r, repl, pkt.body, deadline, (*bufp)[:0])
+		u.metrics.count(err)
 		if err == nil {
 			caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
+			if rank > 0 && !p.DisableMetrics {
+				metricRerouted.Inc()
+			}
 			h := w.Header()
 			h["Content-Type"] = octetStream
 			w.WriteHeader(reply.status)
@@ -235,7 +252,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 			*bufp = reply.body[:0]
 			return err
 		}
-		u.countFailure(time.Duration(p.FailDuration))
+		u.countFailure(time.Duration(p.FailDuration), maxFails)
 		lastErr = err
 		var fe *forwardError
 		if !errors.As(err, &fe) || fe.sent || !time.Now().Before(deadline) {
@@ -344,6 +361,7 @@ func (p *Proxy) checkHealthEvery(ctx context.Context) {
 				return
 			}
 			if wasDown := u.state.down.Swap(err != nil); wasDown != (err != nil) {
+				u.metrics.setHealthy(u.healthy(int32(p.MaxFails)))
 				if err != nil {
 					p.logger.Warn("upstream unhealthy", zap.String("upstream", u.addr), zap.Error(err))
 				} else {

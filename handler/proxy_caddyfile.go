@@ -30,6 +30,7 @@ func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		health_uri <path>
 //		health_interval <duration>
 //		health_timeout <duration>
+//		metrics on|off
 //	}
 //
 // An upstream is http://, h2c:// or https:// host:port with an optional
@@ -71,6 +72,8 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			p.MaxFails, err = parseCountArg(d)
 		case "keepalive_idle_conns":
 			p.KeepAliveIdleConns, err = parseCountArg(d)
+		case "metrics":
+			p.DisableMetrics, err = parseMetricsArg(d)
 		default:
 			return d.Errf("unrecognized ilp_proxy option %q", opt)
 		}

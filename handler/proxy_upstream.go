@@ -21,6 +21,7 @@ type upstream struct {
 	// pathReplace is set when path holds placeholders to fill per request.
 	pathReplace bool
 	state       *upstreamState
+	metrics     *upstreamMetrics // nil: metrics off
 }
 
 // upstreamState is what outlives a config reload, shared through a
@@ -133,12 +134,16 @@ func (u *upstream) healthy(maxFails int32) bool {
 }
 
 // countFailure records a failed exchange for failDuration.
-func (u *upstream) countFailure(failDuration time.Duration) {
+func (u *upstream) countFailure(failDuration time.Duration, maxFails int32) {
 	if failDuration <= 0 {
 		return
 	}
 	u.state.fails.Add(1)
-	time.AfterFunc(failDuration, func() { u.state.fails.Add(-1) })
+	u.metrics.setHealthy(u.healthy(maxFails))
+	time.AfterFunc(failDuration, func() {
+		u.state.fails.Add(-1)
+		u.metrics.setHealthy(u.healthy(maxFails))
+	})
 }
 
 // checkHealth is one active health check: a GET of uri that must answer

@@ -1,0 +1,206 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// The collectors are package-level and registered with every config's
+// registry (Caddy makes a new one per load), so values survive reloads.
+// Every label value comes from the config or from a small fixed set,
+// never from a request: a peer name, an upstream address, an ILP error
+// code, a result.
+var (
+	metricPackets = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "packets_total",
+		Help: "Prepares answered, by peer and result: fulfill, reject (from a connector) or edge_reject (made by the edge).",
+	}, []string{"peer", "result"})
+	metricRejects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "rejects_total",
+		Help: "ILP Rejects sent to peers, by peer, error code and origin (edge or upstream).",
+	}, []string{"peer", "code", "origin"})
+	metricFulfilledAmount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "fulfilled_amount_total",
+		Help: "Sum of the amounts of fulfilled Prepares, in the peer's units.",
+	}, []string{"peer"})
+	metricAuthFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "auth_failures_total",
+		Help: "Requests refused with 401, by credential method and reason.",
+	}, []string{"method", "reason"})
+	metricPacketDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "packet_duration_seconds",
+		Help:    "Time from a Prepare's arrival to its answer, by peer and result.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"peer", "result"})
+	metricExpiryHeadroom = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "expiry_headroom_seconds",
+		Help:    "Time left before a Prepare's expiresAt when its answer went back.",
+		Buckets: []float64{0, .1, .25, .5, 1, 2, 5, 10, 20, 30, 60},
+	})
+	metricUpstreamHealthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "upstream_healthy",
+		Help: "1 if ilp_proxy sends packets to the upstream, 0 if its health checks or failures keep it out.",
+	}, []string{"upstream"})
+	metricUpstreamRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "upstream_requests_total",
+		Help: "ilp_proxy exchanges by upstream and result: reply, not_sent (dial or write failed first), failed (may have been delivered), timeout.",
+	}, []string{"upstream", "result"})
+	metricRerouted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "rerouted_total",
+		Help: "Packets ilp_proxy delivered to an upstream other than their prefix's first choice.",
+	})
+)
+
+// registerMetrics registers the collectors with a config's registry.
+func registerMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{
+		metricPackets, metricRejects, metricFulfilledAmount, metricAuthFailures,
+		metricPacketDuration, metricExpiryHeadroom,
+		metricUpstreamHealthy, metricUpstreamRequests, metricRerouted,
+	} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Packet results, the `result` label.
+const (
+	resultFulfill    = "fulfill"
+	resultReject     = "reject"
+	resultEdgeReject = "edge_reject"
+)
+
+// peerMetrics are one peer's series, looked up once at provisioning so
+// that counting a packet is a few atomic adds, not label hashing.
+type peerMetrics struct {
+	fulfilled, rejected, edgeRejected prometheus.Counter
+	amount                            prometheus.Counter
+	fulfillTime, rejectTime, edgeTime prometheus.Observer
+}
+
+func newPeerMetrics(name string) *peerMetrics {
+	return &peerMetrics{
+		fulfilled:    metricPackets.WithLabelValues(name, resultFulfill),
+		rejected:     metricPackets.WithLabelValues(name, resultReject),
+		edgeRejected: metricPackets.WithLabelValues(name, resultEdgeReject),
+		amount:       metricFulfilledAmount.WithLabelValues(name),
+		fulfillTime:  metricPacketDuration.WithLabelValues(name, resultFulfill),
+		rejectTime:   metricPacketDuration.WithLabelValues(name, resultReject),
+		edgeTime:     metricPacketDuration.WithLabelValues(name, resultEdgeReject),
+	}
+}
+
+// upstreamMetrics are one ilp_proxy upstream's series. Its methods do
+// nothing on a nil receiver (metrics off).
+type upstreamMetrics struct {
+	healthy                            prometheus.Gauge
+	replies, notSent, failed, timedOut prometheus.Counter
+}
+
+func newUpstreamMetrics(addr string) *upstreamMetrics {
+	return &upstreamMetrics{
+		healthy:  metricUpstreamHealthy.WithLabelValues(addr),
+		replies:  metricUpstreamRequests.WithLabelValues(addr, "reply"),
+		notSent:  metricUpstreamRequests.WithLabelValues(addr, "not_sent"),
+		failed:   metricUpstreamRequests.WithLabelValues(addr, "failed"),
+		timedOut: metricUpstreamRequests.WithLabelValues(addr, "timeout"),
+	}
+}
+
+// count records the outcome of one exchange.
+func (m *upstreamMetrics) count(err error) {
+	if m == nil {
+		return
+	}
+	var fe *forwardError
+	switch {
+	case err == nil:
+		m.replies.Inc()
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		m.timedOut.Inc()
+	case errors.As(err, &fe) && !fe.sent:
+		m.notSent.Inc()
+	default:
+		m.failed.Inc()
+	}
+}
+
+func (m *upstreamMetrics) setHealthy(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.healthy.Set(1)
+	} else {
+		m.healthy.Set(0)
+	}
+}
+
+// codeLabel bounds the code label to what RFC 27 allows: a class letter
+// and two digits; anything else a connector sends counts as "other".
+func codeLabel(c ilpdest.Code) string {
+	if (c[0] == 'F' || c[0] == 'T' || c[0] == 'R') && '0' <= c[1] && c[1] <= '9' && '0' <= c[2] && c[2] <= '9' {
+		return c.String()
+	}
+	return "other"
+}
+
+// authFailureLabels names the credential method and reason of an
+// authentication error.
+func authFailureLabels(err error) (method, reason string) {
+	switch {
+	case errors.Is(err, errNoCredentials):
+		return "none", "missing"
+	case errors.Is(err, errUnknownToken):
+		return "token", "unknown"
+	case errors.Is(err, errJWTSignature):
+		return "jwt", "signature"
+	case errors.Is(err, errJWTExpired):
+		return "jwt", "expired"
+	case errors.Is(err, errJWTNotYet):
+		return "jwt", "not_yet_valid"
+	case errors.Is(err, errJWTAlg):
+		return "jwt", "algorithm"
+	case errors.Is(err, errJWTNoExp):
+		return "jwt", "no_exp"
+	}
+	return "jwt", "malformed"
+}
+
+// logLimiter lets a message through at most once per key per interval:
+// authentication failures under attack must not flood the log. Keys come
+// from the config (peer names) plus one for everyone else, so the map is
+// bounded.
+type logLimiter struct {
+	interval time.Duration
+	mu       sync.Mutex
+	last     map[string]time.Time
+}
+
+func (l *logLimiter) allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last = make(map[string]time.Time)
+	}
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.interval {
+		return false
+	}
+	l.last[key] = now
+	return true
+}

@@ -1,0 +1,181 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// TestMetricsEndToEnd sends a known mix of packets and bad requests
+// through ./cmd/caddy (ilp_edge + ilp_proxy, one connector up and one
+// down) and checks every caddy_ilp_* series on the admin /metrics.
+func TestMetricsEndToEnd(t *testing.T) {
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		p, _ := ilpdest.ReadPrepareHeader(body)
+		if strings.HasPrefix(string(p.Destination), "g.rej.") {
+			w.Write(ilpdest.AppendReject(nil, ilpdest.Reject{Code: ilpdest.Code{'T', '0', '4'}, TriggeredBy: "g.conn"}))
+			return
+		}
+		w.Write(ilpdest.AppendFulfill(nil, make([]byte, 32), nil))
+	}))
+	defer live.Close()
+	liveAddr := strings.TrimPrefix(live.URL, "http://")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := l.Addr().String()
+	l.Close()
+
+	port, admin := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+}
+
+http://127.0.0.1:%d {
+	ilp_edge {
+		address test.edge
+		peer alice {
+			token %s
+		}
+	}
+	ilp_proxy http://%s http://%s {
+		fail_duration 1m
+	}
+}
+`, admin, port, aliceToken, deadAddr, liveAddr)
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
+
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	post := func(token string, body []byte) (int, []byte) {
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil
+		}
+		defer resp.Body.Close()
+		reply, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, reply
+	}
+	prepare := func(dest string, ttl time.Duration) []byte {
+		return ilpdest.AppendPrepare(nil, ilpdest.Prepare{
+			Amount: 100, ExpiresAt: time.Now().Add(ttl), ExecutionCondition: make([]byte, 32), Destination: []byte(dest),
+		})
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("edge did not start")
+		}
+	}
+
+	// The mix, and what each packet's first choice of connector is.
+	var dests []string
+	for i := range 6 {
+		dests = append(dests, fmt.Sprintf("g.ok.acct%d", i))
+	}
+	dests = append(dests, "g.rej.acct0", "g.rej.acct1")
+	rerouted := 0
+	for _, d := range dests {
+		if ilpdest.Rank(ilpdest.Prefix(d, 3), []string{deadAddr, liveAddr}, nil)[0] == 0 {
+			rerouted++
+		}
+		if status, _ := post(aliceToken, prepare(d, time.Minute)); status != 200 {
+			t.Fatalf("%s: HTTP %d", d, status)
+		}
+	}
+	post(aliceToken, []byte("junk"))                     // F01
+	post(aliceToken, prepare("g.ok.late", -time.Second)) // R02
+	post("wrong", prepare("g.ok.x", time.Minute))        // 401
+	post("also-wrong", prepare("g.ok.x", time.Minute))   // 401
+	post("", prepare("g.ok.x", time.Minute))             // 401
+
+	got := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", admin))
+	notSent, deadHealthy := 0, 1
+	if rerouted > 0 { // the first refusal marks it down for fail_duration
+		notSent, deadHealthy = 1, 0
+	}
+	want := map[string]float64{
+		`caddy_ilp_packets_total{peer="alice",result="fulfill"}`:                                  6,
+		`caddy_ilp_packets_total{peer="alice",result="reject"}`:                                   2,
+		`caddy_ilp_packets_total{peer="alice",result="edge_reject"}`:                              2,
+		`caddy_ilp_rejects_total{code="T04",origin="upstream",peer="alice"}`:                      2,
+		`caddy_ilp_rejects_total{code="F01",origin="edge",peer="alice"}`:                          1,
+		`caddy_ilp_rejects_total{code="R02",origin="edge",peer="alice"}`:                          1,
+		`caddy_ilp_fulfilled_amount_total{peer="alice"}`:                                          600,
+		`caddy_ilp_auth_failures_total{method="token",reason="unknown"}`:                          2,
+		`caddy_ilp_auth_failures_total{method="none",reason="missing"}`:                           1,
+		`caddy_ilp_packet_duration_seconds_count{peer="alice",result="fulfill"}`:                  6,
+		`caddy_ilp_packet_duration_seconds_count{peer="alice",result="reject"}`:                   2,
+		`caddy_ilp_packet_duration_seconds_count{peer="alice",result="edge_reject"}`:              2,
+		`caddy_ilp_expiry_headroom_seconds_count`:                                                 10,
+		`caddy_ilp_rerouted_total`:                                                                float64(rerouted),
+		fmt.Sprintf(`caddy_ilp_upstream_requests_total{result="reply",upstream=%q}`, liveAddr):    8,
+		fmt.Sprintf(`caddy_ilp_upstream_requests_total{result="not_sent",upstream=%q}`, deadAddr): float64(notSent),
+		fmt.Sprintf(`caddy_ilp_upstream_healthy{upstream=%q}`, liveAddr):                          1,
+		fmt.Sprintf(`caddy_ilp_upstream_healthy{upstream=%q}`, deadAddr):                          float64(deadHealthy),
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	t.Logf("%d of 8 packets rerouted off the dead connector", rerouted)
+}
+
+// scrape reads a Prometheus text exposition into series → value, keeping
+// the caddy_ilp_ series.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	series := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "caddy_ilp_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		series[line[:i]] = v
+	}
+	if len(series) == 0 {
+		t.Fatal("no caddy_ilp_ series on /metrics")
+	}
+	return series
+}
