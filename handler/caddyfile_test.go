@@ -42,6 +42,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				{Name: "bob", JWTSecrets: []string{"s3cret"}, ClientCerts: []string{"AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"}},
 			},
 		}},
+		{name: "metrics off", input: "ilp_edge {\naddress test.e\nmetrics off\npeer a {\ntoken t\n}\n}", want: &Edge{
+			Address: "test.e", DisableMetrics: true, Peers: []*Peer{{Name: "a", Tokens: []string{"t"}}}}},
+		{name: "metrics twice the argument", input: "ilp_edge {\naddress g.e\nmetrics off on\n}", err: "wrong argument count"},
 		{name: "minimal", input: "ilp_edge {\naddress test.e\npeer a {\ntoken t\n}\n}", want: &Edge{
 			Address: "test.e", Peers: []*Peer{{Name: "a", Tokens: []string{"t"}}}}},
 		{name: "inline arg", input: "ilp_edge g.x {\n}", err: "wrong argument count"},

@@ -393,11 +393,14 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 			health_uri /health
 			health_interval 1s
 			health_timeout 1s
+			metrics off
 		}`, want: &Proxy{
 			Upstreams:      []string{"h2c://10.0.0.1:7768", "h2c://10.0.0.2:7768", "http://10.0.0.3:7768/accounts/{http.ilp.peer}/ilp"},
 			PrefixSegments: &two, MaxHold: second, DialTimeout: second, KeepAlive: second, KeepAliveIdleConns: 8,
 			FailDuration: second, MaxFails: 3, HealthURI: "/health", HealthInterval: second, HealthTimeout: second,
+			DisableMetrics: true,
 		}},
+		{name: "bad metrics switch", input: "ilp_proxy a:1 {\nmetrics maybe\n}", err: "want on or off"},
 		{name: "no upstreams", input: "ilp_proxy {\nmax_hold 1s\n}", err: "at least one upstream"},
 		{name: "bad scheme", input: "ilp_proxy ws://a:1", err: "scheme must be"},
 		{name: "unknown option", input: "ilp_proxy a:1 {\nlb_policy random\n}", err: `unrecognized ilp_proxy option "lb_policy"`},

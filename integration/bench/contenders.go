@@ -43,9 +43,10 @@ var contenders = []contender{
 	{id: idILP, label: "caddy-ilp: `ilp_edge` token + `ilp_prefix`, header", header: true, start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
-	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http"))},
-	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http"))},
-	{id: "caddy-ilp-proxy-h2c", label: "caddy-ilp with `ilp_proxy`, h2c upstreams", header: true, start: caddyfileStarter(caddyProxySite("h2c"))},
+	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", ""))},
+	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", ""))},
+	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n"))},
+	{id: "caddy-ilp-proxy-h2c", label: "caddy-ilp with `ilp_proxy`, h2c upstreams", header: true, start: caddyfileStarter(caddyProxySite("h2c", ""))},
 }
 
 func startDirect(b *bench, _ string) (*server, error) {
@@ -93,7 +94,9 @@ func caddyILPSite(jwt bool) func(b *bench) string {
 	}
 }
 
-func caddyProxySite(scheme string) func(b *bench) string {
+// caddyProxySite is ilp_edge + ilp_proxy to the stubs over scheme, with
+// extra lines in both blocks.
+func caddyProxySite(scheme, extra string) func(b *bench) string {
 	return func(b *bench) string {
 		var ups []string
 		for _, a := range b.stubAddrs {
@@ -101,12 +104,13 @@ func caddyProxySite(scheme string) func(b *bench) string {
 		}
 		return fmt.Sprintf(`	ilp_edge {
 		address g.bench.edge
-		peer bench {
-			token %s
+%[3]s		peer bench {
+			token %[1]s
 		}
 	}
-	ilp_proxy %s
-`, benchToken, strings.Join(ups, " "))
+	ilp_proxy %[2]s {
+%[3]s	}
+`, benchToken, strings.Join(ups, " "), extra)
 	}
 }
 
