@@ -36,13 +36,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 		w.Write(ilpdest.AppendFulfill(nil, make([]byte, 32), nil))
 	}))
 	defer live.Close()
-	liveAddr := strings.TrimPrefix(live.URL, "http://")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := l.Addr().String()
-	l.Close()
+	liveAddr := hostport(live)
+	deadAddr := deadAddress(t)
 
 	port, admin := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`{
