@@ -28,7 +28,7 @@ race:
 
 # The benchmark harness (integration/bench): caddy-ilp against nginx,
 # HAProxy and plain Caddy. Installs nginx, HAProxy and h2load from Debian
-# packages if missing. The full run takes about 12 minutes and writes
+# packages if missing. The full run takes about 20 minutes and writes
 # integration/bench/results.md; bench-quick (seconds) is what CI runs.
 bench:
 	$(GO) run ./integration/bench

@@ -3,7 +3,7 @@
 // Caddy, and no proxy at all, all in front of the same three stub
 // connectors (integration/stubconnector) on loopback, loaded by h2load.
 //
-//	go run ./integration/bench            # full run: 3 rounds, all workloads (about 12 minutes)
+//	go run ./integration/bench            # full run: 3 rounds, all workloads (about 20 minutes)
 //	go run ./integration/bench -quick     # one short round, 79-byte packets only (CI)
 //
 // The figure that survives a noisy machine is the proxy's CPU time per
