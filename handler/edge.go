@@ -296,7 +296,8 @@ func (e *Edge) count(pkt *packet, reply []byte, rej *edgeReject) {
 	if m == nil && debug == nil {
 		return
 	}
-	elapsed := e.now().Sub(pkt.start)
+	now := e.now()
+	elapsed := now.Sub(pkt.start)
 	result, origin := resultEdgeReject, "edge"
 	var code ilpdest.Code
 	switch {
@@ -325,7 +326,7 @@ func (e *Edge) count(pkt *packet, reply []byte, rej *edgeReject) {
 			metricRejects.WithLabelValues(pkt.peer.name, codeLabel(code), origin).Inc()
 		}
 		if !pkt.prepare.ExpiresAt.IsZero() {
-			metricExpiryHeadroom.Observe(pkt.prepare.ExpiresAt.Sub(e.now()).Seconds())
+			metricExpiryHeadroom.Observe(pkt.prepare.ExpiresAt.Sub(now).Seconds())
 		}
 	}
 	if debug != nil {

@@ -100,6 +100,7 @@ type Proxy struct {
 	upstreams  []*upstream
 	names      []string // upstreams[i].addr, the rendezvous keys
 	segments   int
+	maxFails   int32 // MaxFails, or no limit when passive health is off
 	logger     *zap.Logger
 	stopHealth context.CancelFunc
 }
@@ -130,6 +131,10 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 	}
 	if p.MaxFails == 0 {
 		p.MaxFails = 1
+	}
+	p.maxFails = int32(p.MaxFails)
+	if p.FailDuration == 0 {
+		p.maxFails = 1 << 30 // passive health off: failures are not counted
 	}
 	if !p.DisableMetrics {
 		if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
@@ -228,13 +233,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 
 	var lastErr error
 	tried := 0
-	maxFails := int32(p.MaxFails)
-	if p.FailDuration == 0 {
-		maxFails = 1 << 30 // passive health off
-	}
 	for rank, i := range order {
 		u := p.upstreams[i]
-		if !u.healthy(maxFails) {
+		if !u.healthy(p.maxFails) {
 			continue
 		}
 		tried++
@@ -252,7 +253,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 			*bufp = reply.body[:0]
 			return err
 		}
-		u.countFailure(time.Duration(p.FailDuration), maxFails)
+		u.countFailure(time.Duration(p.FailDuration), p.maxFails)
 		lastErr = err
 		var fe *forwardError
 		if !errors.As(err, &fe) || fe.sent || !time.Now().Before(deadline) {
@@ -361,7 +362,7 @@ func (p *Proxy) checkHealthEvery(ctx context.Context) {
 				return
 			}
 			if wasDown := u.state.down.Swap(err != nil); wasDown != (err != nil) {
-				u.metrics.setHealthy(u.healthy(int32(p.MaxFails)))
+				u.metrics.setHealthy(u.healthy(p.maxFails))
 				if err != nil {
 					p.logger.Warn("upstream unhealthy", zap.String("upstream", u.addr), zap.Error(err))
 				} else {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -61,7 +60,7 @@ http://127.0.0.1:%d {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
+	edge := start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	post := func(token string, body []byte) (int, []byte) {
@@ -82,15 +81,7 @@ http://127.0.0.1:%d {
 			Amount: 100, ExpiresAt: time.Now().Add(ttl), ExecutionCondition: make([]byte, 32), Destination: []byte(dest),
 		})
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("edge did not start")
-		}
-	}
+	waitListening(t, edge, port)
 
 	// The mix, and what each packet's first choice of connector is.
 	var dests []string

@@ -209,18 +209,23 @@ http://127.0.0.1:%d {
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	edge := start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	waitListening(t, start(t, bin, "run", "--config", path, "--adapter", "caddyfile"), port)
+	return f
+}
+
+// waitListening waits for the edge process p to accept connections on
+// port, for up to 20 s.
+func waitListening(t *testing.T, p *process, port int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			c.Close()
-			break
+			return
 		}
-		if time.Now().After(deadline) || edge.cmd.ProcessState != nil {
+		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
 			t.Fatal("edge did not start listening")
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	return f
 }
 
 type packetPlan struct {
