@@ -122,6 +122,13 @@ func newUpstreamMetrics(addr string) *upstreamMetrics {
 	}
 }
 
+// deleteUpstreamMetrics drops an upstream's series once nothing sends to
+// it.
+func deleteUpstreamMetrics(addr string) {
+	metricUpstreamHealthy.DeleteLabelValues(addr)
+	metricUpstreamRequests.DeletePartialMatch(prometheus.Labels{"upstream": addr})
+}
+
 // count records the outcome of one exchange.
 func (m *upstreamMetrics) count(err error) {
 	if m == nil {

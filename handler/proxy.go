@@ -3,6 +3,7 @@ package handler
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
@@ -56,6 +58,20 @@ type Proxy struct {
 	// interledger-rs.
 	Upstreams []string `json:"upstreams,omitempty"`
 
+	// Upstreams found at request time by one of reverse_proxy's dynamic
+	// upstream modules (`a`, `srv`, `multi`, …), used instead of the
+	// static ones, which remain the fallback when a lookup fails. Each
+	// address found is reached as dynamic_scheme://host:port dynamic_path.
+	// Only passive health checks apply to them, as with reverse_proxy.
+	DynamicUpstreamsRaw json.RawMessage `json:"dynamic_upstreams,omitempty" caddy:"namespace=http.reverse_proxy.upstreams inline_key=source"`
+
+	// The scheme of dynamic upstreams: http (the default), h2c or https.
+	DynamicScheme string `json:"dynamic_scheme,omitempty"`
+
+	// The request path of dynamic upstreams, which may hold placeholders.
+	// Default: /.
+	DynamicPath string `json:"dynamic_path,omitempty"`
+
 	// How many leading segments of the destination form the routing key,
 	// as in ilp_prefix. 0 uses the whole address. Default: 3.
 	PrefixSegments *int `json:"prefix_segments,omitempty"`
@@ -97,8 +113,8 @@ type Proxy struct {
 	// Prometheus metrics.
 	DisableMetrics bool `json:"disable_metrics,omitempty"`
 
-	upstreams  []*upstream
-	names      []string // upstreams[i].addr, the rendezvous keys
+	static     upstreamSet
+	dynamic    *dynamicUpstreams // nil: no dynamic upstreams
 	segments   int
 	maxFails   int32 // MaxFails, or no limit when passive health is off
 	logger     *zap.Logger
@@ -141,26 +157,28 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	seen := make(map[string]bool)
-	for _, s := range p.Upstreams {
-		u, err := parseUpstream(s)
+	for _, raw := range p.Upstreams {
+		u, err := p.newUpstream(raw)
 		if err != nil {
 			return err
 		}
-		if seen[u.addr] {
-			// They would share one rendezvous key, and so every prefix.
-			return fmt.Errorf("upstream %q: %s is listed twice", s, u.addr)
+		if !p.static.add(u) {
+			u.release()
+			return fmt.Errorf("upstream %q: %s is listed twice", raw, u.addr)
 		}
-		seen[u.addr] = true
-		if err := u.connect(p); err != nil {
-			return err
+	}
+	if p.DynamicUpstreamsRaw != nil {
+		if p.DynamicScheme == "" {
+			p.DynamicScheme = "http"
 		}
-		if !p.DisableMetrics {
-			u.metrics = newUpstreamMetrics(u.addr)
-			u.metrics.healthy.Set(1)
+		if p.DynamicPath == "" {
+			p.DynamicPath = "/"
 		}
-		p.upstreams = append(p.upstreams, u)
-		p.names = append(p.names, u.addr)
+		mod, err := ctx.LoadModule(p, "DynamicUpstreamsRaw")
+		if err != nil {
+			return fmt.Errorf("loading dynamic upstreams: %w", err)
+		}
+		p.dynamic = &dynamicUpstreams{source: mod.(reverseproxy.UpstreamSource), proxy: p}
 	}
 	if p.HealthURI != "" {
 		hctx, cancel := context.WithCancel(context.Background())
@@ -168,6 +186,22 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 		go p.checkHealthEvery(hctx)
 	}
 	return nil
+}
+
+// newUpstream parses raw and connects it to its shared state.
+func (p *Proxy) newUpstream(raw string) (*upstream, error) {
+	u, err := parseUpstream(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := u.connect(p); err != nil {
+		return nil, err
+	}
+	if !p.DisableMetrics {
+		u.metrics = newUpstreamMetrics(u.addr)
+		u.metrics.setHealthy(u.healthy(p.maxFails))
+	}
+	return u, nil
 }
 
 func setDefault(d *caddy.Duration, v time.Duration) {
@@ -179,8 +213,10 @@ func setDefault(d *caddy.Duration, v time.Duration) {
 // Validate checks the configuration.
 func (p *Proxy) Validate() error {
 	switch {
-	case len(p.upstreams) == 0:
+	case len(p.static.upstreams) == 0 && p.dynamic == nil:
 		return errors.New("no upstreams")
+	case p.dynamic != nil:
+		return checkDynamic(p.DynamicScheme, p.DynamicPath)
 	case p.segments < 0:
 		return fmt.Errorf("prefix_segments must not be negative, got %d", p.segments)
 	case p.MaxFails < 0 || p.KeepAliveIdleConns < 0:
@@ -197,10 +233,11 @@ func (p *Proxy) Cleanup() error {
 	if p.stopHealth != nil {
 		p.stopHealth()
 	}
-	for _, u := range p.upstreams {
-		if u.state != nil {
-			upstreamStates.Delete(u.state.key)
-		}
+	for _, u := range p.static.upstreams {
+		u.release()
+	}
+	if p.dynamic != nil {
+		p.dynamic.close()
 	}
 	return nil
 }
@@ -218,9 +255,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 			return err
 		}
 	}
+	set := p.upstreamsFor(r)
 	key := ilpdest.Prefix(pkt.destination, p.segments)
 	var orderBuf [maxStackUpstreams]int
-	order := ilpdest.Rank(key, p.names, orderBuf[:0])
+	order := ilpdest.Rank(key, set.names, orderBuf[:0])
 
 	deadline := time.Now().Add(time.Duration(p.MaxHold))
 	expiry, hasExpiry := r.Context().Deadline()
@@ -234,7 +272,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	var lastErr error
 	tried := 0
 	for rank, i := range order {
-		u := p.upstreams[i]
+		u := set.upstreams[i]
 		if !u.healthy(p.maxFails) {
 			continue
 		}
@@ -276,6 +314,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 		return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("ilp_proxy: no reply within max_hold: %w", lastErr))
 	}
 	return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("ilp_proxy: %w", lastErr))
+}
+
+// upstreamsFor returns the upstreams to rank r's packet over: the dynamic
+// source's current answer, else (no source, or its lookup failed) the
+// static upstreams.
+func (p *Proxy) upstreamsFor(r *http.Request) *upstreamSet {
+	if p.dynamic == nil {
+		return &p.static
+	}
+	set, err := p.dynamic.get(r)
+	if err != nil {
+		if c := p.logger.Check(zap.ErrorLevel, "dynamic upstream lookup failed; using the static upstreams"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		return &p.static
+	}
+	return set
 }
 
 // readPacket reads the body when ilp_proxy runs without ilp_edge before it.
@@ -354,7 +409,7 @@ func (p *Proxy) checkHealthEvery(ctx context.Context) {
 	t := time.NewTicker(time.Duration(p.HealthInterval))
 	defer t.Stop()
 	for {
-		for _, u := range p.upstreams {
+		for _, u := range p.static.upstreams {
 			cctx, cancel := context.WithTimeout(ctx, time.Duration(p.HealthTimeout))
 			err := u.checkHealth(cctx, p.HealthURI)
 			cancel()

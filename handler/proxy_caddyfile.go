@@ -3,9 +3,11 @@ package handler
 import (
 	"strconv"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
 // ParseProxyCaddyfile sets up a Proxy from the `ilp_proxy` directive; see
@@ -20,6 +22,9 @@ func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //
 //	ilp_proxy [<upstreams...>] {
 //		to <upstreams...>
+//		dynamic <source> [...]
+//		dynamic_scheme http|h2c|https
+//		dynamic_path <path>
 //		prefix_segments <n>
 //		max_hold <duration>
 //		dial_timeout <duration>
@@ -34,7 +39,8 @@ func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //	}
 //
 // An upstream is http://, h2c:// or https:// host:port with an optional
-// path, which may hold placeholders.
+// path, which may hold placeholders. `dynamic` takes the same source
+// modules and syntax as reverse_proxy's.
 func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive
 	p.Upstreams = append(p.Upstreams, d.RemainingArgs()...)
@@ -48,6 +54,34 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			p.Upstreams = append(p.Upstreams, args...)
+		case "dynamic":
+			if p.DynamicUpstreamsRaw != nil {
+				return d.Err("dynamic upstreams already specified")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			modID := "http.reverse_proxy.upstreams." + name
+			unm, err := caddyfile.UnmarshalModule(d, modID)
+			if err != nil {
+				return err
+			}
+			source, ok := unm.(reverseproxy.UpstreamSource)
+			if !ok {
+				return d.Errf("module %s (%T) is not an upstream source", modID, unm)
+			}
+			p.DynamicUpstreamsRaw = caddyconfig.JSONModuleObject(source, "source", name, nil)
+		case "dynamic_scheme":
+			if !d.AllArgs(&p.DynamicScheme) {
+				return d.ArgErr()
+			}
+			err = checkDynamic(p.DynamicScheme, "/")
+		case "dynamic_path":
+			if !d.AllArgs(&p.DynamicPath) {
+				return d.ArgErr()
+			}
+			err = checkDynamic("http", p.DynamicPath)
 		case "max_hold":
 			p.MaxHold, err = parseDurationArg(d)
 		case "dial_timeout":
@@ -78,11 +112,11 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unrecognized ilp_proxy option %q", opt)
 		}
 		if err != nil {
-			return err
+			return d.Errf("%v", err)
 		}
 	}
-	if len(p.Upstreams) == 0 {
-		return d.Err("ilp_proxy needs at least one upstream")
+	if len(p.Upstreams) == 0 && p.DynamicUpstreamsRaw == nil {
+		return d.Err("ilp_proxy needs at least one upstream, or dynamic upstreams")
 	}
 	for _, s := range p.Upstreams {
 		if _, err := parseUpstream(s); err != nil {

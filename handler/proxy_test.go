@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -257,7 +258,7 @@ func TestProxyNoHealthyUpstreamGetsT01(t *testing.T) {
 		w, _, err := send(t, e, p, "g.usd.x", time.Minute)
 		wantReject(t, w, err, "T01")
 	}
-	if p.upstreams[0].healthy(1) {
+	if p.static.upstreams[0].healthy(1) {
 		t.Error("a refused upstream is still healthy within fail_duration")
 	}
 }
@@ -273,10 +274,10 @@ func TestProxyPassiveHealth(t *testing.T) {
 	if rank := caddyhttp.GetVar(r.Context(), VarUpstreamRank); rank != 1 {
 		t.Fatalf("rank %v, want 1", rank)
 	}
-	if p.upstreams[0].healthy(1) {
+	if p.static.upstreams[0].healthy(1) {
 		t.Fatal("refused upstream still healthy")
 	}
-	waitFor(t, "the failure to expire", func() bool { return p.upstreams[0].healthy(1) })
+	waitFor(t, "the failure to expire", func() bool { return p.static.upstreams[0].healthy(1) })
 }
 
 func TestProxyActiveHealth(t *testing.T) {
@@ -289,19 +290,19 @@ func TestProxyActiveHealth(t *testing.T) {
 	dest := destRankedFirst([]string{a.addr(), b.addr()})
 
 	a.health.Store(http.StatusServiceUnavailable)
-	waitFor(t, "a to be marked down", func() bool { return !p.upstreams[0].healthy(1) })
+	waitFor(t, "a to be marked down", func() bool { return !p.static.upstreams[0].healthy(1) })
 	w, _, err := send(t, e, p, dest, time.Minute)
 	if got := fulfilledBy(t, w, err); got != "b" {
 		t.Errorf("with a down, fulfilled by %s", got)
 	}
 	a.health.Store(0)
-	waitFor(t, "a to come back", func() bool { return p.upstreams[0].healthy(1) })
+	waitFor(t, "a to come back", func() bool { return p.static.upstreams[0].healthy(1) })
 	w, _, err = send(t, e, p, dest, time.Minute)
 	if got := fulfilledBy(t, w, err); got != "a" {
 		t.Errorf("with a back, fulfilled by %s", got)
 	}
 	// b speaks only h2c: its check must have been made in HTTP/2.
-	if !p.upstreams[1].healthy(1) {
+	if !p.static.upstreams[1].healthy(1) {
 		t.Error("h2c upstream failed its health check")
 	}
 }
@@ -312,16 +313,16 @@ func TestProxyPoolsSurviveReload(t *testing.T) {
 	e, _ := testEdge(t, nil)
 	w, _, err := send(t, e, old, "g.usd.x", time.Minute)
 	fulfilledBy(t, w, err)
-	conn := old.upstreams[0].state.h1.idle[0]
+	conn := old.static.upstreams[0].state.h1.idle[0]
 
 	reloaded := testProxy(t, nil, "http://"+c.addr())
-	if reloaded.upstreams[0].state != old.upstreams[0].state {
+	if reloaded.static.upstreams[0].state != old.static.upstreams[0].state {
 		t.Fatal("the new config did not get the old config's upstream state")
 	}
 	old.Cleanup() // the old config is unloaded
 	w, _, err = send(t, e, reloaded, "g.usd.x", time.Minute)
 	fulfilledBy(t, w, err)
-	if got := reloaded.upstreams[0].state.h1.idle[0]; got != conn {
+	if got := reloaded.static.upstreams[0].state.h1.idle[0]; got != conn {
 		t.Error("the connection was not reused across the reload")
 	}
 }
@@ -400,6 +401,20 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 			FailDuration: second, MaxFails: 3, HealthURI: "/health", HealthInterval: second, HealthTimeout: second,
 			DisableMetrics: true,
 		}},
+		{name: "dynamic", input: `ilp_proxy {
+			dynamic srv _ilp._tcp.connectors.internal {
+				refresh 10s
+			}
+			dynamic_scheme h2c
+			dynamic_path /accounts/{http.ilp.peer}/ilp
+		}`, want: &Proxy{
+			DynamicUpstreamsRaw: json.RawMessage(`{"name":"_ilp._tcp.connectors.internal","refresh":10000000000,"source":"srv"}`),
+			DynamicScheme:       "h2c", DynamicPath: "/accounts/{http.ilp.peer}/ilp",
+		}},
+		{name: "two dynamic sources", input: "ilp_proxy {\ndynamic a x 1\ndynamic a y 1\n}", err: "already specified"},
+		{name: "unknown dynamic source", input: "ilp_proxy {\ndynamic consul x\n}", err: "consul"},
+		{name: "bad dynamic scheme", input: "ilp_proxy {\ndynamic a x 1\ndynamic_scheme ws\n}", err: "scheme must be"},
+		{name: "bad dynamic path", input: "ilp_proxy {\ndynamic a x 1\ndynamic_path ilp\n}", err: "must start with /"},
 		{name: "bad metrics switch", input: "ilp_proxy a:1 {\nmetrics maybe\n}", err: "want on or off"},
 		{name: "no upstreams", input: "ilp_proxy {\nmax_hold 1s\n}", err: "at least one upstream"},
 		{name: "bad scheme", input: "ilp_proxy ws://a:1", err: "scheme must be"},

@@ -126,6 +126,13 @@ func (u *upstream) connect(p *Proxy) error {
 	return nil
 }
 
+// release gives up u's shared state; it reports whether u was its last
+// user, whose leaving closed the idle connections.
+func (u *upstream) release() bool {
+	deleted, _ := upstreamStates.Delete(u.state.key)
+	return deleted
+}
+
 // healthy reports whether u may be given packets: its last active health
 // check (if any) passed and it has failed fewer than maxFails times within
 // fail_duration (if passive health is on).
