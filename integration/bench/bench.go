@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/integration/internal/proc"
 )
 
 // Credentials of the one benchmark peer. They are test values on loopback.
@@ -35,7 +36,7 @@ type bench struct {
 	root      string // the repository
 	dir       string // scratch space, removed at the end
 	caddy     string // ./cmd/caddy, built
-	stubs     []*process
+	stubs     []*proc.Process
 	stubAddrs []string
 	fulfill   []byte // what a stub answers
 	prepares  map[string][]byte
@@ -77,27 +78,12 @@ func setUp(ctx context.Context) (*bench, error) {
 	}
 
 	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("stub-%d", i)
-		p, err := startProcess(b.dir, name, stub, "-name", name)
+		p, addr, err := proc.StartStub(ctx, b.dir, stub, fmt.Sprintf("stub-%d", i))
 		if err != nil {
 			b.tearDown()
 			return nil, err
 		}
 		b.stubs = append(b.stubs, p)
-		var addr string
-		err = waitReady(ctx, p, 10*time.Second, func() error {
-			text, _ := os.ReadFile(p.log)
-			a, ok := strings.CutPrefix(strings.TrimSpace(string(text)), "READY ")
-			if !ok {
-				return errors.New("no READY line yet")
-			}
-			addr = a
-			return nil
-		})
-		if err != nil {
-			b.tearDown()
-			return nil, err
-		}
 		b.stubAddrs = append(b.stubAddrs, addr)
 	}
 
@@ -123,7 +109,7 @@ func setUp(ctx context.Context) (*bench, error) {
 
 func (b *bench) tearDown() {
 	for _, p := range b.stubs {
-		p.stop()
+		p.Stop()
 	}
 	os.RemoveAll(b.dir)
 }
@@ -209,14 +195,14 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 		return sample{}, err
 	}
 	if srv.proc != nil {
-		defer srv.proc.stop()
+		defer srv.proc.Stop()
 	}
 	url, client := srv.h1, h1Client
 	if wl.h2c {
 		url, client = srv.h2c, h2cClient
 	}
 	headers := b.headers(c, wl)
-	err = waitReady(ctx, srv.proc, 20*time.Second, func() error {
+	err = srv.proc.WaitReady(ctx, 20*time.Second, func() error {
 		reply, err := post(client, url, wl.body, headers)
 		if err != nil {
 			return err
@@ -292,14 +278,14 @@ func (b *bench) usage(srv *server) usage {
 	if srv.proc == nil {
 		return usage{}
 	}
-	u, _ := groupUsage(srv.proc.cmd.Process.Pid)
+	u, _ := groupUsage(srv.proc.Cmd.Process.Pid)
 	return u
 }
 
 func (b *bench) stubUsage() usage {
 	var total usage
 	for _, p := range b.stubs {
-		u, _ := groupUsage(p.cmd.Process.Pid)
+		u, _ := groupUsage(p.Cmd.Process.Pid)
 		total.cpu += u.cpu
 		total.peakKB += u.peakKB
 	}

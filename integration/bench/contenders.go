@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ilp-edge/caddy-ilp/integration/internal/proc"
 )
 
 // contender is one way of putting the stub connectors behind an address.
@@ -20,7 +22,7 @@ type contender struct {
 // server is a started contender.
 type server struct {
 	h1, h2c string   // URLs for HTTP/1.1 and h2c load
-	proc    *process // nil when there is no proxy (direct)
+	proc    *proc.Process // nil when there is no proxy (direct)
 	admin   string   // Caddy's admin address, for profiles
 }
 
@@ -125,7 +127,7 @@ func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*s
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, err
 		}
-		p, err := startProcess(dir, "caddy", b.caddy, "run", "--config", path, "--adapter", "caddyfile")
+		p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path, "--adapter", "caddyfile")
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +164,7 @@ func startCaddyRespond(b *bench, dir string) (*server, error) {
 	if err := os.WriteFile(path, js, 0o600); err != nil {
 		return nil, err
 	}
-	p, err := startProcess(dir, "caddy", b.caddy, "run", "--config", path)
+	p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +214,7 @@ http {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := startProcess(dir, "nginx", "nginx", "-p", dir, "-c", path, "-e", dir+"/nginx-error.log")
+	p, err := proc.Start(dir, "nginx", nil, "nginx", "-p", dir, "-c", path, "-e", dir+"/nginx-error.log")
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +250,7 @@ backend stubs
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := startProcess(dir, "haproxy", "haproxy", "-db", "-f", path)
+	p, err := proc.Start(dir, "haproxy", nil, "haproxy", "-db", "-f", path)
 	if err != nil {
 		return nil, err
 	}
