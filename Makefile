@@ -4,9 +4,11 @@ GO ?= go
 
 .PHONY: demo test build vet fmt-check race bench bench-quick
 
-# Build the in-repo Caddy and show the caddy-ilp modules it carries.
-demo: build
-	./caddy list-modules --skip-standard
+# The one-command demo (integration/demo): Caddy with Caddyfile.example in
+# front of three stub connectors; packets routed by prefix, then one
+# connector killed. Starts and stops everything itself, on loopback.
+demo:
+	$(GO) run ./integration/demo
 
 build:
 	$(GO) build -o caddy ./cmd/caddy

@@ -3,16 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/integration/internal/ilpclient"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/proc"
 )
 
@@ -93,7 +91,7 @@ func setUp(ctx context.Context) (*bench, error) {
 		Amount: 1, ExpiresAt: time.Now().Add(time.Minute),
 		ExecutionCondition: make([]byte, 32), Destination: []byte("g.bench.probe"),
 	})
-	reply, err := post(http.DefaultClient, "http://"+b.stubAddrs[0], probe, nil)
+	reply, err := ilpclient.Post(http.DefaultClient, "http://"+b.stubAddrs[0], probe, nil)
 	if err == nil {
 		err = expectFulfill(reply, -1)
 	}
@@ -103,7 +101,7 @@ func setUp(ctx context.Context) (*bench, error) {
 	}
 	b.fulfill = reply
 	b.prepares = makePrepares(sha256.Sum256(reply[2:34]))
-	b.jwt = signJWT(benchJWTSecret, time.Now().Add(2*time.Hour))
+	b.jwt = ilpclient.SignJWT(benchJWTSecret, time.Now().Add(2*time.Hour))
 	return b, nil
 }
 
@@ -203,7 +201,7 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 	}
 	headers := b.headers(c, wl)
 	err = srv.proc.WaitReady(ctx, 20*time.Second, func() error {
-		reply, err := post(client, url, wl.body, headers)
+		reply, err := ilpclient.Post(client, url, wl.body, headers)
 		if err != nil {
 			return err
 		}
@@ -352,37 +350,8 @@ func fetchProfile(admin string, d time.Duration, path string) error {
 
 var (
 	h1Client  = &http.Client{Timeout: 5 * time.Second}
-	h2cClient = func() *http.Client {
-		var p http.Protocols
-		p.SetUnencryptedHTTP2(true)
-		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &p}}
-	}()
+	h2cClient = ilpclient.H2C(5 * time.Second)
 )
-
-// post sends one packet the way h2load will and returns the 200 body.
-func post(c *http.Client, url string, body []byte, headers []string) ([]byte, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ": ")
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	reply, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %s: %q", resp.Status, reply)
-	}
-	return reply, nil
-}
 
 // expectFulfill checks that reply is an ILP Fulfill of size n (any size
 // if n < 0) with a one-byte length prefix.
@@ -401,24 +370,13 @@ func expectFulfill(reply []byte, n int) error {
 	return nil
 }
 
-// signJWT makes an HS256 JWT as ilp-plugin-http signs them: {iat, exp}.
-func signJWT(secret string, exp time.Time) string {
-	enc := base64.RawURLEncoding
-	head := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	claims := enc.EncodeToString(fmt.Appendf(nil, `{"iat":%d,"exp":%d}`, time.Now().Unix(), exp.Unix()))
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(head + "." + claims))
-	return head + "." + claims + "." + enc.EncodeToString(mac.Sum(nil))
-}
-
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // installTools installs the contenders and the load generator from
