@@ -21,9 +21,9 @@ type contender struct {
 
 // server is a started contender.
 type server struct {
-	h1, h2c string   // URLs for HTTP/1.1 and h2c load
+	h1, h2c string        // URLs for HTTP/1.1 and h2c load
 	proc    *proc.Process // nil when there is no proxy (direct)
-	admin   string   // Caddy's admin address, for profiles
+	admin   string        // Caddy's admin address, for profiles
 }
 
 // Contender ids the report's ratios are computed from.
