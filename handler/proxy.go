@@ -3,6 +3,7 @@ package handler
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +73,11 @@ type Proxy struct {
 	// Default: /.
 	DynamicPath string `json:"dynamic_path,omitempty"`
 
+	// TLS settings for https:// upstreams, as reverse_proxy's `transport
+	// http { tls_* }`: trust pool, client certificate, server name. By
+	// default the system's roots verify the upstreams' certificates.
+	TLS *reverseproxy.TLSConfig `json:"tls,omitempty"`
+
 	// How many leading segments of the destination form the routing key,
 	// as in ilp_prefix. 0 uses the whole address. Default: 3.
 	PrefixSegments *int `json:"prefix_segments,omitempty"`
@@ -115,6 +121,8 @@ type Proxy struct {
 
 	static     upstreamSet
 	dynamic    *dynamicUpstreams // nil: no dynamic upstreams
+	tlsConfig  *tls.Config // from TLS, for https upstreams
+	tlsKey     string      // TLS as JSON, part of the shared state's key
 	segments   int
 	maxFails   int32 // MaxFails, or no limit when passive health is off
 	logger     *zap.Logger
@@ -155,6 +163,18 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 	if !p.DisableMetrics {
 		if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	p.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if p.TLS != nil {
+		// Before loading: loading the trust pool module clears its JSON.
+		key, err := json.Marshal(p.TLS)
+		if err != nil {
+			return err
+		}
+		p.tlsKey = string(key)
+		if p.tlsConfig, err = p.TLS.MakeTLSClientConfig(ctx); err != nil {
+			return fmt.Errorf("tls: %w", err)
 		}
 	}
 	for _, raw := range p.Upstreams {

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
 )
 
 // ParseProxyCaddyfile sets up a Proxy from the `ilp_proxy` directive; see
@@ -25,6 +26,9 @@ func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		dynamic <source> [...]
 //		dynamic_scheme http|h2c|https
 //		dynamic_path <path>
+//		tls_trust_pool <source> [...]
+//		tls_client_auth <cert_file> <key_file>
+//		tls_server_name <name>
 //		prefix_segments <n>
 //		max_hold <duration>
 //		dial_timeout <duration>
@@ -82,6 +86,32 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			err = checkDynamic("http", p.DynamicPath)
+		case "tls_trust_pool":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if p.tlsSettings().CARaw != nil {
+				return d.Err("tls_trust_pool already specified")
+			}
+			name := d.Val()
+			modID := "tls.ca_pool.source." + name
+			unm, err := caddyfile.UnmarshalModule(d, modID)
+			if err != nil {
+				return err
+			}
+			ca, ok := unm.(caddytls.CA)
+			if !ok {
+				return d.Errf("module %s is not a trust pool source", modID)
+			}
+			p.TLS.CARaw = caddyconfig.JSONModuleObject(ca, "provider", name, nil)
+		case "tls_client_auth":
+			if !d.AllArgs(&p.tlsSettings().ClientCertificateFile, &p.TLS.ClientCertificateKeyFile) {
+				return d.ArgErr()
+			}
+		case "tls_server_name":
+			if !d.AllArgs(&p.tlsSettings().ServerName) {
+				return d.ArgErr()
+			}
 		case "max_hold":
 			p.MaxHold, err = parseDurationArg(d)
 		case "dial_timeout":
@@ -124,6 +154,14 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// tlsSettings returns p.TLS, making it first if need be.
+func (p *Proxy) tlsSettings() *reverseproxy.TLSConfig {
+	if p.TLS == nil {
+		p.TLS = new(reverseproxy.TLSConfig)
+	}
+	return p.TLS
 }
 
 // parseCountArg reads the one non-negative integer argument of an option.

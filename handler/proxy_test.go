@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
@@ -411,6 +412,20 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 			DynamicUpstreamsRaw: json.RawMessage(`{"name":"_ilp._tcp.connectors.internal","refresh":10000000000,"source":"srv"}`),
 			DynamicScheme:       "h2c", DynamicPath: "/accounts/{http.ilp.peer}/ilp",
 		}},
+		{name: "tls", input: `ilp_proxy https://10.0.0.1:7768 {
+			tls_trust_pool file /etc/caddy/connectors-ca.pem
+			tls_client_auth /etc/caddy/edge.pem /etc/caddy/edge.key
+			tls_server_name connectors.internal
+		}`, want: &Proxy{
+			Upstreams: []string{"https://10.0.0.1:7768"},
+			TLS: &reverseproxy.TLSConfig{
+				CARaw:                 json.RawMessage(`{"pem_files":["/etc/caddy/connectors-ca.pem"],"provider":"file"}`),
+				ClientCertificateFile: "/etc/caddy/edge.pem", ClientCertificateKeyFile: "/etc/caddy/edge.key",
+				ServerName: "connectors.internal",
+			},
+		}},
+		{name: "two trust pools", input: "ilp_proxy https://a:1 {\ntls_trust_pool file a.pem\ntls_trust_pool file b.pem\n}", err: "already specified"},
+		{name: "client auth without key", input: "ilp_proxy https://a:1 {\ntls_client_auth a.pem\n}", err: "wrong argument count"},
 		{name: "two dynamic sources", input: "ilp_proxy {\ndynamic a x 1\ndynamic a y 1\n}", err: "already specified"},
 		{name: "unknown dynamic source", input: "ilp_proxy {\ndynamic consul x\n}", err: "consul"},
 		{name: "bad dynamic scheme", input: "ilp_proxy {\ndynamic a x 1\ndynamic_scheme ws\n}", err: "scheme must be"},

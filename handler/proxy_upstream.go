@@ -2,7 +2,6 @@ package handler
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -95,6 +94,9 @@ func parseUpstream(s string) (*upstream, error) {
 func (u *upstream) connect(p *Proxy) error {
 	key := fmt.Sprintf("%s://%s dial=%v keepalive=%v idle=%d",
 		u.scheme, u.addr, time.Duration(p.DialTimeout), time.Duration(p.KeepAlive), p.KeepAliveIdleConns)
+	if u.scheme == "https" {
+		key += " tls=" + p.tlsKey
+	}
 	v, _, err := upstreamStates.LoadOrNew(key, func() (caddy.Destructor, error) {
 		s := &upstreamState{key: key}
 		if u.scheme == "http" {
@@ -107,7 +109,7 @@ func (u *upstream) connect(p *Proxy) error {
 			DialContext:         dialer.DialContext,
 			MaxIdleConnsPerHost: p.KeepAliveIdleConns,
 			IdleConnTimeout:     time.Duration(p.KeepAlive),
-			TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+			TLSClientConfig:     p.tlsConfig.Clone(),
 			Protocols:           new(http.Protocols),
 		}
 		if u.scheme == "h2c" {
