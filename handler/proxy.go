@@ -121,8 +121,8 @@ type Proxy struct {
 
 	static     upstreamSet
 	dynamic    *dynamicUpstreams // nil: no dynamic upstreams
-	tlsConfig  *tls.Config // from TLS, for https upstreams
-	tlsKey     string      // TLS as JSON, part of the shared state's key
+	tlsConfig  *tls.Config       // from TLS, for https upstreams
+	tlsKey     string            // TLS as JSON, part of the shared state's key
 	segments   int
 	maxFails   int32 // MaxFails, or no limit when passive health is off
 	logger     *zap.Logger
