@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"encoding/json"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -62,48 +63,26 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if p.DynamicUpstreamsRaw != nil {
 				return d.Err("dynamic upstreams already specified")
 			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			name := d.Val()
-			modID := "http.reverse_proxy.upstreams." + name
-			unm, err := caddyfile.UnmarshalModule(d, modID)
-			if err != nil {
-				return err
-			}
-			source, ok := unm.(reverseproxy.UpstreamSource)
-			if !ok {
-				return d.Errf("module %s (%T) is not an upstream source", modID, unm)
-			}
-			p.DynamicUpstreamsRaw = caddyconfig.JSONModuleObject(source, "source", name, nil)
+			p.DynamicUpstreamsRaw, err = unmarshalInlineModule[reverseproxy.UpstreamSource](d, "http.reverse_proxy.upstreams", "source")
 		case "dynamic_scheme":
 			if !d.AllArgs(&p.DynamicScheme) {
 				return d.ArgErr()
 			}
-			err = checkDynamic(p.DynamicScheme, "/")
+			if err := checkDynamic(p.DynamicScheme, "/"); err != nil {
+				return d.Errf("%v", err)
+			}
 		case "dynamic_path":
 			if !d.AllArgs(&p.DynamicPath) {
 				return d.ArgErr()
 			}
-			err = checkDynamic("http", p.DynamicPath)
-		case "tls_trust_pool":
-			if !d.NextArg() {
-				return d.ArgErr()
+			if err := checkDynamic("http", p.DynamicPath); err != nil {
+				return d.Errf("%v", err)
 			}
+		case "tls_trust_pool":
 			if p.tlsSettings().CARaw != nil {
 				return d.Err("tls_trust_pool already specified")
 			}
-			name := d.Val()
-			modID := "tls.ca_pool.source." + name
-			unm, err := caddyfile.UnmarshalModule(d, modID)
-			if err != nil {
-				return err
-			}
-			ca, ok := unm.(caddytls.CA)
-			if !ok {
-				return d.Errf("module %s is not a trust pool source", modID)
-			}
-			p.TLS.CARaw = caddyconfig.JSONModuleObject(ca, "provider", name, nil)
+			p.TLS.CARaw, err = unmarshalInlineModule[caddytls.CA](d, "tls.ca_pool.source", "provider")
 		case "tls_client_auth":
 			if !d.AllArgs(&p.tlsSettings().ClientCertificateFile, &p.TLS.ClientCertificateKeyFile) {
 				return d.ArgErr()
@@ -142,7 +121,7 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unrecognized ilp_proxy option %q", opt)
 		}
 		if err != nil {
-			return d.Errf("%v", err)
+			return err
 		}
 	}
 	if len(p.Upstreams) == 0 && p.DynamicUpstreamsRaw == nil {
@@ -154,6 +133,27 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalInlineModule reads `<name> [<args...>] [{ … }]` as the module
+// namespace.<name>, which must be a T, and returns its JSON with
+// inlineKey naming it, as reverse_proxy's `dynamic` and `tls_trust_pool`
+// do.
+func unmarshalInlineModule[T any](d *caddyfile.Dispenser, namespace, inlineKey string) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	name := d.Val()
+	modID := namespace + "." + name
+	unm, err := caddyfile.UnmarshalModule(d, modID)
+	if err != nil {
+		return nil, err
+	}
+	mod, ok := unm.(T)
+	if !ok {
+		return nil, d.Errf("module %s (%T) cannot be used here", modID, unm)
+	}
+	return caddyconfig.JSONModuleObject(mod, inlineKey, name, nil), nil
 }
 
 // tlsSettings returns p.TLS, making it first if need be.
