@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/integration/internal/proc"
 )
 
 // These tests run the edge as users do — ./cmd/caddy with a Caddyfile —
@@ -44,12 +46,11 @@ var buildCaddy = sync.OnceValues(func() (string, error) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func needNode(t *testing.T) {

@@ -12,11 +12,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/integration/internal/proc"
 )
 
 // edgeEnv is everything Caddyfile.example reads from the environment, set
@@ -34,7 +35,7 @@ type edgeEnv struct {
 // newEdgeEnv prepares the environment for connectors, writing the peer
 // CA into dir.
 func newEdgeEnv(dir string, connectors []string) (*edgeEnv, error) {
-	ports, err := freePorts(5)
+	ports, err := proc.FreePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -85,26 +86,6 @@ func randomSecret() string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// freePorts finds n loopback ports that are free now.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // writePeerCA makes a CA, writes its certificate to path, and returns a

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
@@ -109,5 +108,5 @@ func fulfillData(b []byte) (string, error) {
 	if len(b) < 35 || b[1] >= 0x80 || b[34] >= 0x80 || len(b) != 35+int(b[34]) {
 		return "", fmt.Errorf("not a short Fulfill: %x", b)
 	}
-	return strings.Clone(string(b[35:])), nil
+	return string(b[35:]), nil
 }
