@@ -114,8 +114,9 @@ func BenchmarkDeadlineContext(b *testing.B) {
 	expiry := time.Now().Add(time.Hour)
 	b.ReportAllocs()
 	for b.Loop() {
-		ctx, cancel := context.WithDeadline(r.Context(), expiry)
-		_ = r.WithContext(ctx)
-		cancel()
+		var ctx expiryContext
+		ctx.init(r.Context(), expiry)
+		_ = r.WithContext(&ctx)
+		ctx.cancel()
 	}
 }

@@ -245,11 +245,11 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	delete(r.Header, "Transfer-Encoding")
 	r.TransferEncoding = nil
 
-	ctx, cancel := context.WithDeadline(r.Context(), pkt.prepare.ExpiresAt)
-	defer cancel()
+	pkt.ctx.init(r.Context(), pkt.prepare.ExpiresAt)
+	defer pkt.ctx.cancel()
 	pkt.capture.reset(w)
-	err = e.serveNext(&pkt.capture, r.WithContext(ctx), next)
-	expired := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	err = e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)
+	expired := errors.Is(pkt.ctx.Err(), context.DeadlineExceeded)
 	if r.Context().Err() != nil && !expired {
 		// The peer went away; there is nobody to answer.
 		pkt.capture.release()

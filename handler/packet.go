@@ -27,6 +27,7 @@ type packet struct {
 	start       time.Time // arrival; zero when neither metrics nor debug logs need it
 	reader      bytes.Reader
 	capture     responseCapture
+	ctx         expiryContext // what the next handler sees
 }
 
 // Read and Close make the packet the request body seen by the next handler.

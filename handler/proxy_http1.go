@@ -170,8 +170,7 @@ func writeRequest(w *bufio.Writer, req *h1Request) {
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(req.host)
 	w.WriteString("\r\nContent-Length: ")
-	var num [20]byte
-	w.Write(strconv.AppendInt(num[:0], int64(len(req.body)), 10))
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(len(req.body)), 10))
 	w.WriteString("\r\n")
 	for k, vv := range req.header {
 		if hopByHop(k) {
