@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -261,20 +262,17 @@ func readReply(br *bufio.Reader, buf []byte) (reply upstreamReply, keepAlive boo
 			continue // 100 Continue, 103 Early Hints: the real reply follows
 		}
 		reply.status = status
-		var body io.Reader = br
 		switch {
 		case chunked:
-			body = httputil.NewChunkedReader(br)
+			reply.body, err = readAllInto(httputil.NewChunkedReader(br), buf[:0])
 		case length > maxResponseSize:
 			return reply, false, errReplyTooLarge
 		case length >= 0:
-			body = io.LimitReader(br, length)
+			reply.body = slices.Grow(buf[:0], int(length))[:length]
+			_, err = io.ReadFull(br, reply.body)
 		default:
 			keepAlive = false // the body runs to the end of the connection
-		}
-		reply.body, err = readAllInto(body, buf[:0])
-		if err == nil && length >= 0 && int64(len(reply.body)) != length {
-			err = io.ErrUnexpectedEOF
+			reply.body, err = readAllInto(br, buf[:0])
 		}
 		return reply, keepAlive && err == nil, err
 	}
