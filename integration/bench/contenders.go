@@ -48,6 +48,7 @@ var contenders = []contender{
 	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", ""))},
 	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", ""))},
 	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n"))},
+	{id: "caddy-ilp-proxy-alone", label: "`ilp_proxy` alone, no `ilp_edge`: the forwarding floor", start: caddyfileStarter(caddyProxyAloneSite)},
 	{id: "caddy-ilp-proxy-h2c", label: "caddy-ilp with `ilp_proxy`, h2c upstreams", header: true, start: caddyfileStarter(caddyProxySite("h2c", ""))},
 }
 
@@ -114,6 +115,12 @@ func caddyProxySite(scheme, extra string) func(b *bench) string {
 %[3]s	}
 `, benchToken, strings.Join(ups, " "), extra)
 	}
+}
+
+// caddyProxyAloneSite is ilp_proxy with nothing before it: what
+// forwarding costs without authentication, expiry and Reject mapping.
+func caddyProxyAloneSite(b *bench) string {
+	return "\tilp_proxy " + strings.Join(b.stubAddrs, " ") + "\n"
 }
 
 // caddyfileStarter runs ./cmd/caddy with a Caddyfile whose one site, on a
