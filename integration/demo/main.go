@@ -5,8 +5,8 @@
 // token over h2c, bob with a JWT and carol with a client certificate over
 // HTTPS), and prints which connector each destination prefix went to.
 // Then it kills one connector, sends the same packets again, and shows
-// that only that connector's prefixes moved and that the peers got ILP
-// Rejects (T01), never an HTTP error. It stops everything it started.
+// that only that connector's prefixes moved, to their next choice, with
+// every packet still fulfilled. It stops everything it started.
 //
 // It exits non-zero if any of that does not hold, so it doubles as a test
 // of Caddyfile.example (integration/demo/main_test.go runs it).
