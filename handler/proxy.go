@@ -327,7 +327,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	if errors.Is(lastErr, os.ErrDeadlineExceeded) || errors.Is(lastErr, context.DeadlineExceeded) {
 		if hasExpiry && !deadline.Before(expiry) {
 			// The packet expired. ilp_edge tells that from its context,
-			// whose timer may lag the connection's by a moment.
+			// whose timer, if something started one (the h2 transport
+			// does), may lag the connection's by a moment.
 			<-r.Context().Done()
 			return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("ilp_proxy: packet expired: %w", lastErr))
 		}
