@@ -1,6 +1,6 @@
 // Package caddyilp registers the caddy-ilp modules with Caddy. It is the
 // package that `xcaddy build --with github.com/ilp-edge/caddy-ilp` imports;
-// the modules themselves live in package handler.
+// the modules themselves live in packages handler and handler/proxy.
 package caddyilp
 
 import (
@@ -8,17 +8,18 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/handler/proxy"
 )
 
 func init() {
 	caddy.RegisterModule(handler.Edge{})
 	caddy.RegisterModule(handler.PrefixSelection{})
-	caddy.RegisterModule(handler.Proxy{})
+	caddy.RegisterModule(proxy.Proxy{})
 	httpcaddyfile.RegisterHandlerDirective("ilp_edge", handler.ParseEdgeCaddyfile)
 	// Before basic_auth, so that ilp_edge wraps handle and route blocks
 	// (with "before reverse_proxy" it would sort after them and never run).
 	httpcaddyfile.RegisterDirectiveOrder("ilp_edge", httpcaddyfile.Before, "basic_auth")
-	httpcaddyfile.RegisterHandlerDirective("ilp_proxy", handler.ParseProxyCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("ilp_proxy", proxy.ParseProxyCaddyfile)
 	// A terminal handler in reverse_proxy's place.
 	httpcaddyfile.RegisterDirectiveOrder("ilp_proxy", httpcaddyfile.After, "reverse_proxy")
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 // The benchmarks compare ServeHTTP followed by a stand-in for
@@ -24,7 +25,7 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 
-var benchFulfill = ilpdest.AppendFulfill(nil, testFulfillment, nil)
+var benchFulfill = ilpdest.AppendFulfill(nil, ilptest.Fulfillment, nil)
 
 var fastBackend = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 	_, _ = io.Copy(io.Discard, r.Body)
@@ -90,14 +91,14 @@ func BenchmarkServeHTTPTokenOER(b *testing.B) {
 
 func BenchmarkServeHTTPJWTCached(b *testing.B) {
 	benchServe(b, benchEdge(b), benchRequest(prepareBytes("g.us.bank.alice", time.Hour),
-		"Authorization", "Bearer "+signJWT("HS256", bobJWT, pluginClaims(time.Hour)), "ILP-Peer-Name", "bob"))
+		"Authorization", "Bearer "+ilptest.SignJWT("HS256", bobJWT, ilptest.PluginClaims(time.Hour)), "ILP-Peer-Name", "bob"))
 }
 
 // BenchmarkJWTFresh verifies a new token each time (no cache hit): the
 // cost a peer pays once per token lifetime.
 func BenchmarkJWTFresh(b *testing.B) {
 	e := benchEdge(b)
-	tok := signJWT("HS256", bobJWT, pluginClaims(time.Hour))
+	tok := ilptest.SignJWT("HS256", bobJWT, ilptest.PluginClaims(time.Hour))
 	b.ReportAllocs()
 	for b.Loop() {
 		e.auth.jwtCache = newJWTCache(16)

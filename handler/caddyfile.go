@@ -1,9 +1,6 @@
 package handler
 
 import (
-	"strconv"
-
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -61,7 +58,7 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			e.MaxPacketSize = int64(n)
 		case "min_expiry_window":
-			dur, err := parseDurationArg(d)
+			dur, err := ParseDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -80,7 +77,7 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "jwt_leeway":
-			dur, err := parseDurationArg(d)
+			dur, err := ParseDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -91,7 +88,7 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			e.JWTAllowMissingExp = true
 		case "metrics":
-			off, err := parseMetricsArg(d)
+			off, err := ParseMetricsArg(d)
 			if err != nil {
 				return err
 			}
@@ -155,38 +152,6 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 		return nil, d.Errf("peer %q needs a token, jwt_secret or client_cert", p.Name)
 	}
 	return p, nil
-}
-
-// parseMetricsArg reads `metrics on|off` and reports whether metrics are
-// off.
-func parseMetricsArg(d *caddyfile.Dispenser) (off bool, err error) {
-	var s string
-	if !d.AllArgs(&s) {
-		return false, d.ArgErr()
-	}
-	switch s {
-	case "on":
-		return false, nil
-	case "off":
-		return true, nil
-	}
-	return false, d.Errf("metrics %q: want on or off", s)
-}
-
-func parseDurationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	opt := d.Val()
-	var s string
-	if !d.AllArgs(&s) {
-		return 0, d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil {
-		return 0, d.Errf("%s %q: %v", opt, s, err)
-	}
-	if dur < 0 {
-		return 0, d.Errf("%s %s: must not be negative", opt, strconv.Quote(s))
-	}
-	return caddy.Duration(dur), nil
 }
 
 // Interface guard

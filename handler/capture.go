@@ -5,10 +5,6 @@ import (
 	"sync"
 )
 
-// maxResponseSize bounds what the edge accepts from a backend as a reply:
-// the largest legal Fulfill or Reject is well under it.
-const maxResponseSize = 64 << 10
-
 var responseBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // responseCapture stands in for the client's ResponseWriter while the next
@@ -43,7 +39,7 @@ func (c *responseCapture) Write(b []byte) (int, error) {
 	if c.body == nil {
 		c.body = responseBufPool.Get().(*[]byte)
 	}
-	if len(*c.body)+len(b) > maxResponseSize {
+	if len(*c.body)+len(b) > MaxReplySize {
 		c.overflow = true
 		return len(b), nil
 	}
@@ -65,7 +61,7 @@ func (c *responseCapture) bytes() []byte {
 // release returns the body buffer to the pool; call it once the body has
 // been written out.
 func (c *responseCapture) release() {
-	if c.body != nil && cap(*c.body) <= maxResponseSize {
+	if c.body != nil && cap(*c.body) <= MaxReplySize {
 		*c.body = (*c.body)[:0]
 		responseBufPool.Put(c.body)
 	}

@@ -1,9 +1,10 @@
 // Package handler holds caddy-ilp's Caddy modules: the ilp_edge HTTP
-// handler and the ilp_prefix reverse_proxy selection policy.
+// handler and the ilp_prefix reverse_proxy selection policy, and the
+// contract (forward.go) between ilp_edge and the forwarder after it, which
+// package proxy's ilp_proxy implements.
 package handler
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,9 +27,8 @@ const (
 
 // Defaults.
 const (
-	DefaultMaxPacketSize = 40000
-	DefaultPeerHeader    = "ILP-Peer-Name"
-	DefaultJWTLeeway     = caddy.Duration(2 * time.Second)
+	DefaultPeerHeader = "ILP-Peer-Name"
+	DefaultJWTLeeway  = caddy.Duration(2 * time.Second)
 	// destinationHeader is ILP-Destination in canonical form: looking a
 	// header up by a canonical key skips a conversion and an allocation.
 	destinationHeader = "Ilp-Destination"
@@ -199,7 +199,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("ilp_edge: authentication failed: %w", err))
 	}
 
-	pkt := new(packet)
+	pkt := new(Packet)
 	pkt.peer = p
 	if p.metrics != nil || e.logger.Core().Enabled(zap.DebugLevel) {
 		pkt.start = e.now()
@@ -249,7 +249,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	defer pkt.ctx.cancel()
 	pkt.capture.reset(w)
 	err = e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)
-	expired := errors.Is(pkt.ctx.Err(), context.DeadlineExceeded)
+	// The clock, not the context, says whether the packet expired: a
+	// forwarder's connection deadline can fire a moment before the
+	// context's timer does.
+	expired := !e.now().Before(pkt.prepare.ExpiresAt)
 	if r.Context().Err() != nil && !expired {
 		// The peer went away; there is nobody to answer.
 		pkt.capture.release()
@@ -290,7 +293,7 @@ func (e *Edge) authFailed(r *http.Request, err error) {
 // count records an answered packet in the metrics and the debug log:
 // reply is what went back, rej the edge's own Reject when it made one.
 // The type and code are read from the reply's first bytes.
-func (e *Edge) count(pkt *packet, reply []byte, rej *edgeReject) {
+func (e *Edge) count(pkt *Packet, reply []byte, rej *edgeReject) {
 	m := pkt.peer.metrics
 	debug := e.logger.Check(zap.DebugLevel, "packet")
 	if m == nil && debug == nil {
@@ -331,8 +334,10 @@ func (e *Edge) count(pkt *packet, reply []byte, rej *edgeReject) {
 	}
 	if debug != nil {
 		fields := []zap.Field{zap.String("peer", pkt.peer.name),
-			zap.String("destination_prefix", ilpdest.Prefix(pkt.destination, DefaultPrefixSegments)),
 			zap.String("result", result), zap.Duration("duration", elapsed)}
+		if pkt.routeKey != "" { // the prefix ilp_prefix or ilp_proxy routed by
+			fields = append(fields, zap.String("destination_prefix", pkt.routeKey))
+		}
 		if result != resultFulfill {
 			fields = append(fields, zap.String("code", code.String()))
 		}
@@ -357,7 +362,7 @@ func (e *Edge) serveNext(c *responseCapture, r *http.Request, next caddyhttp.Han
 
 // readPrepare reads the Prepare in the body and settles the destination,
 // or returns the Reject the packet gets instead.
-func (e *Edge) readPrepare(pkt *packet, header string) *edgeReject {
+func (e *Edge) readPrepare(pkt *Packet, header string) *edgeReject {
 	var err error
 	if pkt.prepare, err = ilpdest.ReadPrepare(pkt.body); err != nil {
 		return invalidPacket(err)
@@ -384,7 +389,7 @@ func (e *Edge) readPrepare(pkt *packet, header string) *edgeReject {
 }
 
 // writeReject answers with a Reject from the edge.
-func (e *Edge) writeReject(w http.ResponseWriter, pkt *packet, rej *edgeReject) error {
+func (e *Edge) writeReject(w http.ResponseWriter, pkt *Packet, rej *edgeReject) error {
 	level := zap.WarnLevel
 	if rej.code == ilpdest.CodeF01 || rej.code == ilpdest.CodeR02 {
 		level = zap.DebugLevel // the peer's problem, not the fleet's

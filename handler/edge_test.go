@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 // countingReader records whether the handler read the body.
@@ -37,12 +42,12 @@ func TestAuthRefused(t *testing.T) {
 		"no credentials":         "",
 		"unknown token":          "Bearer nope",
 		"empty bearer":           "Bearer ",
-		"bad JWT signature":      "Bearer " + signJWT("HS256", "wrong-secret", pluginClaims(30*time.Second)),
-		"expired JWT":            "Bearer " + signJWT("HS256", bobJWT, map[string]any{"iat": now - 60, "exp": now - 10}),
-		"JWT not yet valid":      "Bearer " + signJWT("HS256", bobJWT, map[string]any{"exp": now + 60, "nbf": now + 30}),
-		"JWT without exp":        "Bearer " + signJWT("HS256", bobJWT, map[string]any{"iat": now}),
+		"bad JWT signature":      "Bearer " + ilptest.SignJWT("HS256", "wrong-secret", ilptest.PluginClaims(30*time.Second)),
+		"expired JWT":            "Bearer " + ilptest.SignJWT("HS256", bobJWT, map[string]any{"iat": now - 60, "exp": now - 10}),
+		"JWT not yet valid":      "Bearer " + ilptest.SignJWT("HS256", bobJWT, map[string]any{"exp": now + 60, "nbf": now + 30}),
+		"JWT without exp":        "Bearer " + ilptest.SignJWT("HS256", bobJWT, map[string]any{"iat": now}),
 		"alg none":               "Bearer " + noneJWT(),
-		"RS256 header, HMAC sig": "Bearer " + strings.Replace(signJWT("HS256", bobJWT, pluginClaims(time.Minute)), "eyJhbGciOiJIUzI1NiIs", "eyJhbGciOiJSUzI1NiIs", 1),
+		"RS256 header, HMAC sig": "Bearer " + strings.Replace(ilptest.SignJWT("HS256", bobJWT, ilptest.PluginClaims(time.Minute)), "eyJhbGciOiJIUzI1NiIs", "eyJhbGciOiJSUzI1NiIs", 1),
 		"token with other case":  "Bearer " + strings.ToUpper(aliceToken),
 		"basic auth":             "Basic " + aliceToken,
 	} {
@@ -78,11 +83,11 @@ func TestAuthAccepted(t *testing.T) {
 		"bearer, lower-case":      {"bearer " + aliceToken, "alice"},
 		"bearer, upper-case":      {"BEARER " + aliceToken, "alice"},
 		"raw legacy token":        {carolRaw, "carol"},
-		"HS256 as plugin-http":    {"Bearer " + signJWT("HS256", bobJWT, pluginClaims(30*time.Second)), "bob"},
-		"HS384":                   {"Bearer " + signJWT("HS384", bobJWT, pluginClaims(30*time.Second)), "bob"},
-		"HS512":                   {"Bearer " + signJWT("HS512", bobJWT, pluginClaims(30*time.Second)), "bob"},
-		"raw JWT":                 {signJWT("HS256", bobJWT, pluginClaims(30*time.Second)), "bob"},
-		"JWT expired within skew": {"Bearer " + signJWT("HS256", bobJWT, map[string]any{"exp": time.Now().Unix()}), "bob"},
+		"HS256 as plugin-http":    {"Bearer " + ilptest.SignJWT("HS256", bobJWT, ilptest.PluginClaims(30*time.Second)), "bob"},
+		"HS384":                   {"Bearer " + ilptest.SignJWT("HS384", bobJWT, ilptest.PluginClaims(30*time.Second)), "bob"},
+		"HS512":                   {"Bearer " + ilptest.SignJWT("HS512", bobJWT, ilptest.PluginClaims(30*time.Second)), "bob"},
+		"raw JWT":                 {ilptest.SignJWT("HS256", bobJWT, ilptest.PluginClaims(30*time.Second)), "bob"},
+		"JWT expired within skew": {"Bearer " + ilptest.SignJWT("HS256", bobJWT, map[string]any{"exp": time.Now().Unix()}), "bob"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", c.auth)
@@ -100,7 +105,7 @@ func TestAuthAccepted(t *testing.T) {
 
 func TestJWTCache(t *testing.T) {
 	e, _ := testEdge(t, nil)
-	tok := signJWT("HS256", bobJWT, pluginClaims(30*time.Second))
+	tok := ilptest.SignJWT("HS256", bobJWT, ilptest.PluginClaims(30*time.Second))
 	for i := 0; i < 2; i++ {
 		r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+tok)
 		if _, err := serve(t, e, r, &backend{}); err != nil {
@@ -118,7 +123,7 @@ func TestJWTCache(t *testing.T) {
 
 func TestJWTWithoutExpAllowed(t *testing.T) {
 	e, _ := testEdge(t, func(e *Edge) { e.JWTAllowMissingExp = true })
-	tok := signJWT("HS256", bobJWT, map[string]any{"iat": time.Now().Unix()})
+	tok := ilptest.SignJWT("HS256", bobJWT, map[string]any{"iat": time.Now().Unix()})
 	r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+tok)
 	if w, err := serve(t, e, r, &backend{}); err != nil || w.Code != 200 {
 		t.Fatalf("err %v status %d", err, w.Code)
@@ -160,7 +165,7 @@ func TestBodyTooLarge(t *testing.T) {
 	}
 	// Exactly the limit is fine.
 	pkt := ilpdest.AppendPrepare(nil, ilpdest.Prepare{ExpiresAt: time.Now().Add(time.Minute),
-		ExecutionCondition: testCondition(), Destination: []byte("g.a"), Data: make([]byte, 1000-68)})
+		ExecutionCondition: ilptest.Condition(), Destination: []byte("g.a"), Data: make([]byte, 1000-68)})
 	if len(pkt) != 1000 {
 		t.Fatalf("test packet is %d bytes", len(pkt))
 	}
@@ -178,7 +183,7 @@ func TestInvalidPacketGetsF01(t *testing.T) {
 	bad := func(f func([]byte)) []byte { b := bytes.Clone(good); f(b); return b }
 	for name, body := range map[string][]byte{
 		"empty":          nil,
-		"fulfill":        ilpdest.AppendFulfill(nil, testFulfillment, nil),
+		"fulfill":        ilpdest.AppendFulfill(nil, ilptest.Fulfillment, nil),
 		"text":           []byte("hello"),
 		"truncated":      good[:len(good)-2],
 		"non-canonical":  append([]byte{12, 0x81}, good[2:]...),
@@ -282,6 +287,15 @@ func TestUpstreamFailures(t *testing.T) {
 			_, _ = w.Write([]byte{13, 40})
 			panic(http.ErrAbortHandler)
 		}, "T00"},
+		{"reverse_proxy: reset after the request was sent (502)", time.Minute, func(http.ResponseWriter, *http.Request) error {
+			return caddyhttp.Error(http.StatusBadGateway, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET})
+		}, "T00"},
+		{"reverse_proxy: response header timeout (504)", time.Minute, func(http.ResponseWriter, *http.Request) error {
+			return caddyhttp.Error(http.StatusGatewayTimeout, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})
+		}, "T00"},
+		{"nothing after ilp_edge answered", time.Minute, func(http.ResponseWriter, *http.Request) error {
+			return nil
+		}, "T00"},
 		{"other error", time.Minute, func(http.ResponseWriter, *http.Request) error {
 			return errors.New("boom")
 		}, "T00"},
@@ -296,10 +310,34 @@ func TestUpstreamFailures(t *testing.T) {
 	}
 }
 
+// TestForwardFailures: a forwarder's typed failure gets the code of the one
+// table, and an expired packet R00 whatever the failure.
+func TestForwardFailures(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	for f, code := range map[Failure]string{
+		NoUpstream: "T01", NotDelivered: "T01", Broken: "T00", TimedOut: "T00", BadReply: "T00",
+	} {
+		for _, expired := range []bool{false, true} {
+			ttl, want := time.Minute, code
+			if expired {
+				ttl, want = 50*time.Millisecond, "R00"
+			}
+			next := &backend{answer: func(_ http.ResponseWriter, r *http.Request) error {
+				if expired {
+					time.Sleep(ttl) // the packet expires while its connector is tried
+				}
+				return NewForwardError(f, "10.0.0.1:7768", errors.New("test failure"))
+			}}
+			w, err := serve(t, e, newRequest(http.MethodPost, prepareBytes("g.a.b", ttl), "Authorization", "Bearer "+aliceToken), next)
+			t.Run(fmt.Sprintf("%s, expired %v", f, expired), func(t *testing.T) { wantReject(t, w, err, want) })
+		}
+	}
+}
+
 func TestRelaysReply(t *testing.T) {
 	e, _ := testEdge(t, nil)
 	for name, reply := range map[string][]byte{
-		"fulfill": ilpdest.AppendFulfill(nil, testFulfillment, []byte("data")),
+		"fulfill": ilpdest.AppendFulfill(nil, ilptest.Fulfillment, []byte("data")),
 		"reject":  ilpdest.AppendReject(nil, ilpdest.Reject{Code: ilpdest.CodeF02, TriggeredBy: "g.conn", Message: "no route"}),
 	} {
 		w, err := serve(t, e, newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+aliceToken),
@@ -376,7 +414,7 @@ func TestRequestTowardBackend(t *testing.T) {
 func TestPlaceholdersAndVars(t *testing.T) {
 	e, _ := testEdge(t, nil)
 	p := ilpdest.Prepare{Amount: 987654321, ExpiresAt: time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.UTC),
-		ExecutionCondition: testCondition(), Destination: []byte("g.us.bank.alice")}
+		ExecutionCondition: ilptest.Condition(), Destination: []byte("g.us.bank.alice")}
 	r := newRequest(http.MethodPost, ilpdest.AppendPrepare(nil, p), "Authorization", "Bearer "+aliceToken)
 	if _, err := serve(t, e, r, &backend{}); err != nil {
 		t.Fatal(err)

@@ -3,13 +3,8 @@ package handler
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"hash"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 const (
@@ -60,23 +56,8 @@ func testEdge(t testing.TB, mod func(*Edge)) (*Edge, *observer.ObservedLogs) {
 	return e, logs
 }
 
-var testFulfillment = bytes.Repeat([]byte{0x42}, 32)
-
-func testCondition() []byte {
-	c := sha256.Sum256(testFulfillment)
-	return c[:]
-}
-
-// prepareBytes encodes a Prepare to dest expiring after ttl.
-func prepareBytes(dest string, ttl time.Duration) []byte {
-	return ilpdest.AppendPrepare(nil, ilpdest.Prepare{
-		Amount:             1234,
-		ExpiresAt:          time.Now().Add(ttl),
-		ExecutionCondition: testCondition(),
-		Destination:        []byte(dest),
-		Data:               []byte("hello"),
-	})
-}
+// prepareBytes encodes a fixture Prepare to dest expiring after ttl.
+func prepareBytes(dest string, ttl time.Duration) []byte { return ilptest.Prepare(dest, ttl) }
 
 // newRequest builds a request as Caddy's server would hand it to a
 // handler: with a vars table and a replacer.
@@ -110,7 +91,7 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 
 func fulfill(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/octet-stream")
-	_, err := w.Write(ilpdest.AppendFulfill(nil, testFulfillment, []byte("ok")))
+	_, err := w.Write(ilptest.Fulfill([]byte("ok")))
 	return err
 }
 
@@ -147,31 +128,6 @@ func wantStatus(t testing.TB, err error, status int) {
 	if !errors.As(err, &he) || he.StatusCode != status {
 		t.Fatalf("error %v, want HTTP %d", err, status)
 	}
-}
-
-// signJWT makes a compact JWS the way jsonwebtoken does.
-func signJWT(alg string, secret string, claims map[string]any) string {
-	enc := base64.RawURLEncoding
-	h, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT"})
-	p, _ := json.Marshal(claims)
-	input := enc.EncodeToString(h) + "." + enc.EncodeToString(p)
-	var newHash func() hash.Hash
-	switch alg {
-	case "HS384":
-		newHash = sha512.New384
-	case "HS512":
-		newHash = sha512.New
-	default:
-		newHash = sha256.New
-	}
-	m := hmac.New(newHash, []byte(secret))
-	m.Write([]byte(input))
-	return input + "." + enc.EncodeToString(m.Sum(nil))
-}
-
-func pluginClaims(ttl time.Duration) map[string]any {
-	now := time.Now().Unix()
-	return map[string]any{"iat": now, "exp": now + int64(ttl/time.Second)}
 }
 
 func base64URL(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }

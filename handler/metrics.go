@@ -1,9 +1,7 @@
 package handler
 
 import (
-	"context"
 	"errors"
-	"os"
 	"sync"
 	"time"
 
@@ -44,33 +42,25 @@ var (
 		Help:    "Time left before a Prepare's expiresAt when its answer went back.",
 		Buckets: []float64{0, .1, .25, .5, 1, 2, 5, 10, 20, 30, 60},
 	})
-	metricUpstreamHealthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "ilp", Name: "upstream_healthy",
-		Help: "1 if ilp_proxy sends packets to the upstream, 0 if its health checks or failures keep it out.",
-	}, []string{"upstream"})
-	metricUpstreamRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "ilp", Name: "upstream_requests_total",
-		Help: "ilp_proxy exchanges by upstream and result: reply, not_sent (dial or write failed first), failed (may have been delivered), timeout.",
-	}, []string{"upstream", "result"})
-	metricRerouted = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "ilp", Name: "rerouted_total",
-		Help: "Packets ilp_proxy delivered to an upstream other than their prefix's first choice.",
-	})
 )
 
-// registerMetrics registers the collectors with a config's registry.
+// registerMetrics registers ilp_edge's collectors with a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
+	return RegisterCollectors(reg,
+		metricPackets, metricRejects, metricFulfilledAmount, metricAuthFailures,
+		metricPacketDuration, metricExpiryHeadroom)
+}
+
+// RegisterCollectors registers package-level collectors with a config's
+// registry (nil: metrics are off), which Caddy makes anew at every load;
+// registering one that is already there is not an error.
+func RegisterCollectors(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{
-		metricPackets, metricRejects, metricFulfilledAmount, metricAuthFailures,
-		metricPacketDuration, metricExpiryHeadroom,
-		metricUpstreamHealthy, metricUpstreamRequests, metricRerouted,
-	} {
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
+			if _, already := errors.AsType[prometheus.AlreadyRegisteredError](err); !already {
 				return err
 			}
 		}
@@ -102,59 +92,6 @@ func newPeerMetrics(name string) *peerMetrics {
 		fulfillTime:  metricPacketDuration.WithLabelValues(name, resultFulfill),
 		rejectTime:   metricPacketDuration.WithLabelValues(name, resultReject),
 		edgeTime:     metricPacketDuration.WithLabelValues(name, resultEdgeReject),
-	}
-}
-
-// upstreamMetrics are one ilp_proxy upstream's series. Its methods do
-// nothing on a nil receiver (metrics off).
-type upstreamMetrics struct {
-	healthy                            prometheus.Gauge
-	replies, notSent, failed, timedOut prometheus.Counter
-}
-
-func newUpstreamMetrics(addr string) *upstreamMetrics {
-	return &upstreamMetrics{
-		healthy:  metricUpstreamHealthy.WithLabelValues(addr),
-		replies:  metricUpstreamRequests.WithLabelValues(addr, "reply"),
-		notSent:  metricUpstreamRequests.WithLabelValues(addr, "not_sent"),
-		failed:   metricUpstreamRequests.WithLabelValues(addr, "failed"),
-		timedOut: metricUpstreamRequests.WithLabelValues(addr, "timeout"),
-	}
-}
-
-// deleteUpstreamMetrics drops an upstream's series once nothing sends to
-// it.
-func deleteUpstreamMetrics(addr string) {
-	metricUpstreamHealthy.DeleteLabelValues(addr)
-	metricUpstreamRequests.DeletePartialMatch(prometheus.Labels{"upstream": addr})
-}
-
-// count records the outcome of one exchange.
-func (m *upstreamMetrics) count(err error) {
-	if m == nil {
-		return
-	}
-	var fe *forwardError
-	switch {
-	case err == nil:
-		m.replies.Inc()
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		m.timedOut.Inc()
-	case errors.As(err, &fe) && !fe.sent:
-		m.notSent.Inc()
-	default:
-		m.failed.Inc()
-	}
-}
-
-func (m *upstreamMetrics) setHealthy(ok bool) {
-	if m == nil {
-		return
-	}
-	if ok {
-		m.healthy.Set(1)
-	} else {
-		m.healthy.Set(0)
 	}
 }
 

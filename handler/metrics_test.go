@@ -40,7 +40,7 @@ func TestEdgeMetrics(t *testing.T) {
 	}
 	status500 := func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(500); return nil }
 	for range 3 {
-		serve(t, e, newRequest("POST", prepareBytes("g.usd.x", time.Minute), auth...), &backend{}) // amount 1234
+		serve(t, e, newRequest("POST", prepareBytes("g.usd.x", time.Minute), auth...), &backend{}) // amount 100
 	}
 	serve(t, e, newRequest("POST", prepareBytes("g.usd.x", time.Minute), auth...), &backend{answer: rejectT04})
 	serve(t, e, newRequest("POST", prepareBytes("g.usd.x", time.Minute), auth...), &backend{answer: status500})
@@ -52,7 +52,7 @@ func TestEdgeMetrics(t *testing.T) {
 		"fulfills":            {fulfills(), 3},
 		"upstream rejects":    {rejects(), 1},
 		"edge rejects":        {edgeRejects(), 2},
-		"fulfilled amount":    {amount(), 3 * 1234},
+		"fulfilled amount":    {amount(), 3 * 100},
 		"T04 from upstream":   {t04(), 1},
 		"T00 from the edge":   {t00(), 1},
 		"F01 from the edge":   {f01(), 1},
@@ -116,36 +116,27 @@ func TestAuthFailureLogIsRateLimited(t *testing.T) {
 	}
 }
 
+// TestPacketDebugLog: the debug line shows the prefix the forwarder
+// routed by, whatever its segments, and none when no forwarder set one.
 func TestPacketDebugLog(t *testing.T) {
-	e, logs := testEdge(t, nil)
-	serve(t, e, newRequest("POST", prepareBytes("g.usd.bank.alice.x", time.Minute), "Authorization", "Bearer "+aliceToken), &backend{})
-	l := logs.FilterMessage("packet").All()
-	if len(l) != 1 {
-		t.Fatalf("%d packet log lines, want 1", len(l))
-	}
-	m := l[0].ContextMap()
-	if m["peer"] != "alice" || m["destination_prefix"] != "g.usd.bank" || m["result"] != "fulfill" {
-		t.Errorf("packet log %v", m)
-	}
-}
-
-func TestProxyMetrics(t *testing.T) {
-	live := startConnector(t, "live", false)
-	dead := deadPort(t)
-	e, _ := testEdge(t, nil)
-	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) }, "http://"+dead, "http://"+live.addr())
-	rerouted := counterDelta(metricRerouted)
-	notSent := counterDelta(metricUpstreamRequests.WithLabelValues(dead, "not_sent"))
-	replies := counterDelta(metricUpstreamRequests.WithLabelValues(live.addr(), "reply"))
-	w, _, err := send(t, e, p, destRankedFirst([]string{dead, live.addr()}), time.Minute)
-	fulfilledBy(t, w, err)
-	if rerouted() != 1 || notSent() != 1 || replies() != 1 {
-		t.Errorf("rerouted %v, not_sent %v, replies %v; want 1 each", rerouted(), notSent(), replies())
-	}
-	if h := testutil.ToFloat64(metricUpstreamHealthy.WithLabelValues(dead)); h != 0 {
-		t.Errorf("refused upstream's healthy gauge is %v", h)
-	}
-	if h := testutil.ToFloat64(metricUpstreamHealthy.WithLabelValues(live.addr())); h != 1 {
-		t.Errorf("live upstream's healthy gauge is %v", h)
+	for _, segments := range []int{-1, 2, 4} {
+		e, logs := testEdge(t, nil)
+		next := &backend{answer: func(w http.ResponseWriter, r *http.Request) error {
+			if segments >= 0 {
+				policy := newPolicy(t, &PrefixSelection{PrefixSegments: &segments})
+				policy.Select(testPool(3), r, w)
+			}
+			return fulfill(w, r)
+		}}
+		serve(t, e, newRequest("POST", prepareBytes("g.usd.bank.alice.x", time.Minute), "Authorization", "Bearer "+aliceToken), next)
+		l := logs.FilterMessage("packet").All()
+		if len(l) != 1 {
+			t.Fatalf("%d packet log lines, want 1", len(l))
+		}
+		m := l[0].ContextMap()
+		want := map[int]any{-1: nil, 2: "g.usd", 4: "g.usd.bank.alice"}[segments]
+		if m["peer"] != "alice" || m["destination_prefix"] != want || m["result"] != "fulfill" {
+			t.Errorf("segments %d: packet log %v, want destination_prefix %v", segments, m, want)
+		}
 	}
 }

@@ -2,10 +2,13 @@ package handler
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
@@ -15,15 +18,17 @@ import (
 // packets.
 const unknownLengthBody = 2048
 
-// packet is the per-request state of one Prepare, allocated once. It is
-// also the request body handed to the next handler, and its named views
-// below are the values of the http.ilp.* placeholders, which are formatted
-// only if something asks for them.
-type packet struct {
+// Packet is one Prepare as ilp_edge read and checked it: the per-request
+// state, allocated once. It is also the request body handed to the next
+// handler, the exact bytes the peer sent, and its named views below are the
+// values of the http.ilp.* placeholders, which are formatted only if
+// something asks for them. Forwarders get it with PacketFrom.
+type Packet struct {
 	body        []byte
 	prepare     ilpdest.Prepare
 	destination string
 	peer        *peer
+	routeKey    string    // set by the forwarder (SetRoute), for the debug log
 	start       time.Time // arrival; zero when neither metrics nor debug logs need it
 	reader      bytes.Reader
 	capture     responseCapture
@@ -31,23 +36,50 @@ type packet struct {
 }
 
 // Read and Close make the packet the request body seen by the next handler.
-func (p *packet) Read(b []byte) (int, error) { return p.reader.Read(b) }
+func (p *Packet) Read(b []byte) (int, error) { return p.reader.Read(b) }
 
 // Close does nothing: the body is in memory and may be read again.
-func (p *packet) Close() error { return nil }
+func (p *Packet) Close() error { return nil }
 
 // WriteTo lets io.Copy in the transport skip its intermediate buffer.
-func (p *packet) WriteTo(w io.Writer) (int64, error) { return p.reader.WriteTo(w) }
+func (p *Packet) WriteTo(w io.Writer) (int64, error) { return p.reader.WriteTo(w) }
+
+// Bytes returns the packet as the peer sent it. It must not be modified.
+func (p *Packet) Bytes() []byte { return p.body }
+
+// Destination returns the ILP address the packet is routed by: from the
+// packet, or from the ILP-Destination header when ilp_edge trusts it.
+func (p *Packet) Destination() string { return p.destination }
 
 // getBody is the request's GetBody: net/http calls it to resend the body
 // when it retries a request that never reached the backend.
-func (p *packet) getBody() (io.ReadCloser, error) {
+func (p *Packet) getBody() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(p.body)), nil
+}
+
+// ReadPacket reads the Prepare in r's body for a forwarder that runs
+// without ilp_edge before it, which then does no authentication and makes
+// no Rejects: a body over maxSize is a 413 and one that is not a Prepare a
+// 400, as handler errors.
+func ReadPacket(r *http.Request, maxSize int64) (*Packet, error) {
+	p := new(Packet)
+	tooLarge, err := p.readBody(r, maxSize)
+	if tooLarge {
+		return nil, caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxSize))
+	}
+	if err != nil {
+		return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading body: %w", err))
+	}
+	if p.prepare, err = ilpdest.ReadPrepareHeader(p.body); err != nil {
+		return nil, caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	p.destination = string(p.prepare.Destination)
+	return p, nil
 }
 
 // readBody reads the request body into p.body, refusing bodies over max
 // without reading more than max+1 bytes of them.
-func (p *packet) readBody(r *http.Request, max int64) (tooLarge bool, err error) {
+func (p *Packet) readBody(r *http.Request, max int64) (tooLarge bool, err error) {
 	if r.ContentLength > max {
 		return true, nil
 	}
@@ -87,9 +119,9 @@ func (p *packet) readBody(r *http.Request, max int64) (tooLarge bool, err error)
 // Placeholder views of a packet. Boxing a pointer in an interface does not
 // allocate, so setting these costs nothing until they are formatted.
 type (
-	destinationView packet
-	amountView      packet
-	expiresAtView   packet
+	destinationView Packet
+	amountView      Packet
+	expiresAtView   Packet
 )
 
 func (v *destinationView) String() string { return v.destination }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -14,17 +13,6 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
-
-// VarUpstreamRank is the var in which ilp_prefix records the chosen
-// upstream's place in the packet's ranking: 0 when the first choice was
-// available, more when the packet was moved off it ({vars.ilp_upstream_rank}
-// in a log format shows when that happens).
-const VarUpstreamRank = "ilp_upstream_rank"
-
-// DefaultPrefixSegments is how many segments of the destination make the
-// routing key unless configured: g.<connector>.<account> addresses put one
-// receiver's traffic under three segments.
-const DefaultPrefixSegments = 3
 
 // PrefixSelection is the `ilp_prefix` reverse_proxy selection policy: it
 // sends every packet whose destination starts with the same ILP address
@@ -45,6 +33,10 @@ type PrefixSelection struct {
 	// How many leading segments of the destination address form the
 	// routing key, counting the scheme: with 3, g.us.bank.alice routes as
 	// g.us.bank. 0 uses the whole address. Default: 3.
+	PrefixSegments *int `json:"prefix_segments,omitempty"`
+
+	// Deprecated: the old name of prefix_segments, still read (with a
+	// warning) so that existing JSON configs keep working.
 	Segments *int `json:"segments,omitempty"`
 
 	// The policy for requests without a destination. Default: random.
@@ -64,9 +56,15 @@ func (PrefixSelection) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets defaults and loads the fallback policy.
 func (s *PrefixSelection) Provision(ctx caddy.Context) error {
-	s.segments = DefaultPrefixSegments
 	if s.Segments != nil {
-		s.segments = *s.Segments
+		ctx.Logger().Warn("ilp_prefix: the JSON field segments is deprecated; use prefix_segments")
+		if s.PrefixSegments == nil {
+			s.PrefixSegments = s.Segments
+		}
+	}
+	s.segments = DefaultPrefixSegments
+	if s.PrefixSegments != nil {
+		s.segments = *s.PrefixSegments
 	}
 	if s.FallbackRaw == nil {
 		s.FallbackRaw = caddyconfig.JSONModuleObject(reverseproxy.RandomSelection{}, "policy", "random", nil)
@@ -82,7 +80,7 @@ func (s *PrefixSelection) Provision(ctx caddy.Context) error {
 // Validate checks the configuration.
 func (s *PrefixSelection) Validate() error {
 	if s.segments < 0 {
-		return fmt.Errorf("segments must not be negative, got %d", s.segments)
+		return fmt.Errorf("prefix_segments must not be negative, got %d", s.segments)
 	}
 	return nil
 }
@@ -92,7 +90,13 @@ const maxStackUpstreams = 32
 
 // Select implements reverseproxy.Selector.
 func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, w http.ResponseWriter) *reverseproxy.Upstream {
-	dest := requestDestination(r)
+	pkt := PacketFrom(r)
+	var dest string
+	if pkt != nil {
+		dest = pkt.destination
+	} else if h := firstValue(r.Header, destinationHeader); ilpdest.ValidAddress(h) {
+		dest = h
+	}
 	if dest == "" {
 		return s.fallback.Select(pool, r, w)
 	}
@@ -108,7 +112,11 @@ func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 	if i < 0 {
 		return nil // reverse_proxy answers 503, which ilp_edge turns into T01
 	}
-	caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
+	if pkt != nil {
+		pkt.SetRoute(r, key, rank)
+	} else {
+		caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
+	}
 	return pool[i]
 }
 
@@ -123,59 +131,44 @@ func firstUsable(order []int, usable func(int) bool) (index, rank int) {
 	return -1, -1
 }
 
-// requestDestination is the packet's destination as ilp_edge found it, or
-// else a valid ILP-Destination header, or "".
-func requestDestination(r *http.Request) string {
-	switch v := caddyhttp.GetVar(r.Context(), VarDestination).(type) {
-	case string:
-		return v
-	case fmt.Stringer:
-		return v.String()
-	}
-	if h := firstValue(r.Header, destinationHeader); ilpdest.ValidAddress(h) {
-		return h
-	}
-	return ""
-}
-
 // UnmarshalCaddyfile sets up the policy from Caddyfile tokens. Syntax:
 //
-//	lb_policy ilp_prefix [<segments>] {
+//	lb_policy ilp_prefix [<prefix_segments>] {
+//		prefix_segments <n>
 //		fallback <policy> [<options>...]
 //	}
 func (s *PrefixSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // policy name
 	if d.NextArg() {
-		n, err := strconv.Atoi(d.Val())
-		if err != nil || n < 0 {
-			return d.Errf("ilp_prefix segments %q: want a whole number, 0 for the whole address", d.Val())
+		n, err := parseCount(d, "prefix_segments", d.Val())
+		if err != nil {
+			return err
 		}
-		s.Segments = &n
+		s.PrefixSegments = &n
 	}
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch d.Val() {
-		case "fallback":
-			if !d.NextArg() {
-				return d.ArgErr()
+		case "prefix_segments":
+			if s.PrefixSegments != nil {
+				return d.Err("ilp_prefix: prefix_segments given twice")
 			}
+			var n int
+			n, err = ParseCountArg(d)
+			s.PrefixSegments = &n
+		case "fallback":
 			if s.FallbackRaw != nil {
 				return d.Err("ilp_prefix: fallback given twice")
 			}
-			name := d.Val()
-			mod, err := caddyfile.UnmarshalModule(d, "http.reverse_proxy.selection_policies."+name)
-			if err != nil {
-				return err
-			}
-			sel, ok := mod.(reverseproxy.Selector)
-			if !ok {
-				return d.Errf("ilp_prefix: fallback %q is not a selection policy", name)
-			}
-			s.FallbackRaw = caddyconfig.JSONModuleObject(sel, "policy", name, nil)
+			s.FallbackRaw, err = UnmarshalInlineModule[reverseproxy.Selector](d, "http.reverse_proxy.selection_policies", "policy")
 		default:
 			return d.Errf("unrecognized ilp_prefix option %q", d.Val())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -35,12 +35,11 @@ func testPool(n int) reverseproxy.UpstreamPool {
 	return pool
 }
 
-// destRequest is a request as ilp_edge leaves it for reverse_proxy.
-func destRequest(dest any) *http.Request {
+// destRequest is a request as ilp_edge leaves it for reverse_proxy: its
+// packet, to dest, in the vars.
+func destRequest(dest string) *http.Request {
 	r := newRequest(http.MethodPost, nil)
-	if dest != nil {
-		caddyhttp.SetVar(r.Context(), VarDestination, dest)
-	}
+	caddyhttp.SetVar(r.Context(), VarDestination, (*destinationView)(&Packet{destination: dest}))
 	return r
 }
 
@@ -78,9 +77,9 @@ func TestPrefixStickiness(t *testing.T) {
 func TestPrefixSegments(t *testing.T) {
 	pool := testPool(16)
 	whole := 0
-	s0 := newPolicy(t, &PrefixSelection{Segments: &whole})
+	s0 := newPolicy(t, &PrefixSelection{PrefixSegments: &whole})
 	one := 1
-	s1 := newPolicy(t, &PrefixSelection{Segments: &one})
+	s1 := newPolicy(t, &PrefixSelection{PrefixSegments: &one})
 	spread0, spread1 := map[string]bool{}, map[string]bool{}
 	for _, d := range receivers(200) {
 		spread0[s0.Select(pool, destRequest(d), nil).Dial] = true
@@ -103,97 +102,47 @@ func TestPrefixDestinationSources(t *testing.T) {
 		// tell prefix routing from the fallback.
 		t.Fatal("g.us.bank ranks pool[0] first: choose another test key")
 	}
-	// A Stringer var (what ilp_edge sets) and a header both route by
+	// ilp_edge's packet and, without one, a valid header both route by
 	// prefix; without either, the fallback ("first") decides.
-	r := destRequest((*destinationView)(&packet{destination: "g.us.bank.alice"}))
-	if got := s.Select(pool, r, nil); got != want {
-		t.Errorf("Stringer var: %s, want %s", got, want)
-	}
-	r = destRequest(nil)
+	noPacket := func() *http.Request { return newRequest(http.MethodPost, nil) }
+	r := noPacket()
 	r.Header.Set("ILP-Destination", "g.us.bank.alice")
 	if got := s.Select(pool, r, nil); got != want {
 		t.Errorf("header: %s, want %s", got, want)
 	}
-	r = destRequest(nil)
+	r = noPacket()
 	r.Header.Set("ILP-Destination", "not an address")
 	if got := s.Select(pool, r, nil); got != pool[0] {
 		t.Errorf("invalid header: %s, want the fallback's %s", got, pool[0])
 	}
-	if got := s.Select(pool, destRequest(nil), nil); got != pool[0] {
+	if got := s.Select(pool, noPacket(), nil); got != pool[0] {
 		t.Errorf("no destination: %s, want the fallback's %s", got, pool[0])
 	}
 }
 
-// TestPrefixRemovalMovesOnlyItsKeys: an upstream going away moves its own
-// receivers and nobody else's, and its receivers come back when it returns.
-func TestPrefixRemovalMovesOnlyItsKeys(t *testing.T) {
+// TestPrefixLostUpstreamMovesOnlyItsKeys: an upstream leaving the pool
+// moves its own receivers and nobody else's, and they come back with it.
+// (ilpdest's tests check the ranking's properties at scale; this checks
+// that the policy ranks the pool it is given by the upstreams' addresses.)
+func TestPrefixLostUpstreamMovesOnlyItsKeys(t *testing.T) {
 	s := newPolicy(t, &PrefixSelection{})
-	dests := receivers(10000)
-	for n := 2; n <= 16; n++ {
-		pool := testPool(n)
-		before := make([]*reverseproxy.Upstream, len(dests))
-		for i, d := range dests {
-			before[i] = s.Select(pool, destRequest(d), nil)
-		}
-		lost := pool[n/2]
-		var survivors reverseproxy.UpstreamPool
-		for _, u := range pool {
-			if u != lost {
-				survivors = append(survivors, u)
-			}
-		}
-		moved := 0
-		for i, d := range dests {
-			after := s.Select(survivors, destRequest(d), nil)
-			if before[i] != lost && after != before[i] {
-				t.Fatalf("n=%d: %s moved from %s to %s though %s is up", n, d, before[i], after, before[i])
-			}
-			if before[i] == lost {
-				moved++
-			}
-			if back := s.Select(pool, destRequest(d), nil); back != before[i] {
-				t.Fatalf("n=%d: %s did not return to %s", n, d, before[i])
-			}
-		}
-		if moved == 0 {
-			t.Fatalf("n=%d: the lost upstream had no keys", n)
+	pool := testPool(5)
+	dests := receivers(1000)
+	lost := pool[2]
+	survivors := reverseproxy.UpstreamPool{pool[4], pool[0], pool[3], pool[1]}
+	moved := 0
+	for _, d := range dests {
+		before := s.Select(pool, destRequest(d), nil)
+		after := s.Select(survivors, destRequest(d), nil)
+		switch {
+		case before != lost && after != before:
+			t.Fatalf("%s moved from %s to %s though %s is up", d, before, after, before)
+		case before == lost:
+			moved++
 		}
 	}
-}
-
-func TestPrefixAddAndBalance(t *testing.T) {
-	s := newPolicy(t, &PrefixSelection{})
-	dests := receivers(10000)
-	for n := 2; n <= 16; n++ {
-		pool := testPool(n + 1)
-		counts := map[*reverseproxy.Upstream]int{}
-		moved := 0
-		for _, d := range dests {
-			before := s.Select(pool[:n], destRequest(d), nil)
-			after := s.Select(pool, destRequest(d), nil)
-			if after != before {
-				if after != pool[n] {
-					t.Fatalf("n=%d: %s moved between old upstreams", n, d)
-				}
-				moved++
-			}
-			counts[before]++
-		}
-		if limit := 1.1 / float64(n+1) * float64(len(dests)); float64(moved) > limit {
-			t.Errorf("n=%d: adding an upstream moved %d of %d keys (limit %.0f)", n, moved, len(dests), limit)
-		}
-		if n == 3 || n == 8 || n == 16 {
-			most := 0
-			for _, c := range counts {
-				most = max(most, c)
-			}
-			ratio := float64(most) / (float64(len(dests)) / float64(n))
-			t.Logf("n=%d: max/mean keys per upstream %.3f, adding one moved %.2f%% (1/(N+1) = %.2f%%)",
-				n, ratio, 100*float64(moved)/float64(len(dests)), 100/float64(n+1))
-			if ratio > 1.15 {
-				t.Errorf("n=%d: max/mean = %.3f", n, ratio)
-			}
-		}
+	if moved == 0 {
+		t.Fatal("the lost upstream had no keys")
 	}
 }
 
@@ -208,26 +157,43 @@ func TestFirstUsable(t *testing.T) {
 	}
 }
 
-func TestPrefixSelectSetsRank(t *testing.T) {
+func TestPrefixSelectSetsRoute(t *testing.T) {
 	s := newPolicy(t, &PrefixSelection{})
+	pool := testPool(3)
 	r := destRequest("g.a.b.c")
-	s.Select(testPool(3), r, nil)
+	first := s.Select(pool, r, nil)
 	if got := caddyhttp.GetVar(r.Context(), VarUpstreamRank); got != 0 {
 		t.Errorf("rank var %v, want 0", got)
+	}
+	if key := PacketFrom(r).routeKey; key != "g.a.b" {
+		t.Errorf("route key %q, want g.a.b", key)
+	}
+	var rest reverseproxy.UpstreamPool
+	for _, u := range pool {
+		if u != first {
+			rest = append(rest, u)
+		}
+	}
+	r = destRequest("g.a.b.c")
+	s.Select(rest, r, nil)
+	if got := caddyhttp.GetVar(r.Context(), VarUpstreamRank); got != 0 {
+		t.Errorf("rank among the remaining upstreams %v, want 0", got)
 	}
 }
 
 func TestPrefixCaddyfile(t *testing.T) {
-	three, zero := 3, 0
+	two, three, zero := 2, 3, 0
 	for _, c := range []struct {
 		input string
 		want  *PrefixSelection
 		err   string
 	}{
 		{"ilp_prefix", &PrefixSelection{}, ""},
-		{"ilp_prefix 3", &PrefixSelection{Segments: &three}, ""},
-		{"ilp_prefix 0", &PrefixSelection{Segments: &zero}, ""},
-		{"ilp_prefix 2 {\nfallback first\n}", nil, ""},
+		{"ilp_prefix 3", &PrefixSelection{PrefixSegments: &three}, ""},
+		{"ilp_prefix 0", &PrefixSelection{PrefixSegments: &zero}, ""},
+		{"ilp_prefix {\nprefix_segments 0\n}", &PrefixSelection{PrefixSegments: &zero}, ""},
+		{"ilp_prefix 2 {\nfallback first\n}", &PrefixSelection{PrefixSegments: &two, FallbackRaw: []byte(`{"policy":"first"}`)}, ""},
+		{"ilp_prefix 2 {\nprefix_segments 3\n}", nil, "given twice"},
 		{"ilp_prefix -1", nil, "want a whole number"},
 		{"ilp_prefix x", nil, "want a whole number"},
 		{"ilp_prefix 1 2", nil, "wrong argument count"},
@@ -246,11 +212,8 @@ func TestPrefixCaddyfile(t *testing.T) {
 			t.Errorf("%q: %v", c.input, err)
 			continue
 		}
-		if c.want != nil && !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%q: got %+v", c.input, got)
-		}
-		if c.want == nil && string(got.FallbackRaw) != `{"policy":"first"}` {
-			t.Errorf("%q: fallback %s", c.input, got.FallbackRaw)
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%q: got %+v (fallback %s), want %+v", c.input, got, got.FallbackRaw, c.want)
 		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 func provision(t *testing.T, e *Edge) error {
@@ -42,7 +44,7 @@ func TestSecretsFromPlaceholders(t *testing.T) {
 	e.logger = zap.New(core)
 	for auth, want := range map[string]string{
 		"Bearer token-from-env": "env",
-		"Bearer " + signJWT("HS256", "jwt-from-file", pluginClaims(time.Minute)): "file",
+		"Bearer " + ilptest.SignJWT("HS256", "jwt-from-file", ilptest.PluginClaims(time.Minute)): "file",
 	} {
 		r := newRequest(http.MethodPost, prepareBytes("g.a", time.Minute), "Authorization", auth)
 		if w, err := serve(t, e, r, &backend{}); err != nil || w.Code != 200 {
@@ -113,7 +115,7 @@ func TestTenThousandPeers(t *testing.T) {
 func TestNoSecretInLogsOrErrors(t *testing.T) {
 	e, logs := testEdge(t, nil)
 	secrets := []string{aliceToken, bobJWT, carolRaw, "alice-upstream"}
-	badJWT := signJWT("HS256", bobJWT, map[string]any{"exp": time.Now().Unix() - 100})
+	badJWT := ilptest.SignJWT("HS256", bobJWT, map[string]any{"exp": time.Now().Unix() - 100})
 	var errs []error
 	for _, auth := range []string{"Bearer " + aliceToken + "x", "Bearer " + badJWT, aliceToken[:10], "Bearer " + aliceToken} {
 		for _, body := range [][]byte{prepareBytes("g.a", time.Minute), prepareBytes("g.a", -time.Minute), []byte("junk")} {

@@ -1,20 +1,35 @@
 package handler
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
 // This file is the one place that decides which ILP Reject a peer gets for
-// a failure. A peer must never see a bare 5xx: ilp-plugin-http turns any
-// HTTP error into a final F02, which aborts a whole STREAM payment, where a
-// T-code Reject would have been retried.
+// a failure, whichever forwarder runs after ilp_edge. A peer must never
+// see a bare 5xx: ilp-plugin-http turns any HTTP error into a final F02,
+// which aborts a whole STREAM payment, where a T-code Reject would have
+// been retried.
+//
+//	what happened                                    Reject
+//	packet expired before a reply came                R00
+//	no connector available (all marked down)          T01
+//	no connector reached (dial failed, nothing sent)  T01
+//	connector may have it, exchange broke off         T00
+//	no reply within the forwarder's hold limit        T00
+//	reply not readable HTTP, or over 64 KiB           T00
+//	connector answered a status other than 200        T00
+//	200 whose body is not a Fulfill or Reject         T00
+//	no forwarder answered at all                      T00
 
 // edgeReject is a Reject the edge makes instead of a reply from a backend.
 type edgeReject struct {
@@ -36,36 +51,71 @@ func insufficientTimeout(expired bool) *edgeReject {
 	return &edgeReject{ilpdest.CodeR02, "packet expires too soon", nil}
 }
 
+// errNoForwarder is the cause of the Reject for a request that nothing
+// after ilp_edge answered: the route has no reverse_proxy or ilp_proxy.
+var errNoForwarder = errors.New("no handler after ilp_edge answered: the route needs reverse_proxy or ilp_proxy after ilp_edge")
+
 // upstreamReject maps the outcome of the next handler to a Reject, or
 // returns nil when the captured reply is a Fulfill or Reject to relay.
 // err is what the next handler returned, expired whether the packet's
-// deadline passed while it ran.
+// expiry has passed.
 func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
-	switch {
-	// Only a failure counts as a timeout: a reply that made it back, even
-	// as the deadline passed, is relayed, because the connector has already
-	// acted on it and a Reject now would leave the two sides' books apart.
-	case err != nil && expired:
-		return &edgeReject{ilpdest.CodeR00, "no reply from a connector before the packet expired", err}
-	case errors.Is(err, errAborted):
-		return &edgeReject{ilpdest.CodeT00, "connector reply broke off", err}
-	case err != nil:
-		var he caddyhttp.HandlerError
-		if errors.As(err, &he) && (he.StatusCode == http.StatusBadGateway || he.StatusCode == http.StatusServiceUnavailable) {
-			// reverse_proxy: dial failure or no healthy upstream.
-			return &edgeReject{ilpdest.CodeT01, "no connector reachable", err}
+	if err != nil {
+		// Only a failure counts as a timeout: a reply that made it back,
+		// even as the deadline passed, is relayed, because the connector
+		// has already acted on it and a Reject now would leave the two
+		// sides' books apart.
+		if expired {
+			return &edgeReject{ilpdest.CodeR00, "no reply from a connector before the packet expired", err}
 		}
-		return &edgeReject{ilpdest.CodeT00, "connector error", err}
+		switch failureOf(err) {
+		case NoUpstream:
+			return &edgeReject{ilpdest.CodeT01, "no connector available", err}
+		case NotDelivered:
+			return &edgeReject{ilpdest.CodeT01, "no connector reachable", err}
+		case TimedOut:
+			return &edgeReject{ilpdest.CodeT00, "no reply from a connector within the hold limit", err}
+		case BadReply:
+			return &edgeReject{ilpdest.CodeT00, "connector reply is not valid HTTP", err}
+		}
+		return &edgeReject{ilpdest.CodeT00, "connector connection broke before its reply", err}
+	}
+	switch {
+	case c.status == 0:
+		return &edgeReject{ilpdest.CodeT00, "no connector configured", errNoForwarder}
 	case c.status != http.StatusOK:
 		return &edgeReject{ilpdest.CodeT00, "connector answered HTTP " + strconv.Itoa(c.status),
 			fmt.Errorf("upstream status %d", c.status)}
 	case c.overflow:
-		return &edgeReject{ilpdest.CodeT00, "connector reply too large", errors.New("upstream reply over 64 KiB")}
+		return &edgeReject{ilpdest.CodeT00, "connector reply too large", fmt.Errorf("upstream reply over %d bytes", MaxReplySize)}
 	}
 	if _, err := ilpdest.ReadResponseType(c.bytes()); err != nil {
 		return &edgeReject{ilpdest.CodeT00, "connector reply is not an ILP packet", err}
 	}
 	return nil
+}
+
+// failureOf classifies a forwarder's error: a *ForwardError says itself;
+// reverse_proxy's are read from what it returns.
+func failureOf(err error) Failure {
+	if fe, ok := errors.AsType[*ForwardError](err); ok {
+		return fe.Failure
+	}
+	if errors.Is(err, errAborted) {
+		return Broken
+	}
+	// A DialError is the one failure after which reverse_proxy knows the
+	// request never left; it retries those (lb_retries) before giving up.
+	if _, ok := errors.AsType[reverseproxy.DialError](err); ok {
+		return NotDelivered
+	}
+	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
+		return TimedOut
+	}
+	if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok && he.StatusCode == http.StatusServiceUnavailable {
+		return NoUpstream // reverse_proxy: no upstream available
+	}
+	return Broken
 }
 
 // errAborted stands for a reply that broke off mid-body: reverse_proxy

@@ -1,7 +1,6 @@
-package handler
+package proxy
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,10 +32,6 @@ type upstreamState struct {
 	down      atomic.Bool     // active: the last health check failed
 	key       string
 }
-
-// healthTransport checks http upstreams: the packets' own client sends
-// nothing but POSTs.
-var healthTransport = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}
 
 // upstreamStates holds every upstream's state, keyed by everything the
 // state was built from.
@@ -153,31 +148,4 @@ func (u *upstream) countFailure(failDuration time.Duration, maxFails int32) {
 		u.state.fails.Add(-1)
 		u.metrics.setHealthy(u.healthy(maxFails))
 	})
-}
-
-// checkHealth is one active health check: a GET of uri that must answer
-// 2xx before ctx ends. h2c and https upstreams are checked over their own
-// transport, so an h2c-only backend is asked in HTTP/2.
-func (u *upstream) checkHealth(ctx context.Context, uri string) error {
-	scheme := u.scheme
-	if scheme == "h2c" {
-		scheme = "http"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+u.addr+uri, nil)
-	if err != nil {
-		return err
-	}
-	var rt http.RoundTripper = healthTransport
-	if u.state.transport != nil {
-		rt = u.state.transport
-	}
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("health check: HTTP %d", resp.StatusCode)
-	}
-	return nil
 }

@@ -1,14 +1,15 @@
-package handler
+// Package proxy holds ilp_proxy, a forwarder made for ILP over HTTP: its
+// configuration and Caddyfile, upstream pools and health, dynamic
+// upstreams, HTTP/1.1 client and metrics. It implements the forwarder side
+// of package handler's contract (handler/forward.go).
+package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
+	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
@@ -47,10 +49,9 @@ const (
 // got the Prepare twice could forward it twice.
 //
 // It waits for a reply until the packet's expiry (the deadline ilp_edge
-// sets) or max_hold, whichever is first. Failures are handler errors that
-// ilp_edge turns into Rejects as it does for reverse_proxy: no upstream
-// reachable (502, 503) is T01, the packet's expiry passing is R00,
-// anything else T00.
+// sets) or max_hold, whichever is first. A failure is a
+// *handler.ForwardError saying how far the packet got, from which ilp_edge
+// makes the peer's Reject with the same table as for reverse_proxy.
 type Proxy struct {
 	// The connectors: `http://host:port[/path]` (HTTP/1.1, the default
 	// scheme), `h2c://host:port[/path]` (HTTP/2 without TLS, with prior
@@ -141,7 +142,7 @@ func (Proxy) CaddyModule() caddy.ModuleInfo {
 // connection pools and health state.
 func (p *Proxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
-	p.segments = DefaultPrefixSegments
+	p.segments = handler.DefaultPrefixSegments
 	if p.PrefixSegments != nil {
 		p.segments = *p.PrefixSegments
 	}
@@ -230,18 +231,34 @@ func setDefault(d *caddy.Duration, v time.Duration) {
 	}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration, every field whatever the others.
 func (p *Proxy) Validate() error {
-	switch {
-	case len(p.static.upstreams) == 0 && p.dynamic == nil:
+	if len(p.static.upstreams) == 0 && p.dynamic == nil {
 		return errors.New("no upstreams")
-	case p.dynamic != nil:
-		return checkDynamic(p.DynamicScheme, p.DynamicPath)
-	case p.segments < 0:
+	}
+	if p.dynamic != nil {
+		if err := checkDynamic(p.DynamicScheme, p.DynamicPath); err != nil {
+			return err
+		}
+	}
+	if p.segments < 0 {
 		return fmt.Errorf("prefix_segments must not be negative, got %d", p.segments)
-	case p.MaxFails < 0 || p.KeepAliveIdleConns < 0:
-		return errors.New("max_fails and keepalive_idle_conns must not be negative")
-	case p.HealthURI != "" && p.HealthURI[0] != '/':
+	}
+	if p.MaxFails < 0 {
+		return fmt.Errorf("max_fails must not be negative, got %d", p.MaxFails)
+	}
+	if p.KeepAliveIdleConns < 0 {
+		return fmt.Errorf("keepalive_idle_conns must not be negative, got %d", p.KeepAliveIdleConns)
+	}
+	for name, d := range map[string]caddy.Duration{
+		"max_hold": p.MaxHold, "dial_timeout": p.DialTimeout, "keepalive": p.KeepAlive,
+		"fail_duration": p.FailDuration, "health_interval": p.HealthInterval, "health_timeout": p.HealthTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s must not be negative, got %v", name, time.Duration(d))
+		}
+	}
+	if p.HealthURI != "" && p.HealthURI[0] != '/' {
 		return fmt.Errorf("health_uri %q must start with /", p.HealthURI)
 	}
 	return nil
@@ -264,77 +281,68 @@ func (p *Proxy) Cleanup() error {
 
 var replyBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
+// stackUpstreams is how many upstreams a packet is ranked over without
+// allocating.
+const stackUpstreams = 32
+
+var octetStream = []string{"application/octet-stream"}
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It is a terminal
 // handler: next is never called.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	// After ilp_edge the body is its packet, already read and checked.
-	pkt, ok := r.Body.(*packet)
-	if !ok {
+	pkt := handler.PacketFrom(r)
+	if pkt == nil {
+		// No ilp_edge before: read the body here.
 		var err error
-		if pkt, err = readPacket(r); err != nil {
-			return err
+		if pkt, err = handler.ReadPacket(r, handler.DefaultMaxPacketSize); err != nil {
+			return fmt.Errorf("ilp_proxy: %w", err)
 		}
 	}
 	set := p.upstreamsFor(r)
-	key := ilpdest.Prefix(pkt.destination, p.segments)
-	var orderBuf [maxStackUpstreams]int
+	key := ilpdest.Prefix(pkt.Destination(), p.segments)
+	var orderBuf [stackUpstreams]int
 	order := ilpdest.Rank(key, set.names, orderBuf[:0])
 
 	deadline := time.Now().Add(time.Duration(p.MaxHold))
-	expiry, hasExpiry := r.Context().Deadline()
-	if hasExpiry && expiry.Before(deadline) {
+	if expiry, ok := r.Context().Deadline(); ok && expiry.Before(deadline) {
 		deadline = expiry
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	bufp := replyBufPool.Get().(*[]byte)
 	defer replyBufPool.Put(bufp)
 
-	var lastErr error
-	tried := 0
+	var last *handler.ForwardError
 	for rank, i := range order {
 		u := set.upstreams[i]
 		if !u.healthy(p.maxFails) {
 			continue
 		}
-		tried++
-		reply, err := u.exchange(r, repl, pkt.body, deadline, (*bufp)[:0])
+		reply, err := u.exchange(r, repl, pkt.Bytes(), deadline, (*bufp)[:0])
 		u.metrics.count(err)
 		if err == nil {
-			caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
+			pkt.SetRoute(r, key, rank)
 			if rank > 0 && !p.DisableMetrics {
 				metricRerouted.Inc()
 			}
-			h := w.Header()
-			h["Content-Type"] = octetStream
+			w.Header()["Content-Type"] = octetStream
 			w.WriteHeader(reply.status)
-			_, err = w.Write(reply.body)
+			_, werr := w.Write(reply.body)
 			*bufp = reply.body[:0]
-			return err
+			return werr
 		}
 		u.countFailure(time.Duration(p.FailDuration), p.maxFails)
-		lastErr = err
-		var fe *forwardError
-		if !errors.As(err, &fe) || fe.sent || !time.Now().Before(deadline) {
+		last = err
+		if last.Failure != handler.NotDelivered || !time.Now().Before(deadline) {
 			break
 		}
 		if c := p.logger.Check(zap.DebugLevel, "packet not delivered, trying the next upstream"); c != nil {
 			c.Write(zap.String("upstream", u.addr), zap.Error(err))
 		}
 	}
-	if tried == 0 {
-		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("ilp_proxy: no healthy upstream"))
+	if last == nil {
+		return handler.NewForwardError(handler.NoUpstream, "", errors.New("ilp_proxy: no healthy upstream"))
 	}
-	if errors.Is(lastErr, os.ErrDeadlineExceeded) || errors.Is(lastErr, context.DeadlineExceeded) {
-		if hasExpiry && !deadline.Before(expiry) {
-			// The packet expired. ilp_edge tells that from its context,
-			// whose timer, if something started one (the h2 transport
-			// does), may lag the connection's by a moment.
-			<-r.Context().Done()
-			return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("ilp_proxy: packet expired: %w", lastErr))
-		}
-		return caddyhttp.Error(http.StatusGatewayTimeout, fmt.Errorf("ilp_proxy: no reply within max_hold: %w", lastErr))
-	}
-	return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("ilp_proxy: %w", lastErr))
+	return caddyhttp.Error(last.Failure.HTTPStatus(), last)
 }
 
 // upstreamsFor returns the upstreams to rank r's packet over: the dynamic
@@ -354,24 +362,6 @@ func (p *Proxy) upstreamsFor(r *http.Request) *upstreamSet {
 	return set
 }
 
-// readPacket reads the body when ilp_proxy runs without ilp_edge before it.
-func readPacket(r *http.Request) (*packet, error) {
-	pkt := new(packet)
-	tooLarge, err := pkt.readBody(r, DefaultMaxPacketSize)
-	if tooLarge {
-		return nil, caddyhttp.Error(http.StatusRequestEntityTooLarge, errors.New("ilp_proxy: body over 40000 bytes"))
-	}
-	if err != nil {
-		return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("ilp_proxy: reading body: %w", err))
-	}
-	prepare, err := ilpdest.ReadPrepareHeader(pkt.body)
-	if err != nil {
-		return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("ilp_proxy: %w", err))
-	}
-	pkt.destination = string(prepare.Destination)
-	return pkt, nil
-}
-
 // upstreamReply is an upstream's answer; body aliases a pooled buffer.
 type upstreamReply struct {
 	status int
@@ -379,7 +369,7 @@ type upstreamReply struct {
 }
 
 // exchange sends one packet to u and reads the reply into buf.
-func (u *upstream) exchange(r *http.Request, repl *caddy.Replacer, body []byte, deadline time.Time, buf []byte) (upstreamReply, error) {
+func (u *upstream) exchange(r *http.Request, repl *caddy.Replacer, body []byte, deadline time.Time, buf []byte) (upstreamReply, *handler.ForwardError) {
 	path := u.path
 	if u.pathReplace && repl != nil {
 		path = repl.ReplaceKnown(path, "")
@@ -390,68 +380,19 @@ func (u *upstream) exchange(r *http.Request, repl *caddy.Replacer, body []byte, 
 	return u.roundTripHTTP2(r, path, body, deadline, buf)
 }
 
-// roundTripHTTP2 sends one packet over h2c or https with net/http's
-// Transport, which multiplexes streams on one connection and itself
-// retries a stream the server refused before processing it.
-func (u *upstream) roundTripHTTP2(r *http.Request, path string, body []byte, deadline time.Time, buf []byte) (upstreamReply, error) {
-	scheme := "https://"
-	if u.scheme == "h2c" {
-		scheme = "http://"
+// forwardFailure classifies a failed exchange with the upstream at addr:
+// sent tells whether any byte of the packet may have reached it.
+func forwardFailure(addr string, sent bool, err error) *handler.ForwardError {
+	f := handler.Broken
+	switch {
+	case !sent:
+		f = handler.NotDelivered
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		f = handler.TimedOut
+	case errors.Is(err, errMalformedReply):
+		f = handler.BadReply
 	}
-	ctx, cancel := context.WithDeadline(r.Context(), deadline)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+u.addr+path, bytes.NewReader(body))
-	if err != nil {
-		return upstreamReply{}, &forwardError{upstream: u.addr, err: err}
-	}
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	req.Header = make(http.Header, len(r.Header))
-	for k, v := range r.Header {
-		if !hopByHop(k) {
-			req.Header[k] = v
-		}
-	}
-	resp, err := u.state.transport.RoundTrip(req)
-	if err != nil {
-		var op *net.OpError
-		dialFailed := errors.As(err, &op) && op.Op == "dial"
-		return upstreamReply{}, &forwardError{upstream: u.addr, sent: !dialFailed, err: err}
-	}
-	defer resp.Body.Close()
-	reply, err := readAllInto(resp.Body, buf)
-	if err != nil {
-		return upstreamReply{}, &forwardError{upstream: u.addr, sent: true, err: err}
-	}
-	return upstreamReply{status: resp.StatusCode, body: reply}, nil
-}
-
-// checkHealthEvery runs the active health checks until ctx ends.
-func (p *Proxy) checkHealthEvery(ctx context.Context) {
-	t := time.NewTicker(time.Duration(p.HealthInterval))
-	defer t.Stop()
-	for {
-		for _, u := range p.static.upstreams {
-			cctx, cancel := context.WithTimeout(ctx, time.Duration(p.HealthTimeout))
-			err := u.checkHealth(cctx, p.HealthURI)
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			if wasDown := u.state.down.Swap(err != nil); wasDown != (err != nil) {
-				u.metrics.setHealthy(u.healthy(p.maxFails))
-				if err != nil {
-					p.logger.Warn("upstream unhealthy", zap.String("upstream", u.addr), zap.Error(err))
-				} else {
-					p.logger.Info("upstream healthy", zap.String("upstream", u.addr))
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	return &handler.ForwardError{Failure: f, Upstream: addr, Err: err}
 }
 
 // Interface guards

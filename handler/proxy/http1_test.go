@@ -1,4 +1,4 @@
-package handler
+package proxy
 
 import (
 	"bufio"
@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/ilp-edge/caddy-ilp/handler"
 )
 
 func TestReadReply(t *testing.T) {
@@ -34,7 +36,7 @@ func TestReadReply(t *testing.T) {
 		{"conflicting lengths", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 0, "", false, true},
 		{"gzip transfer coding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 0, "", false, true},
 		{"too large", "HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n", 0, "", false, true},
-		{"too large unannounced", "HTTP/1.1 200 OK\r\n\r\n" + strings.Repeat("x", maxResponseSize+1), 0, "", false, true},
+		{"too large unannounced", "HTTP/1.1 200 OK\r\n\r\n" + strings.Repeat("x", handler.MaxReplySize+1), 0, "", false, true},
 		{"header line too long", "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("x", 5000) + "\r\n\r\n", 0, "", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,7 +88,7 @@ func FuzzReadReply(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(reply.body) > maxResponseSize || reply.status < 100 || reply.status > 999 {
+		if len(reply.body) > handler.MaxReplySize || reply.status < 100 || reply.status > 999 {
 			t.Fatalf("accepted status %d with %d bytes", reply.status, len(reply.body))
 		}
 	})

@@ -1,4 +1,4 @@
-package handler
+package proxy
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/handler"
 )
 
 // This file is ilp_proxy's HTTP/1.1 client. An ILP exchange is one small
@@ -49,21 +51,6 @@ func (c *h1Conn) Write(b []byte) (int, error) {
 	c.written += int64(n)
 	return n, err
 }
-
-// forwardError is a failed exchange with an upstream. sent tells whether
-// any of the request may have reached the backend; only when it cannot
-// is the packet tried on another upstream.
-type forwardError struct {
-	upstream string
-	sent     bool
-	err      error
-}
-
-func (e *forwardError) Error() string {
-	return fmt.Sprintf("upstream %s: %v", e.upstream, e.err)
-}
-
-func (e *forwardError) Unwrap() error { return e.err }
 
 // get returns an idle connection that is still open, or dials a new one.
 func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
@@ -130,15 +117,15 @@ var bufWriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 
 // roundTrip sends req on a connection from the pool and reads the reply
 // into buf. The connection goes back to the pool only after a complete
 // exchange that leaves it reusable.
-func (p *h1Pool) roundTrip(req *h1Request, deadline time.Time, buf []byte) (upstreamReply, error) {
+func (p *h1Pool) roundTrip(req *h1Request, deadline time.Time, buf []byte) (upstreamReply, *handler.ForwardError) {
 	c, err := p.get(deadline)
 	if err != nil {
-		return upstreamReply{}, &forwardError{upstream: p.addr, err: err}
+		return upstreamReply{}, forwardFailure(p.addr, false, err)
 	}
 	reply, keepAlive, err := c.exchange(req, deadline, buf)
 	if err != nil {
 		c.Close()
-		return upstreamReply{}, &forwardError{upstream: p.addr, sent: c.written > 0, err: err}
+		return upstreamReply{}, forwardFailure(p.addr, c.written > 0, err)
 	}
 	if keepAlive {
 		p.put(c)
@@ -200,10 +187,15 @@ func hopByHop(k string) bool {
 	return false
 }
 
+// errMalformedReply is wrapped by every error that says the connector's
+// reply is not HTTP this client can read, as opposed to a broken
+// connection.
+var errMalformedReply = errors.New("malformed reply")
+
 var (
-	errReplyTooLarge = fmt.Errorf("reply over %d bytes", maxResponseSize)
-	errBadStatusLine = errors.New("malformed HTTP status line")
-	errBadHeader     = errors.New("malformed HTTP header")
+	errReplyTooLarge = fmt.Errorf("%w: over %d bytes", errMalformedReply, handler.MaxReplySize)
+	errBadStatusLine = fmt.Errorf("%w: bad HTTP status line", errMalformedReply)
+	errBadHeader     = fmt.Errorf("%w: bad HTTP header", errMalformedReply)
 )
 
 // readReply reads one HTTP/1.x response, skipping interim 1xx responses.
@@ -248,7 +240,7 @@ func readReply(br *bufio.Reader, buf []byte) (reply upstreamReply, keepAlive boo
 			case asciiEqualFold(name, "transfer-encoding"):
 				chunked = asciiEqualFold(value, "chunked")
 				if !chunked {
-					return reply, false, fmt.Errorf("unsupported Transfer-Encoding %q", value)
+					return reply, false, fmt.Errorf("%w: unsupported Transfer-Encoding %q", errMalformedReply, value)
 				}
 			case asciiEqualFold(name, "connection"):
 				if asciiEqualFold(value, "close") {
@@ -265,7 +257,7 @@ func readReply(br *bufio.Reader, buf []byte) (reply upstreamReply, keepAlive boo
 		switch {
 		case chunked:
 			reply.body, err = readAllInto(httputil.NewChunkedReader(br), buf[:0])
-		case length > maxResponseSize:
+		case length > handler.MaxReplySize:
 			return reply, false, errReplyTooLarge
 		case length >= 0:
 			reply.body = slices.Grow(buf[:0], int(length))[:length]
@@ -282,7 +274,7 @@ func readReply(br *bufio.Reader, buf []byte) (reply upstreamReply, keepAlive boo
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
-		return nil, errors.New("HTTP header line over 4096 bytes")
+		return nil, fmt.Errorf("%w: HTTP header line over 4096 bytes", errMalformedReply)
 	}
 	if err != nil {
 		if err == io.EOF && len(line) == 0 {
@@ -294,11 +286,11 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 }
 
 // readAllInto reads r to its end into buf, refusing more than
-// maxResponseSize bytes.
+// handler.MaxReplySize bytes.
 func readAllInto(r io.Reader, buf []byte) ([]byte, error) {
 	for {
 		if len(buf) == cap(buf) {
-			if len(buf) > maxResponseSize {
+			if len(buf) > handler.MaxReplySize {
 				return buf, errReplyTooLarge
 			}
 			buf = append(buf, 0)[:len(buf)]
@@ -306,7 +298,7 @@ func readAllInto(r io.Reader, buf []byte) ([]byte, error) {
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			if len(buf) > maxResponseSize {
+			if len(buf) > handler.MaxReplySize {
 				return buf, errReplyTooLarge
 			}
 			return buf, nil

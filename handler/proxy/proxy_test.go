@@ -1,17 +1,15 @@
-package handler
+package proxy
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,90 +19,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
-
-// connector is a real HTTP server on loopback standing in for an ILP
-// connector: it fulfills every packet with its name as the data and
-// counts what it received.
-type connector struct {
-	name    string
-	srv     *httptest.Server
-	packets atomic.Int32
-	mu      sync.Mutex
-	paths   []string
-	health  atomic.Int32 // status for GET /health; 0 = 200
-}
-
-func startConnector(t *testing.T, name string, h2c bool) *connector {
-	t.Helper()
-	c := &connector{name: name}
-	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			if s := c.health.Load(); s != 0 {
-				w.WriteHeader(int(s))
-			}
-			return
-		}
-		io.ReadAll(r.Body)
-		c.packets.Add(1)
-		c.mu.Lock()
-		c.paths = append(c.paths, r.URL.Path+" "+r.Proto+" "+r.Header.Get("Ilp-Peer-Name"))
-		c.mu.Unlock()
-		w.Write(ilpdest.AppendFulfill(nil, testFulfillment, []byte(name)))
-	}))
-	if h2c {
-		c.srv.Config.Protocols = new(http.Protocols)
-		c.srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	}
-	c.srv.Start()
-	t.Cleanup(c.srv.Close)
-	return c
-}
-
-func (c *connector) addr() string { return strings.TrimPrefix(c.srv.URL, "http://") }
-
-// testProxy provisions an ilp_proxy for the upstreams.
-func testProxy(t *testing.T, mod func(*Proxy), upstreams ...string) *Proxy {
-	t.Helper()
-	p := &Proxy{Upstreams: upstreams}
-	if mod != nil {
-		mod(p)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := p.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	t.Cleanup(func() { p.Cleanup() })
-	if err := p.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	return p
-}
-
-// send passes one packet to dest through ilp_edge (as alice) and p.
-func send(t *testing.T, e *Edge, p *Proxy, dest string, ttl time.Duration) (*httptest.ResponseRecorder, *http.Request, error) {
-	t.Helper()
-	r := newRequest("POST", prepareBytes(dest, ttl), "Authorization", "Bearer "+aliceToken)
-	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return p.ServeHTTP(w, r, nil) })
-	w, err := serve(t, e, r, next)
-	return w, r, err
-}
-
-// fulfilledBy returns the connector name in a Fulfill's data.
-func fulfilledBy(t *testing.T, w *httptest.ResponseRecorder, err error) string {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("handler error: %v", err)
-	}
-	b := w.Body.Bytes()
-	if typ, _ := ilpdest.ReadResponseType(b); typ != ilpdest.TypeFulfill {
-		code, _ := ilpdest.ReadRejectCode(b)
-		t.Fatalf("got %v %s, want a Fulfill", typ, code)
-	}
-	return string(b[35:]) // type, length, 32-byte fulfillment, data length
-}
 
 func TestProxyRoutesLikeILPPrefix(t *testing.T) {
 	for _, scheme := range []string{"http", "h2c"} {
@@ -115,7 +33,7 @@ func TestProxyRoutesLikeILPPrefix(t *testing.T) {
 				ups = append(ups, scheme+"://"+c.addr())
 				names = append(names, c.addr())
 			}
-			e, _ := testEdge(t, nil)
+			e := testEdge(t)
 			p := testProxy(t, nil, ups...)
 			counts := map[string]int{}
 			for i := range 60 {
@@ -143,7 +61,7 @@ func TestProxyRoutesLikeILPPrefix(t *testing.T) {
 
 func TestProxyPathPlaceholders(t *testing.T) {
 	c := startConnector(t, "rs", false)
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	p := testProxy(t, nil, "http://"+c.addr()+"/accounts/{http.ilp.peer}/ilp")
 	w, _, err := send(t, e, p, "g.rs.bob", time.Minute)
 	fulfilledBy(t, w, err)
@@ -152,30 +70,9 @@ func TestProxyPathPlaceholders(t *testing.T) {
 	}
 }
 
-// deadPort returns a loopback address nothing listens on.
-func deadPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// destRankedFirst finds a destination whose first choice is addrs[0].
-func destRankedFirst(addrs []string) string {
-	for i := 0; ; i++ {
-		dest := fmt.Sprintf("g.usd.acct%d", i)
-		if ilpdest.Rank(dest, addrs, nil)[0] == 0 {
-			return dest
-		}
-	}
-}
-
 func TestProxyRetriesOnlyUndelivered(t *testing.T) {
 	live := startConnector(t, "live", false)
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 
 	t.Run("dial refused: next-ranked upstream", func(t *testing.T) {
 		dead := deadPort(t)
@@ -184,7 +81,7 @@ func TestProxyRetriesOnlyUndelivered(t *testing.T) {
 		if got := fulfilledBy(t, w, err); got != "live" {
 			t.Errorf("fulfilled by %s", got)
 		}
-		if rank := caddyhttp.GetVar(r.Context(), VarUpstreamRank); rank != 1 {
+		if rank := caddyhttp.GetVar(r.Context(), handler.VarUpstreamRank); rank != 1 {
 			t.Errorf("upstream rank %v, want 1", rank)
 		}
 	})
@@ -213,10 +110,12 @@ func TestProxyRetriesOnlyUndelivered(t *testing.T) {
 		}()
 		before := live.packets.Load()
 		p := testProxy(t, nil, "http://"+l.Addr().String(), "http://"+live.addr())
+		_, _, err = forward(t, p, destRankedFirst([]string{l.Addr().String(), live.addr()}), time.Minute)
+		wantFailure(t, err, handler.Broken)
 		w, _, err := send(t, e, p, destRankedFirst([]string{l.Addr().String(), live.addr()}), time.Minute)
-		wantReject(t, w, err, "T01")
-		if seen.Load() != 1 || live.packets.Load() != before {
-			t.Errorf("the dying backend saw %d packets and the next one %d; want 1 and 0",
+		wantReject(t, w, err, "T00")
+		if seen.Load() != 2 || live.packets.Load() != before {
+			t.Errorf("the dying backend saw %d packets and the next one %d; want 2 (one per send) and 0",
 				seen.Load(), live.packets.Load()-before)
 		}
 	})
@@ -241,24 +140,31 @@ func TestProxyStalledBackendGetsR00(t *testing.T) {
 	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
 	defer stall.Close()
 	defer close(release)
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	p := testProxy(t, nil, stall.URL)
-	w, _, err := send(t, e, p, "g.usd.x", 300*time.Millisecond)
+	_, _, err := forward(t, p, "g.usd.x", 200*time.Millisecond)
+	wantFailure(t, err, handler.TimedOut)
+	w, _, err := send(t, e, p, "g.usd.x", 200*time.Millisecond)
 	wantReject(t, w, err, "R00")
 
 	// max_hold shorter than the expiry: T00, the packet has not expired.
 	p = testProxy(t, func(p *Proxy) { p.MaxHold = caddy.Duration(100 * time.Millisecond) }, stall.URL)
+	_, _, err = forward(t, p, "g.usd.x", time.Minute)
+	wantFailure(t, err, handler.TimedOut)
 	w, _, err = send(t, e, p, "g.usd.x", time.Minute)
 	wantReject(t, w, err, "T00")
 }
 
 func TestProxyNoHealthyUpstreamGetsT01(t *testing.T) {
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) }, "http://"+deadPort(t))
-	for range 2 { // the second finds it marked down and does not dial
-		w, _, err := send(t, e, p, "g.usd.x", time.Minute)
-		wantReject(t, w, err, "T01")
-	}
+	_, _, err := forward(t, p, "g.usd.x", time.Minute)
+	wantFailure(t, err, handler.NotDelivered)
+	// Now marked down, it is not dialled.
+	_, _, err = forward(t, p, "g.usd.x", time.Minute)
+	wantFailure(t, err, handler.NoUpstream)
+	w, _, err := send(t, e, p, "g.usd.x", time.Minute)
+	wantReject(t, w, err, "T01")
 	if p.static.upstreams[0].healthy(1) {
 		t.Error("a refused upstream is still healthy within fail_duration")
 	}
@@ -267,12 +173,12 @@ func TestProxyNoHealthyUpstreamGetsT01(t *testing.T) {
 func TestProxyPassiveHealth(t *testing.T) {
 	live := startConnector(t, "live", false)
 	dead := deadPort(t)
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(200 * time.Millisecond) },
 		"http://"+dead, "http://"+live.addr())
 	dest := destRankedFirst([]string{dead, live.addr()})
 	_, r, _ := send(t, e, p, dest, time.Minute)
-	if rank := caddyhttp.GetVar(r.Context(), VarUpstreamRank); rank != 1 {
+	if rank := caddyhttp.GetVar(r.Context(), handler.VarUpstreamRank); rank != 1 {
 		t.Fatalf("rank %v, want 1", rank)
 	}
 	if p.static.upstreams[0].healthy(1) {
@@ -283,7 +189,7 @@ func TestProxyPassiveHealth(t *testing.T) {
 
 func TestProxyActiveHealth(t *testing.T) {
 	a, b := startConnector(t, "a", false), startConnector(t, "b", true)
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) {
 		p.HealthURI = "/health"
 		p.HealthInterval = caddy.Duration(20 * time.Millisecond)
@@ -311,7 +217,7 @@ func TestProxyActiveHealth(t *testing.T) {
 func TestProxyPoolsSurviveReload(t *testing.T) {
 	c := startConnector(t, "c", false)
 	old := testProxy(t, nil, "http://"+c.addr())
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	w, _, err := send(t, e, old, "g.usd.x", time.Minute)
 	fulfilledBy(t, w, err)
 	conn := old.static.upstreams[0].state.h1.idle[0]
@@ -332,11 +238,11 @@ func TestProxyWithoutEdge(t *testing.T) {
 	c := startConnector(t, "c", false)
 	p := testProxy(t, nil, c.srv.URL)
 	w := httptest.NewRecorder()
-	err := p.ServeHTTP(w, newRequest("POST", prepareBytes("g.usd.x", time.Minute)), nil)
+	err := p.ServeHTTP(w, newRequest(ilptest.Prepare("g.usd.x", time.Minute)), nil)
 	if got := fulfilledBy(t, w, err); got != "c" {
 		t.Errorf("fulfilled by %s", got)
 	}
-	err = p.ServeHTTP(httptest.NewRecorder(), newRequest("POST", []byte("not a packet")), nil)
+	err = p.ServeHTTP(httptest.NewRecorder(), newRequest([]byte("not a packet")), nil)
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad packet: got %v, want a 400 handler error", err)
@@ -361,18 +267,6 @@ func TestProxyConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want an error about %q", tc.upstreams, err, tc.want)
 		}
-	}
-}
-
-// waitFor polls cond for up to 5 s: health state changes in the
-// background, and this machine's timing is not to be relied on.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -1,15 +1,13 @@
-package handler
+package proxy
 
 import (
-	"encoding/json"
-	"strconv"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
+
+	"github.com/ilp-edge/caddy-ilp/handler"
 )
 
 // ParseProxyCaddyfile sets up a Proxy from the `ilp_proxy` directive; see
@@ -63,7 +61,7 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if p.DynamicUpstreamsRaw != nil {
 				return d.Err("dynamic upstreams already specified")
 			}
-			p.DynamicUpstreamsRaw, err = unmarshalInlineModule[reverseproxy.UpstreamSource](d, "http.reverse_proxy.upstreams", "source")
+			p.DynamicUpstreamsRaw, err = handler.UnmarshalInlineModule[reverseproxy.UpstreamSource](d, "http.reverse_proxy.upstreams", "source")
 		case "dynamic_scheme":
 			if !d.AllArgs(&p.DynamicScheme) {
 				return d.ArgErr()
@@ -82,7 +80,7 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if p.tlsSettings().CARaw != nil {
 				return d.Err("tls_trust_pool already specified")
 			}
-			p.TLS.CARaw, err = unmarshalInlineModule[caddytls.CA](d, "tls.ca_pool.source", "provider")
+			p.TLS.CARaw, err = handler.UnmarshalInlineModule[caddytls.CA](d, "tls.ca_pool.source", "provider")
 		case "tls_client_auth":
 			if !d.AllArgs(&p.tlsSettings().ClientCertificateFile, &p.TLS.ClientCertificateKeyFile) {
 				return d.ArgErr()
@@ -92,31 +90,31 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "max_hold":
-			p.MaxHold, err = parseDurationArg(d)
+			p.MaxHold, err = handler.ParseDurationArg(d)
 		case "dial_timeout":
-			p.DialTimeout, err = parseDurationArg(d)
+			p.DialTimeout, err = handler.ParseDurationArg(d)
 		case "keepalive":
-			p.KeepAlive, err = parseDurationArg(d)
+			p.KeepAlive, err = handler.ParseDurationArg(d)
 		case "fail_duration":
-			p.FailDuration, err = parseDurationArg(d)
+			p.FailDuration, err = handler.ParseDurationArg(d)
 		case "health_interval":
-			p.HealthInterval, err = parseDurationArg(d)
+			p.HealthInterval, err = handler.ParseDurationArg(d)
 		case "health_timeout":
-			p.HealthTimeout, err = parseDurationArg(d)
+			p.HealthTimeout, err = handler.ParseDurationArg(d)
 		case "health_uri":
 			if !d.AllArgs(&p.HealthURI) {
 				return d.ArgErr()
 			}
 		case "prefix_segments":
 			var n int
-			n, err = parseCountArg(d)
+			n, err = handler.ParseCountArg(d)
 			p.PrefixSegments = &n
 		case "max_fails":
-			p.MaxFails, err = parseCountArg(d)
+			p.MaxFails, err = handler.ParseCountArg(d)
 		case "keepalive_idle_conns":
-			p.KeepAliveIdleConns, err = parseCountArg(d)
+			p.KeepAliveIdleConns, err = handler.ParseCountArg(d)
 		case "metrics":
-			p.DisableMetrics, err = parseMetricsArg(d)
+			p.DisableMetrics, err = handler.ParseMetricsArg(d)
 		default:
 			return d.Errf("unrecognized ilp_proxy option %q", opt)
 		}
@@ -135,47 +133,12 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// unmarshalInlineModule reads `<name> [<args...>] [{ … }]` as the module
-// namespace.<name>, which must be a T, and returns its JSON with
-// inlineKey naming it, as reverse_proxy's `dynamic` and `tls_trust_pool`
-// do.
-func unmarshalInlineModule[T any](d *caddyfile.Dispenser, namespace, inlineKey string) (json.RawMessage, error) {
-	if !d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	name := d.Val()
-	modID := namespace + "." + name
-	unm, err := caddyfile.UnmarshalModule(d, modID)
-	if err != nil {
-		return nil, err
-	}
-	mod, ok := unm.(T)
-	if !ok {
-		return nil, d.Errf("module %s (%T) cannot be used here", modID, unm)
-	}
-	return caddyconfig.JSONModuleObject(mod, inlineKey, name, nil), nil
-}
-
 // tlsSettings returns p.TLS, making it first if need be.
 func (p *Proxy) tlsSettings() *reverseproxy.TLSConfig {
 	if p.TLS == nil {
 		p.TLS = new(reverseproxy.TLSConfig)
 	}
 	return p.TLS
-}
-
-// parseCountArg reads the one non-negative integer argument of an option.
-func parseCountArg(d *caddyfile.Dispenser) (int, error) {
-	opt := d.Val()
-	var s string
-	if !d.AllArgs(&s) {
-		return 0, d.ArgErr()
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, d.Errf("%s %q: want a whole number, 0 or more", opt, s)
-	}
-	return n, nil
 }
 
 // Interface guard

@@ -1,4 +1,4 @@
-package handler
+package proxy
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
@@ -60,7 +61,7 @@ func (listSource) GetUpstreams(*http.Request) ([]*reverseproxy.Upstream, error) 
 
 // destinationsByConnector sends n packets to distinct prefixes and
 // returns which connector fulfilled each.
-func destinationsByConnector(t *testing.T, e *Edge, p *Proxy, n int) map[string]string {
+func destinationsByConnector(t *testing.T, e *handler.Edge, p *Proxy, n int) map[string]string {
 	t.Helper()
 	got := make(map[string]string, n)
 	for i := range n {
@@ -83,7 +84,7 @@ func TestProxyDynamicUpstreams(t *testing.T) {
 	setListSource(nil, dials...)
 	t.Cleanup(func() { setListSource(nil) })
 
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) {
 		p.DynamicUpstreamsRaw = json.RawMessage(`{"source":"ilp_test_list"}`)
 		p.DynamicPath = "/ilp/{http.ilp.peer}"
@@ -92,7 +93,7 @@ func TestProxyDynamicUpstreams(t *testing.T) {
 	// Routed as ilp_prefix routes over the source's dial addresses.
 	before := destinationsByConnector(t, e, p, 40)
 	for dest, by := range before {
-		key := ilpdest.Prefix(dest, DefaultPrefixSegments)
+		key := ilpdest.Prefix(dest, handler.DefaultPrefixSegments)
 		want := cs[dials[ilpdest.Rank(key, dials, nil)[0]]].name
 		if by != want {
 			t.Fatalf("%s went to %s, want %s (its first choice by Rank)", dest, by, want)
@@ -141,7 +142,7 @@ func TestProxyDynamicUpstreamsA(t *testing.T) {
 	if host != "127.0.0.1" {
 		t.Fatalf("connector on %s, want 127.0.0.1", host)
 	}
-	e, _ := testEdge(t, nil)
+	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) {
 		p.DynamicUpstreamsRaw = json.RawMessage(`{"source":"a","name":"localhost","port":"` + port + `","versions":{"ipv4":true}}`)
 	})

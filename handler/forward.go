@@ -1,0 +1,131 @@
+package handler
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// This file is the contract between ilp_edge and the forwarder that runs
+// after it: reverse_proxy with the ilp_prefix policy, ilp_proxy, or any
+// other handler. A forwarder reads the packet through PacketFrom, sends
+// its bytes on unchanged, and when it cannot relay a connector's reply it
+// returns a *ForwardError saying how far the packet got. ilp_edge alone
+// turns that into the peer's Reject (rejects.go).
+
+// Limits and defaults shared by ilp_edge and the forwarders.
+const (
+	// DefaultMaxPacketSize is the largest request body accepted unless
+	// configured: what interledger-rs accepts. The largest legal Prepare
+	// is 33857 bytes.
+	DefaultMaxPacketSize = 40000
+
+	// MaxReplySize bounds what the edge accepts from a connector as its
+	// reply: the largest legal Fulfill or Reject is well under it.
+	MaxReplySize = 64 << 10
+
+	// DefaultPrefixSegments is how many segments of the destination make
+	// the routing key unless configured: g.<connector>.<account>
+	// addresses put one receiver's traffic under three segments.
+	DefaultPrefixSegments = 3
+)
+
+// VarUpstreamRank is the var in which the forwarder records the chosen
+// upstream's place in the packet's ranking: 0 when the first choice took
+// the packet, more when it was moved off it ({vars.ilp_upstream_rank} in
+// a log format shows when that happens).
+const VarUpstreamRank = "ilp_upstream_rank"
+
+// PacketFrom returns the packet ilp_edge read from r, or nil when r did
+// not come through ilp_edge.
+func PacketFrom(r *http.Request) *Packet {
+	if v, ok := caddyhttp.GetVar(r.Context(), VarDestination).(*destinationView); ok {
+		return (*Packet)(v)
+	}
+	return nil
+}
+
+// SetRoute records how a forwarder routed the packet: the routing key it
+// ranked upstreams by and the rank of the upstream that took it. It sets
+// {vars.ilp_upstream_rank}, and the packet's debug log line shows both.
+func (p *Packet) SetRoute(r *http.Request, key string, rank int) {
+	p.routeKey = key
+	caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
+}
+
+// Failure says how far a packet got before forwarding it failed, which
+// alone decides the Reject the peer gets.
+type Failure uint8
+
+// The failures a forwarder reports.
+const (
+	// NoUpstream: no connector was available to try (every one marked
+	// down, or none known). The packet reached no connector.
+	NoUpstream Failure = iota + 1
+	// NotDelivered: every attempt failed before any byte of the packet
+	// left for a connector (dial refused or timed out, connection closed
+	// before the write).
+	NotDelivered
+	// Broken: a connector may have received the packet, but the exchange
+	// broke off before a complete reply (reset, closed mid-reply).
+	Broken
+	// TimedOut: no reply before the forwarder's deadline, the packet's
+	// expiry or a shorter hold limit.
+	TimedOut
+	// BadReply: the connector answered, but not in readable HTTP
+	// (malformed framing, a body over MaxReplySize).
+	BadReply
+)
+
+func (f Failure) String() string {
+	switch f {
+	case NoUpstream:
+		return "no upstream"
+	case NotDelivered:
+		return "not delivered"
+	case Broken:
+		return "broken"
+	case TimedOut:
+		return "timed out"
+	case BadReply:
+		return "bad reply"
+	}
+	return "unknown"
+}
+
+// HTTPStatus is the status a failure has when no ilp_edge turns it into a
+// Reject (a forwarder used on its own, handle_errors routes): 503 for
+// NoUpstream, 504 for TimedOut, 502 otherwise, as reverse_proxy answers.
+func (f Failure) HTTPStatus() int {
+	switch f {
+	case NoUpstream:
+		return http.StatusServiceUnavailable
+	case TimedOut:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// ForwardError is a forwarder's failure to relay a reply for a packet.
+// A forwarder returns it as the Err of a caddyhttp.HandlerError with the
+// failure's HTTPStatus (NewForwardError does both).
+type ForwardError struct {
+	Failure  Failure
+	Upstream string // host:port of the connector last tried; "" for NoUpstream
+	Err      error
+}
+
+// NewForwardError returns the handler error for a failure of a forwarder.
+func NewForwardError(f Failure, upstream string, err error) error {
+	return caddyhttp.Error(f.HTTPStatus(), &ForwardError{Failure: f, Upstream: upstream, Err: err})
+}
+
+func (e *ForwardError) Error() string {
+	if e.Upstream == "" {
+		return fmt.Sprintf("%s: %v", e.Failure, e.Err)
+	}
+	return fmt.Sprintf("upstream %s: %s: %v", e.Upstream, e.Failure, e.Err)
+}
+
+func (e *ForwardError) Unwrap() error { return e.Err }

@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// healthTransport checks http upstreams: the packets' own client sends
+// nothing but POSTs.
+var healthTransport = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}
+
+// checkHealthEvery runs the active health checks until ctx ends.
+func (p *Proxy) checkHealthEvery(ctx context.Context) {
+	t := time.NewTicker(time.Duration(p.HealthInterval))
+	defer t.Stop()
+	for {
+		for _, u := range p.static.upstreams {
+			cctx, cancel := context.WithTimeout(ctx, time.Duration(p.HealthTimeout))
+			err := u.checkHealth(cctx, p.HealthURI)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if wasDown := u.state.down.Swap(err != nil); wasDown != (err != nil) {
+				u.metrics.setHealthy(u.healthy(p.maxFails))
+				if err != nil {
+					p.logger.Warn("upstream unhealthy", zap.String("upstream", u.addr), zap.Error(err))
+				} else {
+					p.logger.Info("upstream healthy", zap.String("upstream", u.addr))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkHealth is one active health check: a GET of uri that must answer
+// 2xx before ctx ends. h2c and https upstreams are checked over their own
+// transport, so an h2c-only backend is asked in HTTP/2.
+func (u *upstream) checkHealth(ctx context.Context, uri string) error {
+	scheme := u.scheme
+	if scheme == "h2c" {
+		scheme = "http"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+u.addr+uri, nil)
+	if err != nil {
+		return err
+	}
+	var rt http.RoundTripper = healthTransport
+	if u.state.transport != nil {
+		rt = u.state.transport
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("health check: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ilp-edge/caddy-ilp/handler"
+)
+
+// ilp_proxy's series, package-level like ilp_edge's so that values survive
+// reloads. The upstream label is a configured or discovered address.
+var (
+	metricUpstreamHealthy = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "upstream_healthy",
+		Help: "1 if ilp_proxy sends packets to the upstream, 0 if its health checks or failures keep it out.",
+	}, []string{"upstream"})
+	metricUpstreamRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "upstream_requests_total",
+		Help: "ilp_proxy exchanges by upstream and result: reply, not_sent (dial or write failed first), failed (may have been delivered), timeout.",
+	}, []string{"upstream", "result"})
+	metricRerouted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "rerouted_total",
+		Help: "Packets ilp_proxy delivered to an upstream other than their prefix's first choice.",
+	})
+)
+
+// registerMetrics registers ilp_proxy's collectors with a config's registry.
+func registerMetrics(reg prometheus.Registerer) error {
+	return handler.RegisterCollectors(reg, metricUpstreamHealthy, metricUpstreamRequests, metricRerouted)
+}
+
+// upstreamMetrics are one ilp_proxy upstream's series. Its methods do
+// nothing on a nil receiver (metrics off).
+type upstreamMetrics struct {
+	healthy                            prometheus.Gauge
+	replies, notSent, failed, timedOut prometheus.Counter
+}
+
+func newUpstreamMetrics(addr string) *upstreamMetrics {
+	return &upstreamMetrics{
+		healthy:  metricUpstreamHealthy.WithLabelValues(addr),
+		replies:  metricUpstreamRequests.WithLabelValues(addr, "reply"),
+		notSent:  metricUpstreamRequests.WithLabelValues(addr, "not_sent"),
+		failed:   metricUpstreamRequests.WithLabelValues(addr, "failed"),
+		timedOut: metricUpstreamRequests.WithLabelValues(addr, "timeout"),
+	}
+}
+
+// deleteUpstreamMetrics drops an upstream's series once nothing sends to
+// it.
+func deleteUpstreamMetrics(addr string) {
+	metricUpstreamHealthy.DeleteLabelValues(addr)
+	metricUpstreamRequests.DeletePartialMatch(prometheus.Labels{"upstream": addr})
+}
+
+// count records the outcome of one exchange: err is nil for a reply.
+func (m *upstreamMetrics) count(err *handler.ForwardError) {
+	if m == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		m.replies.Inc()
+	case err.Failure == handler.TimedOut:
+		m.timedOut.Inc()
+	case err.Failure == handler.NotDelivered:
+		m.notSent.Inc()
+	default:
+		m.failed.Inc()
+	}
+}
+
+func (m *upstreamMetrics) setHealthy(ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.healthy.Set(1)
+	} else {
+		m.healthy.Set(0)
+	}
+}
