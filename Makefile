@@ -1,4 +1,5 @@
-# The targets the README documents. CI (.ci/run) runs `make test`.
+# The targets the README documents. CI (.ci/run) runs `make test` on a
+# fresh clone, which must need nothing but Go, make, node and npm.
 
 GO ?= go
 
@@ -23,10 +24,16 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# The end-to-end tests need node and `npm ci` in integration/js (.ci/run
-# does both).
-race:
+# The end-to-end tests run real ilp-plugin-http peers under node, from the
+# npm packages pinned in integration/js/package-lock.json.
+race: $(JS_DEPS)
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# npm ci writes node_modules/.package-lock.json, so the packages are
+# installed again only when they are missing or the lock file changed.
+JS_DEPS = integration/js/node_modules/.package-lock.json
+$(JS_DEPS): integration/js/package-lock.json integration/js/package.json
+	cd integration/js && npm ci --no-audit --no-fund
 
 # The benchmark harness (integration/bench): caddy-ilp against nginx,
 # HAProxy and plain Caddy. Installs nginx, HAProxy and h2load from Debian

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -107,7 +109,8 @@ type Edge struct {
 	peers      []*peer
 	peerHeader string // PeerHeader in canonical form, to set without allocating
 	logger     *zap.Logger
-	authLog    *logLimiter
+	authLog    *logLimiter // auth failures, per claimed peer
+	configLog  *logLimiter // config errors seen at run time
 	now        func() time.Time
 }
 
@@ -146,6 +149,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	auth.peerHeader = e.peerHeader
 	e.auth, e.peers = auth, peers
 	e.authLog = &logLimiter{interval: time.Second}
+	e.configLog = &logLimiter{interval: time.Minute}
 	if !e.DisableMetrics {
 		if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
@@ -227,10 +231,13 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	repl.Set("http.ilp.expires_at", (*expiresAtView)(pkt))
 	caddyhttp.SetVar(r.Context(), VarDestination, dest)
 
-	// Toward the backend: the authenticated identity replaces whatever the
-	// client claimed, its credential is not passed on, and the body is
-	// the exact bytes received, with a length and the content type rafiki
-	// insists on.
+	// Toward the backend: the client's hop-by-hop fields go first, since a
+	// peer could name the identity headers in Connection to have the
+	// forwarder strip them; then the authenticated identity replaces
+	// whatever the client claimed, its credential is not passed on, and the
+	// body is the exact bytes received, with a length and the content type
+	// rafiki insists on.
+	dropConnectionFields(r.Header)
 	r.Header[e.peerHeader] = p.nameHeader
 	if p.upstreamAuth != nil {
 		r.Header["Authorization"] = p.upstreamAuth
@@ -391,8 +398,17 @@ func (e *Edge) readPrepare(pkt *Packet, header string) *edgeReject {
 // writeReject answers with a Reject from the edge.
 func (e *Edge) writeReject(w http.ResponseWriter, pkt *Packet, rej *edgeReject) error {
 	level := zap.WarnLevel
-	if rej.code == ilpdest.CodeF01 || rej.code == ilpdest.CodeR02 {
+	switch {
+	case rej.code == ilpdest.CodeF01 || rej.code == ilpdest.CodeR02:
 		level = zap.DebugLevel // the peer's problem, not the fleet's
+	case rej.cause == errNoForwarder:
+		// A config error that rejects every packet: said loudly, but not
+		// once per packet.
+		if e.configLog.allow("no forwarder", e.now()) {
+			e.logger.Error("ilp_edge has no forwarder after it: every packet is rejected",
+				zap.String("fix", "put reverse_proxy or ilp_proxy after ilp_edge in the same route"))
+		}
+		level = zap.DebugLevel
 	}
 	if c := e.logger.Check(level, "edge rejected packet"); c != nil {
 		c.Write(zap.String("peer", pkt.peer.name), zap.String("destination", pkt.destination),
@@ -404,6 +420,20 @@ func (e *Edge) writeReject(w http.ResponseWriter, pkt *Packet, rej *edgeReject) 
 	writeILP(w, buf)
 	e.count(pkt, buf, rej)
 	return nil
+}
+
+// dropConnectionFields removes the Connection header and the fields it
+// names (RFC 9110 §7.6.1): they belong to the peer's connection, not to
+// the request the connector gets.
+func dropConnectionFields(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				delete(h, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	delete(h, "Connection")
 }
 
 // firstValue is Header.Get for a key already in canonical form.

@@ -308,6 +308,11 @@ func TestUpstreamFailures(t *testing.T) {
 	if n := logs.FilterMessage("edge rejected packet").FilterField(zap.String("peer", "alice")).Len(); n < 5 {
 		t.Errorf("%d upstream failures logged", n)
 	}
+	// A route without a forwarder is a config error, said once at Error.
+	serve(t, e, newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+aliceToken), &backend{answer: func(http.ResponseWriter, *http.Request) error { return nil }})
+	if n := logs.FilterLevelExact(zap.ErrorLevel).FilterMessageSnippet("no forwarder").Len(); n != 1 {
+		t.Errorf("no forwarder: logged %d times at Error, want once", n)
+	}
 }
 
 // TestForwardFailures: a forwarder's typed failure gets the code of the one
@@ -381,8 +386,12 @@ func TestRequestTowardBackend(t *testing.T) {
 		{"Bearer " + aliceToken, "alice", "Bearer alice-upstream"},
 		{carolRaw, "carol", ""},
 	} {
+		// A peer naming the identity headers in Connection must not get a
+		// forwarder to strip them; the fields it names are dropped before
+		// the edge sets them.
 		r := newRequest(http.MethodPost, body, "Authorization", c.auth,
-			"ILP-Peer-Name", "mallory", "Content-Type", "application/ilp+octet-stream")
+			"ILP-Peer-Name", "mallory", "Content-Type", "application/ilp+octet-stream",
+			"Connection", "ILP-Peer-Name, authorization , X-Hop", "X-Hop", "1", "X-Kept", "1")
 		r.ContentLength = -1
 		be := &backend{}
 		if _, err := serve(t, e, r, be); err != nil {
@@ -394,6 +403,10 @@ func TestRequestTowardBackend(t *testing.T) {
 		}
 		if got := h.Get("Authorization"); got != c.wantAuth {
 			t.Errorf("Authorization %q, want %q", got, c.wantAuth)
+		}
+		if h.Get("Connection") != "" || h.Get("X-Hop") != "" || h.Get("X-Kept") != "1" {
+			t.Errorf("Connection %q, X-Hop %q, X-Kept %q: want the hop-by-hop fields gone and the rest kept",
+				h.Get("Connection"), h.Get("X-Hop"), h.Get("X-Kept"))
 		}
 		if h.Get("Content-Type") != "application/octet-stream" || be.req.ContentLength != int64(len(body)) {
 			t.Errorf("content-type %q, length %d", h.Get("Content-Type"), be.req.ContentLength)

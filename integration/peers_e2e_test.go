@@ -20,8 +20,8 @@ import (
 // These tests run the edge as users do — ./cmd/caddy with a Caddyfile —
 // between real ilp-plugin-http@1.6.1 peers (integration/js/client.js) and
 // three real ilp-plugin-http servers standing in for connectors
-// (integration/js/backend.js). They need node and `npm ci` in
-// integration/js, which .ci/run does.
+// (integration/js/backend.js). They need node and the npm packages in
+// integration/js, which `make test` installs.
 
 const (
 	aliceToken = "alice-static-token"
@@ -30,13 +30,23 @@ const (
 	connToken  = "edge-to-connector-token"
 )
 
+// binDir holds the Caddy binary the tests build; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "caddy-ilp-e2e"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
 // buildCaddy builds ./cmd/caddy once per test binary.
 var buildCaddy = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "caddy-ilp-e2e")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "caddy")
+	bin := filepath.Join(binDir, "caddy")
 	out, err := exec.Command("go", "build", "-o", bin, "../cmd/caddy").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
@@ -59,7 +69,7 @@ func needNode(t *testing.T) {
 		t.Fatal("node is not installed: .ci/run installs it")
 	}
 	if _, err := os.Stat("js/node_modules/ilp-plugin-http"); err != nil {
-		t.Fatal("integration/js has no node_modules: run `npm ci` there (.ci/run does)")
+		t.Fatal("integration/js has no node_modules: `make test` installs them (or run `npm ci` there)")
 	}
 }
 

@@ -107,14 +107,19 @@ func (d *dynamicUpstreams) build(old *upstreamSet, got []*reverseproxy.Upstream)
 		}
 	}
 	next := &upstreamSet{}
+	var made []*upstream // acquired by this call: released if it fails
 	for _, g := range got {
 		u, ok := known[g.Dial]
 		if !ok {
 			var err error
 			if u, err = d.proxy.newUpstream(d.proxy.DynamicScheme + "://" + g.Dial + d.proxy.DynamicPath); err != nil {
+				for _, m := range made {
+					m.release()
+				}
 				return nil, fmt.Errorf("dynamic upstream %q: %w", g.Dial, err)
 			}
 			known[g.Dial] = u
+			made = append(made, u)
 		}
 		next.add(u)
 	}

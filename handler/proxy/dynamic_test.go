@@ -152,3 +152,25 @@ func TestProxyDynamicUpstreamsA(t *testing.T) {
 		t.Errorf("upstreams %v, want [%s]", got, c.addr())
 	}
 }
+
+// TestProxyDynamicBuildFailureReleases: a source answer with an unusable
+// address fails as a whole, and the upstreams acquired for it before the
+// bad one are released, not leaked with their connection pools.
+func TestProxyDynamicBuildFailureReleases(t *testing.T) {
+	good := startConnector(t, "good", false)
+	static := startConnector(t, "static", false)
+	setListSource(nil, good.addr(), "") // "" has no host
+	t.Cleanup(func() { setListSource(nil) })
+	p := testProxy(t, func(p *Proxy) { p.DynamicUpstreamsRaw = json.RawMessage(`{"source":"ilp_test_list"}`) }, "http://"+static.addr())
+	w, _, err := send(t, testEdge(t), p, "g.usd.x", time.Minute)
+	if by := fulfilledBy(t, w, err); by != "static" {
+		t.Errorf("fulfilled by %s, want the static fallback", by)
+	}
+	u, err := parseUpstream("http://" + good.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := upstreamStates.References(u.stateKey(p)); ok {
+		t.Errorf("the good address's state is still held %d times after the failed build", n)
+	}
+}

@@ -270,6 +270,36 @@ func TestProxyConfigErrors(t *testing.T) {
 	}
 }
 
+// TestProxyValidate: every field is checked whatever the others, dynamic
+// upstreams included.
+func TestProxyValidate(t *testing.T) {
+	for _, dynamic := range []bool{false, true} {
+		for name, mod := range map[string]func(*Proxy){
+			"prefix_segments":      func(p *Proxy) { n := -1; p.PrefixSegments = &n },
+			"max_fails":            func(p *Proxy) { p.MaxFails = -2 },
+			"keepalive_idle_conns": func(p *Proxy) { p.KeepAliveIdleConns = -1 },
+			"max_hold":             func(p *Proxy) { p.MaxHold = -1 },
+			"health_uri":           func(p *Proxy) { p.HealthURI = "health" },
+		} {
+			p := &Proxy{Upstreams: []string{"http://" + deadPort(t)}}
+			if dynamic {
+				p.DynamicUpstreamsRaw = json.RawMessage(`{"source":"ilp_test_list"}`)
+			}
+			mod(p)
+			ctx, cancel := caddy.NewContext(caddy.ActiveContext())
+			err := p.Provision(ctx)
+			if err == nil {
+				err = p.Validate()
+			}
+			p.Cleanup()
+			cancel()
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("dynamic %v, bad %s: got %v, want an error naming it", dynamic, name, err)
+			}
+		}
+	}
+}
+
 func TestProxyUnmarshalCaddyfile(t *testing.T) {
 	two, second := 2, caddy.Duration(time.Second)
 	for _, c := range []struct {

@@ -85,13 +85,20 @@ func parseUpstream(s string) (*upstream, error) {
 	return u, nil
 }
 
-// connect finds or makes the shared state of u for these settings.
-func (u *upstream) connect(p *Proxy) error {
+// stateKey is everything u's shared state is built from under p's
+// settings: configs that agree on it share connections and health.
+func (u *upstream) stateKey(p *Proxy) string {
 	key := fmt.Sprintf("%s://%s dial=%v keepalive=%v idle=%d",
 		u.scheme, u.addr, time.Duration(p.DialTimeout), time.Duration(p.KeepAlive), p.KeepAliveIdleConns)
 	if u.scheme == "https" {
 		key += " tls=" + p.tlsKey
 	}
+	return key
+}
+
+// connect finds or makes the shared state of u for these settings.
+func (u *upstream) connect(p *Proxy) error {
+	key := u.stateKey(p)
 	v, _, err := upstreamStates.LoadOrNew(key, func() (caddy.Destructor, error) {
 		s := &upstreamState{key: key}
 		if u.scheme == "http" {
