@@ -9,7 +9,8 @@
 //     to the end of the destination.
 //   - ValidAddress checks an ILP address against RFC 15; Prefix cuts one to
 //     its first n segments, the routing key.
-//   - ReadResponseType and ReadRejectCode classify a connector's reply.
+//   - ReadFulfill and ReadReject read a connector's reply whole, every field
+//     checked; ReadResponseType and ReadRejectCode classify one.
 //   - AppendReject encodes a Reject, byte for byte as ilp-packet does.
 //   - Weight and Rank implement rendezvous (highest-random-weight) hashing
 //     with no seed, so separate edge instances agree on every key.

@@ -149,3 +149,25 @@ func TestAppendRejectLongFields(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedReplies: a reply is a Fulfill or Reject only when every
+// field is there; a type byte and a plausible length are not enough.
+func TestMalformedReplies(t *testing.T) {
+	okReject := AppendReject(nil, Reject{Code: CodeT01, TriggeredBy: "g.conn", Message: "m"})
+	for name, b := range map[string][]byte{
+		"fulfill without its fulfillment":  {13, 3, 'a', 'b', 'c'},
+		"fulfill without its data field":   append([]byte{13, 32}, make([]byte, 32)...),
+		"fulfill data past the envelope":   append(append([]byte{13, 34}, make([]byte, 32)...), 5, 0),
+		"reject without a message":         {14, 10, 'T', '0', '1', 6, 'g', '.', 'c', 'o', 'n', 'n'},
+		"reject with a bad triggeredBy":    AppendReject(nil, Reject{Code: CodeT01, TriggeredBy: "not an address"}),
+		"reject cut inside":                okReject[:len(okReject)-1],
+		"reject with a non-canonical size": {14, 0x81, 0x05, 'T', '0', '1', 0, 0, 0},
+	} {
+		if typ, err := ReadResponseType(b); err == nil {
+			t.Errorf("%s: ReadResponseType = %v, want an error", name, typ)
+		}
+	}
+	if _, err := ReadReject(AppendReject(nil, Reject{Code: CodeT01})); err != nil {
+		t.Errorf("a Reject with an empty triggeredBy (as some connectors send): %v", err)
+	}
+}

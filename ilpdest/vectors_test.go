@@ -77,9 +77,14 @@ func TestVectors(t *testing.T) {
 					t.Fatalf("ReadResponseType = %v, %v; want fulfill", typ, err)
 				}
 				if v.Fn == "serializeIlpFulfill" {
-					got := AppendFulfill(nil, mustHex(t, str(v.Input, "fulfillment")), mustHex(t, str(v.Input, "data")))
+					fulfillment, data := mustHex(t, str(v.Input, "fulfillment")), mustHex(t, str(v.Input, "data"))
+					got := AppendFulfill(nil, fulfillment, data)
 					if !bytes.Equal(got, raw) {
 						t.Fatalf("AppendFulfill =\n %x\nwant\n %x", got, raw)
+					}
+					f, err := ReadFulfill(raw)
+					if err != nil || !bytes.Equal(f.Fulfillment, fulfillment) || !bytes.Equal(f.Data, data) {
+						t.Fatalf("ReadFulfill = %+v, %v", f, err)
 					}
 				}
 			case raw[0] == byte(TypeReject):
@@ -187,6 +192,10 @@ func checkRejectVector(t *testing.T, raw []byte, in map[string]any) {
 	code, err := ReadRejectCode(raw)
 	if err != nil || code != r.Code {
 		t.Fatalf("ReadRejectCode = %v, %v; want %v", code, err, r.Code)
+	}
+	got, err := ReadReject(raw)
+	if err != nil || got.Code != r.Code || got.TriggeredBy != r.TriggeredBy || got.Message != r.Message || !bytes.Equal(got.Data, r.Data) {
+		t.Fatalf("ReadReject = %+v, %v; want %+v", got, err, r)
 	}
 }
 

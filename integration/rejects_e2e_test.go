@@ -1,0 +1,212 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+)
+
+// faultConnector is a connector on loopback that misbehaves as each packet
+// asks: the last segment of the destination names what it does (see
+// answer). It speaks raw HTTP/1.1 so that it can break the protocol.
+func faultConnector(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serveFaults(c)
+		}
+	}()
+	return l.Addr().String()
+}
+
+func serveFaults(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return
+		}
+		p, err := ilpdest.ReadPrepare(body)
+		if err != nil {
+			return
+		}
+		dest := string(p.Destination)
+		if !answer(c, dest[strings.LastIndexByte(dest, '.')+1:]) {
+			return
+		}
+	}
+}
+
+// answer writes the reply a mode asks for; false closes the connection.
+func answer(c net.Conn, mode string) bool {
+	reply := func(status string, body []byte) bool {
+		fmt.Fprintf(c, "HTTP/1.1 %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", status, len(body))
+		c.Write(body)
+		return true
+	}
+	switch mode {
+	case "fulfill":
+		return reply("200 OK", ilptest.Fulfill([]byte("fault")))
+	case "reject":
+		return reply("200 OK", ilptest.Reject("F99", "g.fault", "application error"))
+	case "stall":
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		io.Copy(io.Discard, c) // until the edge gives up and closes
+		return false
+	case "close":
+		return false // read the packet, then died
+	case "partial":
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n\x0d\x40")
+		return false
+	case "garbage":
+		c.Write([]byte("HELLO, WORLD\r\n\r\n"))
+		return false
+	case "status500":
+		return reply("500 Internal Server Error", []byte("database on fire"))
+	case "status404":
+		return reply("404 Not Found", []byte("no such account"))
+	case "nocontent":
+		c.Write([]byte("HTTP/1.1 204 No Content\r\n\r\n"))
+		return true
+	case "notilp":
+		return reply("200 OK", []byte("<html>oops</html>"))
+	case "badfulfill":
+		return reply("200 OK", []byte{13, 3, 'a', 'b', 'c'}) // no 32-byte fulfillment
+	case "huge":
+		return reply("200 OK", make([]byte, 10<<20))
+	}
+	return false
+}
+
+// TestRejectTable checks the failure→Reject table (README, rejects.go)
+// row by row against both front doors: reverse_proxy with ilp_prefix, and
+// ilp_proxy. Each row is a connector behaving one way; the peer must get
+// the same answer from both.
+func TestRejectTable(t *testing.T) {
+	fault := faultConnector(t)
+	dead := deadAddress(t)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+	}
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token alice-token
+			}
+		}
+		handle /reverse_proxy {
+			reverse_proxy %[1]s {
+				lb_policy ilp_prefix
+				transport http {
+					response_header_timeout 1500ms
+				}
+			}
+		}
+		handle /ilp_proxy {
+			ilp_proxy %[1]s {
+				max_hold 1500ms
+			}
+		}
+		handle /reverse_proxy/dead {
+			reverse_proxy %[2]s {
+				lb_policy ilp_prefix
+			}
+		}
+		handle /ilp_proxy/dead {
+			ilp_proxy %[2]s
+		}
+	}`, fault, dead), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Each row names the cause the Reject's message must give, so that a
+	// row cannot pass by way of another failure (a 204 waited on until
+	// the hold limit would be T00 too).
+	for _, row := range []struct {
+		what, mode string
+		ttl        time.Duration
+		dead       bool
+		want       string // a Reject code, or "fulfill"
+		message    string // in the Reject's message
+	}{
+		{"a Fulfill is relayed", "fulfill", time.Minute, false, "fulfill", ""},
+		{"a connector's Reject is relayed", "reject", time.Minute, false, "F99", "application error"},
+		{"packet expired before a reply came", "stall", 500 * time.Millisecond, false, "R00", "expired"},
+		{"no connector reached (dial refused)", "fulfill", time.Minute, true, "T01", "no connector reachable"},
+		{"connector read the packet and closed", "close", time.Minute, false, "T00", "broke"},
+		{"reply broke off mid-body", "partial", time.Minute, false, "T00", "broke"},
+		{"no reply within the hold limit", "stall", time.Minute, false, "T00", "hold limit"},
+		{"reply not HTTP", "garbage", time.Minute, false, "T00", ""},
+		{"reply over 64 KiB", "huge", time.Minute, false, "T00", ""},
+		{"status 500", "status500", time.Minute, false, "T00", "HTTP 500"},
+		{"status 404", "status404", time.Minute, false, "T00", "HTTP 404"},
+		{"status 204, no body", "nocontent", time.Minute, false, "T00", "HTTP 204"},
+		{"200 whose body is not ILP", "notilp", time.Minute, false, "T00", "not an ILP packet"},
+		{"200 with a Fulfill missing its fulfillment", "badfulfill", time.Minute, false, "T00", "not an ILP packet"},
+	} {
+		for _, door := range []string{"reverse_proxy", "ilp_proxy"} {
+			t.Run(row.what+"/"+door, func(t *testing.T) {
+				path := "/" + door
+				if row.dead {
+					path += "/dead"
+				}
+				req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9080"+path,
+					bytes.NewReader(ilptest.Prepare("g.fault."+row.mode, row.ttl)))
+				req.Header.Set("Authorization", "Bearer alice-token")
+				start := time.Now()
+				res, err := tester.Client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				took := time.Since(start)
+				got, message := "fulfill", ""
+				if _, ok := ilptest.FulfillData(body); !ok {
+					rej, err := ilpdest.ReadReject(body)
+					got, message = rej.Code.String(), rej.Message
+					if err != nil {
+						got = fmt.Sprintf("no ILP packet (%v)", err)
+					}
+				}
+				if res.StatusCode != http.StatusOK || got != row.want || !strings.Contains(message, row.message) {
+					t.Errorf("HTTP %d, %s %q after %v; want 200 and %s %q", res.StatusCode, got, message,
+						took.Round(time.Millisecond), row.want, row.message)
+				}
+			})
+		}
+	}
+}
