@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
@@ -16,17 +15,8 @@ import (
 
 	_ "github.com/ilp-edge/caddy-ilp"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
-
-var fulfillment = bytes.Repeat([]byte{0x42}, 32)
-
-func prepare(dest string, ttl time.Duration) []byte {
-	cond := sha256.Sum256(fulfillment)
-	return ilpdest.AppendPrepare(nil, ilpdest.Prepare{
-		Amount: 10, ExpiresAt: time.Now().Add(ttl), ExecutionCondition: cond[:],
-		Destination: []byte(dest), Data: []byte("e2e"),
-	})
-}
 
 // connector is an httptest stand-in for a connector that records what it
 // was sent.
@@ -63,7 +53,7 @@ func deadAddress(t *testing.T) string {
 func TestEdgeEndToEnd(t *testing.T) {
 	live := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		_, _ = w.Write(ilpdest.AppendFulfill(nil, fulfillment, []byte("live")))
+		_, _ = w.Write(ilptest.Fulfill([]byte("live")))
 	})
 	slow := newConnector(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		select {
@@ -76,13 +66,16 @@ func TestEdgeEndToEnd(t *testing.T) {
 	})
 
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
+	tester.InitServer(strings.ReplaceAll(fmt.Sprintf(`
 	{
 		skip_install_trust
 		admin localhost:2999
 		http_port 9080
 		https_port 9443
 		grace_period 1ns
+		log {
+			output file CADDY_LOG
+		}
 		servers {
 			protocols h1 h2 h2c
 		}
@@ -107,7 +100,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 		handle /broken {
 			reverse_proxy %s
 		}
-	}`, hostport(live.Server), deadAddress(t), hostport(slow.Server), hostport(broken.Server)), "caddyfile")
+	}`, hostport(live.Server), deadAddress(t), hostport(slow.Server), hostport(broken.Server)), "CADDY_LOG", testLog(t, "caddy").Name()), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -136,7 +129,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 	}
 
 	t.Run("fulfill relayed, identity rewritten", func(t *testing.T) {
-		pkt := prepare("g.us.bank.alice", 10*time.Second)
+		pkt := ilptest.Prepare("g.us.bank.alice", 10*time.Second)
 		res, body := post("/live", pkt, "Bearer alice-token")
 		if typ, err := ilpdest.ReadResponseType(body); res.StatusCode != 200 || err != nil || typ != ilpdest.TypeFulfill {
 			t.Fatalf("HTTP %d, %x", res.StatusCode, body)
@@ -151,25 +144,25 @@ func TestEdgeEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("no credentials: 401", func(t *testing.T) {
-		res, _ := post("/live", prepare("g.a", 10*time.Second), "")
+		res, _ := post("/live", ilptest.Prepare("g.a", 10*time.Second), "")
 		if res.StatusCode != 401 || res.Header.Get("WWW-Authenticate") != "Bearer" {
 			t.Errorf("HTTP %d, WWW-Authenticate %q", res.StatusCode, res.Header.Get("WWW-Authenticate"))
 		}
 	})
 	t.Run("dead connector: T01", func(t *testing.T) {
-		res, body := post("/dead", prepare("g.a", 10*time.Second), "Bearer alice-token")
+		res, body := post("/dead", ilptest.Prepare("g.a", 10*time.Second), "Bearer alice-token")
 		wantCode("/dead", res, body, "T01")
 	})
 	t.Run("slower than expiry: R00", func(t *testing.T) {
 		start := time.Now()
-		res, body := post("/slow", prepare("g.a", time.Second), "Bearer alice-token")
+		res, body := post("/slow", ilptest.Prepare("g.a", time.Second), "Bearer alice-token")
 		wantCode("/slow", res, body, "R00")
 		if took := time.Since(start); took > 4*time.Second {
 			t.Errorf("R00 came after %v for a packet with 1 s to live", took)
 		}
 	})
 	t.Run("connector 500: T00", func(t *testing.T) {
-		res, body := post("/broken", prepare("g.a", 10*time.Second), "Bearer alice-token")
+		res, body := post("/broken", ilptest.Prepare("g.a", 10*time.Second), "Bearer alice-token")
 		wantCode("/broken", res, body, "T00")
 	})
 	t.Run("malformed: F01", func(t *testing.T) {
@@ -177,7 +170,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 		wantCode("/live", res, body, "F01")
 	})
 	t.Run("expired: R02", func(t *testing.T) {
-		res, body := post("/live", prepare("g.a", -time.Second), "Bearer alice-token")
+		res, body := post("/live", ilptest.Prepare("g.a", -time.Second), "Bearer alice-token")
 		wantCode("/live", res, body, "R02")
 	})
 	t.Run("GET: 405", func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 // TestMetricsEndToEnd sends a known mix of packets and bad requests
@@ -76,11 +77,6 @@ http://127.0.0.1:%d {
 		reply, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, reply
 	}
-	prepare := func(dest string, ttl time.Duration) []byte {
-		return ilpdest.AppendPrepare(nil, ilpdest.Prepare{
-			Amount: 100, ExpiresAt: time.Now().Add(ttl), ExecutionCondition: make([]byte, 32), Destination: []byte(dest),
-		})
-	}
 	waitListening(t, edge, port)
 
 	// The mix, and what each packet's first choice of connector is.
@@ -94,15 +90,15 @@ http://127.0.0.1:%d {
 		if ilpdest.Rank(ilpdest.Prefix(d, 3), []string{deadAddr, liveAddr}, nil)[0] == 0 {
 			rerouted++
 		}
-		if status, _ := post(aliceToken, prepare(d, time.Minute)); status != 200 {
+		if status, _ := post(aliceToken, ilptest.Prepare(d, time.Minute)); status != 200 {
 			t.Fatalf("%s: HTTP %d", d, status)
 		}
 	}
-	post(aliceToken, []byte("junk"))                     // F01
-	post(aliceToken, prepare("g.ok.late", -time.Second)) // R02
-	post("wrong", prepare("g.ok.x", time.Minute))        // 401
-	post("also-wrong", prepare("g.ok.x", time.Minute))   // 401
-	post("", prepare("g.ok.x", time.Minute))             // 401
+	post(aliceToken, []byte("junk"))                             // F01
+	post(aliceToken, ilptest.Prepare("g.ok.late", -time.Second)) // R02
+	post("wrong", ilptest.Prepare("g.ok.x", time.Minute))        // 401
+	post("also-wrong", ilptest.Prepare("g.ok.x", time.Minute))   // 401
+	post("", ilptest.Prepare("g.ok.x", time.Minute))             // 401
 
 	got := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", admin))
 	notSent, deadHealthy := 0, 1

@@ -81,10 +81,34 @@ type process struct {
 	ready chan string
 }
 
+// testLog returns a file for a subprocess's log, printed into the test's
+// output only if the test fails, so that a passing run is quiet and a
+// failing one shows what Caddy and node said.
+func testLog(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), filepath.Base(name)+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(f.Name()); err == nil && len(b) > 0 {
+				const most = 16 << 10
+				if len(b) > most {
+					b = b[len(b)-most:]
+				}
+				t.Logf("%s log (last %d bytes):\n%s", name, len(b), b)
+			}
+		}
+	})
+	return f
+}
+
 func start(t *testing.T, name string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(name, args...), ready: make(chan string, 1)}
-	p.cmd.Stderr = os.Stderr
+	p.cmd.Stderr = testLog(t, name)
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +300,7 @@ func send(t *testing.T, p plan) []result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "js/client.js")
 	cmd.Stdin = strings.NewReader(string(in))
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = testLog(t, "client.js")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("client.js: %v", err)

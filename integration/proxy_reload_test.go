@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 // peerConnError is a failure of the test peer's own connection to Caddy,
@@ -83,10 +84,7 @@ http://127.0.0.1:%d {
 	// closing idle peer connections) is not what this test is about.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	sendOne := func(dest string) error {
-		req, _ := http.NewRequest("POST", url, bytes.NewReader(ilpdest.AppendPrepare(nil, ilpdest.Prepare{
-			Amount: 1, ExpiresAt: time.Now().Add(30 * time.Second), ExecutionCondition: make([]byte, 32),
-			Destination: []byte(dest),
-		})))
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(ilptest.Prepare(dest, 30*time.Second)))
 		req.Header.Set("Authorization", "Bearer "+aliceToken)
 		resp, err := client.Do(req)
 		if err != nil {

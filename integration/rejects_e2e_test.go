@@ -111,13 +111,16 @@ func TestRejectTable(t *testing.T) {
 	fault := faultConnector(t)
 	dead := deadAddress(t)
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
+	tester.InitServer(strings.ReplaceAll(fmt.Sprintf(`
 	{
 		skip_install_trust
 		admin localhost:2999
 		http_port 9080
 		https_port 9443
 		grace_period 1ns
+		log {
+			output file CADDY_LOG
+		}
 	}
 	http://127.0.0.1:9080 {
 		ilp_edge {
@@ -147,7 +150,7 @@ func TestRejectTable(t *testing.T) {
 		handle /ilp_proxy/dead {
 			ilp_proxy %[2]s
 		}
-	}`, fault, dead), "caddyfile")
+	}`, fault, dead), "CADDY_LOG", testLog(t, "caddy").Name()), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/ilpclient"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/proc"
 )
@@ -87,10 +88,7 @@ func setUp(ctx context.Context) (*bench, error) {
 
 	// The stubs do not check the condition, but the packets should be
 	// ones a real connector would fulfill: learn the fulfillment first.
-	probe := ilpdest.AppendPrepare(nil, ilpdest.Prepare{
-		Amount: 1, ExpiresAt: time.Now().Add(time.Minute),
-		ExecutionCondition: make([]byte, 32), Destination: []byte("g.bench.probe"),
-	})
+	probe := ilptest.Prepare("g.bench.probe", time.Minute)
 	reply, err := ilpclient.Post(http.DefaultClient, "http://"+b.stubAddrs[0], probe, nil)
 	if err == nil {
 		err = expectFulfill(reply, -1)
@@ -101,7 +99,7 @@ func setUp(ctx context.Context) (*bench, error) {
 	}
 	b.fulfill = reply
 	b.prepares = makePrepares(sha256.Sum256(reply[2:34]))
-	b.jwt = ilpclient.SignJWT(benchJWTSecret, time.Now().Add(2*time.Hour))
+	b.jwt = ilptest.PluginJWT(benchJWTSecret, 2*time.Hour)
 	return b, nil
 }
 

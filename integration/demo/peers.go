@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/ilpclient"
 )
 
@@ -50,7 +50,7 @@ func newPeers(env *edgeEnv, dir string) ([]*peer, error) {
 		{name: "alice", via: "h2c", url: env.localURL, client: ilpclient.H2C(10 * time.Second),
 			headers: []string{octets, "Authorization: Bearer " + env.aliceToken}},
 		{name: "bob", via: "https", url: env.publicURL, client: httpsClient(roots, nil),
-			headers: []string{octets, "Authorization: Bearer " + ilpclient.SignJWT(env.bobSecret, time.Now().Add(time.Hour))}},
+			headers: []string{octets, "Authorization: Bearer " + ilptest.PluginJWT(env.bobSecret, time.Hour)}},
 		{name: "carol", via: "https", url: env.publicURL, client: httpsClient(roots, &env.carolCert),
 			headers: []string{octets}},
 	}, nil
@@ -79,12 +79,7 @@ func httpsClient(roots *x509.CertPool, cert *tls.Certificate) *http.Client {
 // send sends one Prepare for dest and reads the answer. An HTTP error is
 // an error: the edge must answer every Prepare with an ILP packet.
 func (p *peer) send(ctx context.Context, dest string) (answer, error) {
-	condition := make([]byte, 32)
-	rand.Read(condition) // the stubs fulfill anything
-	prepare := ilpdest.AppendPrepare(nil, ilpdest.Prepare{
-		Amount: 100, ExpiresAt: time.Now().Add(30 * time.Second),
-		ExecutionCondition: condition, Destination: []byte(dest),
-	})
+	prepare := ilptest.Prepare(dest, 30*time.Second)
 	reply, err := ilpclient.Post(p.client, p.url, prepare, append(p.headers, "ILP-Destination: "+dest))
 	if err != nil {
 		return answer{}, fmt.Errorf("%s: %w", p.name, err)

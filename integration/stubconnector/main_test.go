@@ -6,17 +6,15 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 func TestStubAnswers(t *testing.T) {
 	s := newStub("stub-7")
-	prepare := ilpdest.AppendPrepare(nil, ilpdest.Prepare{
-		Amount: 5, ExpiresAt: time.Now().Add(time.Minute), ExecutionCondition: make([]byte, 32),
-		Destination: []byte("g.bench.alice"), Data: bytes.Repeat([]byte{7}, 5000), // larger than a pooled buffer
-	})
+	prepare := ilptest.NewPrepare(ilpdest.Prepare{Amount: 5, Destination: []byte("g.bench.alice"),
+		Data: bytes.Repeat([]byte{7}, 5000)}) // larger than a pooled buffer
 	for _, tc := range []struct {
 		name, method, path string
 		body               []byte

@@ -4,9 +4,6 @@ package ilpclient
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,14 +43,4 @@ func Post(c *http.Client, url string, body []byte, headers []string) ([]byte, er
 		return nil, fmt.Errorf("HTTP %s: %q", resp.Status, reply)
 	}
 	return reply, nil
-}
-
-// SignJWT makes an HS256 JWT as ilp-plugin-http signs them: {iat, exp}.
-func SignJWT(secret string, exp time.Time) string {
-	enc := base64.RawURLEncoding
-	head := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
-	claims := enc.EncodeToString(fmt.Appendf(nil, `{"iat":%d,"exp":%d}`, time.Now().Unix(), exp.Unix()))
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(head + "." + claims))
-	return head + "." + claims + "." + enc.EncodeToString(mac.Sum(nil))
 }
