@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,32 +61,121 @@ func TestCaddyfileAdapt(t *testing.T) {
 	}
 }
 
-// TestReadmeExample keeps the README's example Caddyfile identical to the
-// one TestCaddyfileAdapt adapts, so the README cannot drift from a config
-// that works.
-// readmeExample matches a README Caddyfile introduced by the name of the
-// golden file that adapts it.
-var readmeExample = regexp.MustCompile("(?s)`integration/caddyfile_adapt/([a-z_]+)\\.caddytest`[^\n]*:\n\n```caddyfile\n(.*?)```")
+// The Caddyfile blocks of the operator documentation (README.md and
+// docs/*.md), by the info string of their fence:
+//
+//   - caddyfile: a full Caddyfile. The last non-blank line before it must
+//     name the golden file that adapts it, as
+//     `integration/caddyfile_adapt/<name>.caddytest` and end with a colon,
+//     and the block must be that file's Caddyfile half.
+//   - caddyfile syntax: a directive's syntax summary, with <placeholders>;
+//     not adapted. It must start with a caddy-ilp directive.
+//   - caddyfile fragment: a piece of a Caddyfile that cannot stand alone;
+//     not adapted.
+//
+// Any other info string that starts with caddyfile is an error, so no
+// Caddyfile escapes the check by a typo. CONTRIBUTING.md lists the blocks
+// that are not adapted.
+var (
+	goldenIntro = regexp.MustCompile("`integration/caddyfile_adapt/([a-z0-9_]+)\\.caddytest`.*:$")
+	syntaxStart = regexp.MustCompile(`^(ilp_edge|ilp_proxy|lb_policy ilp_prefix)\b`)
+)
 
-// TestReadmeExamples checks that every full Caddyfile in the README is one
-// that TestAdapt adapts.
+// docCaddyfile is one Caddyfile block of a Markdown file.
+type docCaddyfile struct {
+	line  int    // of the opening fence, from 1
+	info  string // the fence's info string
+	intro string // the last non-blank line before the fence
+	body  string // with the fence's indentation removed
+}
+
+// docCaddyfiles returns the fenced blocks of md whose info string starts
+// with caddyfile.
+func docCaddyfiles(md string) []docCaddyfile {
+	var blocks []docCaddyfile
+	lines := strings.Split(md, "\n")
+	intro := ""
+	for i := 0; i < len(lines); i++ {
+		trimmed := strings.TrimSpace(lines[i])
+		fence := ""
+		switch {
+		case strings.HasPrefix(trimmed, "```"):
+			fence = "```"
+		case strings.HasPrefix(trimmed, "~~~"):
+			fence = "~~~"
+		default:
+			if trimmed != "" {
+				intro = trimmed
+			}
+			continue
+		}
+		indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
+		info := strings.TrimSpace(strings.TrimPrefix(trimmed, fence))
+		start := i
+		var body []string
+		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != fence; i++ {
+			body = append(body, strings.TrimPrefix(lines[i], indent))
+		}
+		if info == "caddyfile" || strings.HasPrefix(info, "caddyfile ") {
+			blocks = append(blocks, docCaddyfile{line: start + 1, info: info, intro: intro, body: strings.Join(body, "\n")})
+		}
+		intro = ""
+	}
+	return blocks
+}
+
+// TestReadmeExamples checks every Caddyfile block in README.md and
+// docs/*.md: a full Caddyfile must be the Caddyfile half of the golden
+// file it names, which TestCaddyfileAdapt adapts, so the documentation
+// cannot drift from a config that works.
 func TestReadmeExamples(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
+	docs, _ := filepath.Glob("../docs/*.md")
+	if len(docs) == 0 {
+		t.Fatal("no ../docs/*.md found")
 	}
-	examples := readmeExample.FindAllStringSubmatch(string(readme), -1)
-	if len(examples) < 2 {
-		t.Fatalf("found %d README examples naming their golden file, want the edge and ilp_proxy examples", len(examples))
-	}
-	for _, m := range examples {
-		golden, err := os.ReadFile("caddyfile_adapt/" + m[1] + ".caddytest")
+	checked := map[string]int{}
+	for _, file := range append([]string{"../README.md"}, docs...) {
+		raw, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tested, _, _ := strings.Cut(string(golden), adaptSeparator)
-		if strings.TrimSpace(m[2]) != strings.TrimSpace(tested) {
-			t.Errorf("README example differs from caddyfile_adapt/%s.caddytest:\n%s", m[1], m[2])
+		name := strings.TrimPrefix(file, "../")
+		for _, b := range docCaddyfiles(string(raw)) {
+			where := fmt.Sprintf("%s:%d", name, b.line)
+			switch b.info {
+			case "caddyfile":
+				m := goldenIntro.FindStringSubmatch(b.intro)
+				if m == nil {
+					t.Errorf("%s: a caddyfile block must follow a line naming its golden file "+
+						"(`integration/caddyfile_adapt/<name>.caddytest` ... :), or be marked "+
+						"`caddyfile syntax` or `caddyfile fragment`; the line before it is %q", where, b.intro)
+					continue
+				}
+				golden, err := os.ReadFile("caddyfile_adapt/" + m[1] + ".caddytest")
+				if err != nil {
+					t.Errorf("%s: %v", where, err)
+					continue
+				}
+				tested, _, _ := strings.Cut(string(golden), adaptSeparator)
+				if strings.TrimSpace(b.body) != strings.TrimSpace(tested) {
+					t.Errorf("%s: differs from caddyfile_adapt/%s.caddytest:\n%s", where, m[1], b.body)
+					continue
+				}
+				checked[name]++
+			case "caddyfile syntax":
+				if !syntaxStart.MatchString(b.body) {
+					t.Errorf("%s: a caddyfile syntax block must start with ilp_edge, ilp_proxy or lb_policy ilp_prefix", where)
+				}
+				t.Logf("%s: syntax summary, not adapted", where)
+			case "caddyfile fragment":
+				t.Logf("%s: fragment, not adapted", where)
+			default:
+				t.Errorf("%s: unknown info string %q: want caddyfile, caddyfile syntax or caddyfile fragment", where, b.info)
+			}
 		}
 	}
+	if checked["README.md"] < 2 {
+		t.Errorf("found %d checked Caddyfiles in README.md, want at least the minimal and ilp_proxy examples", checked["README.md"])
+	}
+	t.Logf("Caddyfiles checked against their golden file: %v", checked)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -39,15 +38,29 @@ func newConnector(t *testing.T, answer func(w http.ResponseWriter, r *http.Reque
 
 func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
-// deadAddress returns a loopback address nothing listens on.
-func deadAddress(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// startInProcess runs Caddy in the test process with the sites given, on
+// http://127.0.0.1:9080, its log in a file shown only if the test fails.
+func startInProcess(t *testing.T, sites string) *caddytest.Tester {
+	t.Helper()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+		log {
+			output file %s
+		}
+		servers {
+			protocols h1 h2 h2c
+		}
+	}`, testLog(t, "caddy").Name())+sites, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return tester
 }
 
 func TestEdgeEndToEnd(t *testing.T) {
@@ -65,21 +78,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 		http.Error(w, "database on fire", http.StatusInternalServerError)
 	})
 
-	tester := caddytest.NewTester(t)
-	tester.InitServer(strings.ReplaceAll(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
-		log {
-			output file CADDY_LOG
-		}
-		servers {
-			protocols h1 h2 h2c
-		}
-	}
+	tester := startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
 			address test.edge
@@ -100,10 +99,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 		handle /broken {
 			reverse_proxy %s
 		}
-	}`, hostport(live.Server), deadAddress(t), hostport(slow.Server), hostport(broken.Server)), "CADDY_LOG", testLog(t, "caddy").Name()), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	}`, hostport(live.Server), ilptest.DeadAddress(t), hostport(slow.Server), hostport(broken.Server)))
 
 	post := func(path string, body []byte, auth string) (*http.Response, []byte) {
 		t.Helper()

@@ -37,7 +37,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	}))
 	defer live.Close()
 	liveAddr := hostport(live)
-	deadAddr := deadAddress(t)
+	deadAddr := ilptest.DeadAddress(t)
 
 	port, admin := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`{

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
@@ -109,19 +107,8 @@ func answer(c net.Conn, mode string) bool {
 // the same answer from both.
 func TestRejectTable(t *testing.T) {
 	fault := faultConnector(t)
-	dead := deadAddress(t)
-	tester := caddytest.NewTester(t)
-	tester.InitServer(strings.ReplaceAll(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
-		log {
-			output file CADDY_LOG
-		}
-	}
+	dead := ilptest.DeadAddress(t)
+	tester := startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
 			address test.edge
@@ -150,10 +137,7 @@ func TestRejectTable(t *testing.T) {
 		handle /ilp_proxy/dead {
 			ilp_proxy %[2]s
 		}
-	}`, fault, dead), "CADDY_LOG", testLog(t, "caddy").Name()), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	}`, fault, dead))
 
 	// Each row names the cause the Reject's message must give, so that a
 	// row cannot pass by way of another failure (a 204 waited on until

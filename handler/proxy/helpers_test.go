@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -188,17 +187,6 @@ func startConnector(t *testing.T, name string, h2c bool) *connector {
 }
 
 func (c *connector) addr() string { return strings.TrimPrefix(c.srv.URL, "http://") }
-
-// deadPort returns a loopback address nothing listens on.
-func deadPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
 
 // destRankedFirst finds a destination whose first choice is addrs[0].
 func destRankedFirst(addrs []string) string {

@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 // counterDelta returns how much c has grown since the call.
@@ -17,7 +19,7 @@ func counterDelta(c prometheus.Collector) func() float64 {
 
 func TestProxyMetrics(t *testing.T) {
 	live := startConnector(t, "live", false)
-	dead := deadPort(t)
+	dead := ilptest.DeadAddress(t)
 	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) }, "http://"+dead, "http://"+live.addr())
 	rerouted := counterDelta(metricRerouted)

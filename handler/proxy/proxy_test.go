@@ -75,7 +75,7 @@ func TestProxyRetriesOnlyUndelivered(t *testing.T) {
 	e := testEdge(t)
 
 	t.Run("dial refused: next-ranked upstream", func(t *testing.T) {
-		dead := deadPort(t)
+		dead := ilptest.DeadAddress(t)
 		p := testProxy(t, nil, "http://"+dead, "http://"+live.addr())
 		w, r, err := send(t, e, p, destRankedFirst([]string{dead, live.addr()}), time.Minute)
 		if got := fulfilledBy(t, w, err); got != "live" {
@@ -157,7 +157,7 @@ func TestProxyStalledBackendGetsR00(t *testing.T) {
 
 func TestProxyNoHealthyUpstreamGetsT01(t *testing.T) {
 	e := testEdge(t)
-	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) }, "http://"+deadPort(t))
+	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) }, "http://"+ilptest.DeadAddress(t))
 	_, _, err := forward(t, p, "g.usd.x", time.Minute)
 	wantFailure(t, err, handler.NotDelivered)
 	// Now marked down, it is not dialled.
@@ -172,7 +172,7 @@ func TestProxyNoHealthyUpstreamGetsT01(t *testing.T) {
 
 func TestProxyPassiveHealth(t *testing.T) {
 	live := startConnector(t, "live", false)
-	dead := deadPort(t)
+	dead := ilptest.DeadAddress(t)
 	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(200 * time.Millisecond) },
 		"http://"+dead, "http://"+live.addr())
@@ -281,7 +281,7 @@ func TestProxyValidate(t *testing.T) {
 			"max_hold":             func(p *Proxy) { p.MaxHold = -1 },
 			"health_uri":           func(p *Proxy) { p.HealthURI = "health" },
 		} {
-			p := &Proxy{Upstreams: []string{"http://" + deadPort(t)}}
+			p := &Proxy{Upstreams: []string{"http://" + ilptest.DeadAddress(t)}}
 			if dynamic {
 				p.DynamicUpstreamsRaw = json.RawMessage(`{"source":"ilp_test_list"}`)
 			}

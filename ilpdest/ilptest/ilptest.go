@@ -12,6 +12,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"hash"
+	"net"
+	"testing"
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
@@ -105,4 +107,17 @@ func PluginClaims(ttl time.Duration) map[string]any {
 // PluginJWT is an HS256 token with PluginClaims, as ilp-plugin-http sends.
 func PluginJWT(secret string, ttl time.Duration) string {
 	return SignJWT("HS256", secret, PluginClaims(ttl))
+}
+
+// DeadAddress returns a loopback host:port that nothing listens on: a
+// connector that refuses every dial.
+func DeadAddress(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
