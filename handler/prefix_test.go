@@ -229,3 +229,15 @@ func BenchmarkPrefixSelect16(b *testing.B) {
 		}
 	}
 }
+
+// TestPrefixDeprecatedSegments: the JSON field's old name still works, and
+// the new one wins when both are given.
+func TestPrefixDeprecatedSegments(t *testing.T) {
+	one, two := 1, 2
+	if s := newPolicy(t, &PrefixSelection{Segments: &one}); s.segments != 1 {
+		t.Errorf("segments 1 alone: routing by %d segments", s.segments)
+	}
+	if s := newPolicy(t, &PrefixSelection{Segments: &one, PrefixSegments: &two}); s.segments != 2 {
+		t.Errorf("segments 1 and prefix_segments 2: routing by %d segments", s.segments)
+	}
+}
