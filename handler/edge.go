@@ -185,20 +185,27 @@ func (e *Edge) Validate() error {
 
 // Shared header values, never modified.
 var (
-	octetStream = []string{"application/octet-stream"}
-	allowPost   = []string{http.MethodPost}
-	bearer      = []string{"Bearer"}
+	octetStream     = []string{"application/octet-stream"}
+	allowPost       = []string{http.MethodPost}
+	bearer          = []string{"Bearer"}
+	connectionClose = []string{"close"}
 )
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Refusals leave the body unread, and net/http would read it before
+	// answering (for the connection's sake) however long the client takes
+	// to send it: closing the connection after the answer lets it go out
+	// at once.
 	if r.Method != http.MethodPost {
 		w.Header()["Allow"] = allowPost
+		w.Header()["Connection"] = connectionClose
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("ilp_edge: method %s: ILP over HTTP takes POST only", r.Method))
 	}
 	p, err := e.auth.authenticate(r)
 	if err != nil {
 		w.Header()["Www-Authenticate"] = bearer
+		w.Header()["Connection"] = connectionClose
 		e.authFailed(r, err)
 		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("ilp_edge: authentication failed: %w", err))
 	}
@@ -210,6 +217,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	tooLarge, err := pkt.readBody(r, e.MaxPacketSize)
 	if tooLarge {
+		w.Header()["Connection"] = connectionClose
 		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
 			fmt.Errorf("ilp_edge: peer %q: body over max_packet_size %d", p.name, e.MaxPacketSize))
 	}

@@ -39,9 +39,11 @@ func newConnector(t *testing.T, answer func(w http.ResponseWriter, r *http.Reque
 func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
 // startInProcess runs Caddy in the test process with the sites given, on
-// http://127.0.0.1:9080, its log in a file shown only if the test fails.
-func startInProcess(t *testing.T, sites string) *caddytest.Tester {
+// http://127.0.0.1:9080. Its log, at debug level, goes to the file whose
+// path it returns, shown only if the test fails.
+func startInProcess(t *testing.T, sites string) (*caddytest.Tester, string) {
 	t.Helper()
+	logPath := testLog(t, "caddy").Name()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(fmt.Sprintf(`
 	{
@@ -52,15 +54,20 @@ func startInProcess(t *testing.T, sites string) *caddytest.Tester {
 		grace_period 1ns
 		log {
 			output file %s
+			level DEBUG
 		}
 		servers {
 			protocols h1 h2 h2c
+			timeouts {
+				read_header 2s
+				read_body 2s
+			}
 		}
-	}`, testLog(t, "caddy").Name())+sites, "caddyfile")
+	}`, logPath)+sites, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
-	return tester
+	return tester, logPath
 }
 
 func TestEdgeEndToEnd(t *testing.T) {
@@ -78,7 +85,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 		http.Error(w, "database on fire", http.StatusInternalServerError)
 	})
 
-	tester := startInProcess(t, fmt.Sprintf(`
+	tester, _ := startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
 			address test.edge

@@ -1,0 +1,340 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+)
+
+// Peers' secrets in the hostile-input suite; none may show up in a log.
+const (
+	hostileToken     = "alice-hostile-suite-token-5f0c2a"
+	hostileJWTSecret = "bob-hostile-suite-jwt-secret-9d41e7"
+	hostileUpstream  = "upstream-token-hostile-suite-77aa"
+)
+
+// rawExchange writes req on a fresh connection to addr and reads what
+// comes back until the edge closes the connection, a reply is complete
+// (when wantReplies is reached), or 10 s pass.
+func rawExchange(t *testing.T, addr string, req []byte, wantReplies int) (replies []*http.Response, bodies [][]byte, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(req); err != nil {
+		return nil, nil, true
+	}
+	br := bufio.NewReader(c)
+	for len(replies) < wantReplies {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return replies, bodies, !isTimeout(err)
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		replies, bodies = append(replies, res), append(bodies, b)
+		if err != nil || res.Close {
+			return replies, bodies, true
+		}
+	}
+	return replies, bodies, false
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// post is a raw HTTP/1.1 POST with the given extra header lines and body,
+// Content-Length set unless the headers set framing themselves.
+func post(path string, headers []string, body []byte) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n", path)
+	framed := false
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+		l := strings.ToLower(h)
+		framed = framed || strings.HasPrefix(l, "content-length:") || strings.HasPrefix(l, "transfer-encoding:")
+	}
+	if !framed {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	return b.Bytes()
+}
+
+// answerOf names what a reply is: "fulfill", a Reject's code, or the HTTP
+// status when it is not a 200.
+func answerOf(res *http.Response, body []byte) string {
+	if res.StatusCode != http.StatusOK {
+		return strconv.Itoa(res.StatusCode)
+	}
+	if _, ok := ilptest.FulfillData(body); ok {
+		return "fulfill"
+	}
+	if code, err := ilpdest.ReadRejectCode(body); err == nil {
+		return code.String()
+	}
+	return fmt.Sprintf("200 with %x", body)
+}
+
+// TestHostileInput sends malformed, hostile and edge-case requests to both
+// front doors and checks each gets the answer it should (or the
+// connection is closed where HTTP has no answer), that nothing reaches a
+// connector that should not, and that the edge still serves a normal
+// packet after each. It ends by checking the debug and access logs for
+// every configured secret.
+func TestHostileInput(t *testing.T) {
+	var delivered atomic.Int32
+	conn := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		delivered.Add(1)
+		w.Write(ilptest.Fulfill([]byte("ok")))
+	})
+	logFile := testLog(t, "access").Name()
+	_, caddyLog := startInProcess(t, fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		log {
+			output file %[3]s
+			level DEBUG
+		}
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token %[1]s
+				upstream_token %[5]s
+			}
+			peer bob {
+				jwt_secret %[4]s
+			}
+		}
+		handle /reverse_proxy {
+			reverse_proxy %[2]s {
+				lb_policy ilp_prefix
+			}
+		}
+		handle /ilp_proxy {
+			ilp_proxy %[2]s
+		}
+	}`, hostileToken, hostport(conn.Server), logFile, hostileJWTSecret, hostileUpstream))
+	const addr = "127.0.0.1:9080"
+	auth := "Authorization: Bearer " + hostileToken
+	prepare := ilptest.Prepare("g.hostile.alice", time.Minute)
+	jwt := func(claims map[string]any, secret string) string {
+		return "Authorization: Bearer " + ilptest.SignJWT("HS256", secret, claims)
+	}
+	noExp := map[string]any{"iat": time.Now().Unix()}
+	huge := map[string]any{"exp": time.Now().Add(time.Hour).Unix(), "pad": strings.Repeat("x", 100<<10)}
+	truncated := prepare[:len(prepare)-10]
+	far := ilptest.NewPrepare(ilpdest.Prepare{Amount: math.MaxUint64, ExpiresAt: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC),
+		Destination: []byte("g.hostile.alice")})
+
+	type hostile struct {
+		name string
+		// raw builds the request bytes for a front door's path.
+		raw func(path string) []byte
+		// want is the answer ("fulfill", a code, an HTTP status), or
+		// "closed" when the edge must end the connection without one.
+		want      []string
+		delivered int // packets the connector must get
+	}
+	cases := []hostile{
+		{"empty body", func(p string) []byte { return post(p, []string{auth}, nil) }, []string{"F01"}, 0},
+		{"garbage body", func(p string) []byte { return post(p, []string{auth}, []byte("\x00garbage\xff")) }, []string{"F01"}, 0},
+		{"truncated Prepare", func(p string) []byte { return post(p, []string{auth}, truncated) }, []string{"F01"}, 0},
+		{"indefinite length prefix", func(p string) []byte { return post(p, []string{auth}, append([]byte{12, 0x80}, prepare[2:]...)) }, []string{"F01"}, 0},
+		{"non-canonical length prefix", func(p string) []byte {
+			return post(p, []string{auth}, append([]byte{12, 0x81, prepare[1]}, prepare[2:]...))
+		}, []string{"F01"}, 0},
+		{"a Fulfill instead of a Prepare", func(p string) []byte { return post(p, []string{auth}, ilptest.Fulfill(nil)) }, []string{"F01"}, 0},
+		{"a Reject instead of a Prepare", func(p string) []byte {
+			return post(p, []string{auth}, ilptest.Reject("F02", "g.x", "no"))
+		}, []string{"F01"}, 0},
+		{"chunked body", func(p string) []byte {
+			return post(p, []string{auth, "Transfer-Encoding: chunked"},
+				fmt.Appendf(nil, "%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", 10, prepare[:10], len(prepare)-10, prepare[10:]))
+		}, []string{"fulfill"}, 1},
+		// Transfer-Encoding overrides Content-Length (RFC 9112 §6.1), as
+		// net/http reads it: the POST is an empty chunked body, and what
+		// followed it is the next request on the connection. A connector
+		// never sees the ambiguity: the edge frames the body itself.
+		{"Transfer-Encoding with Content-Length (smuggling)", func(p string) []byte {
+			smuggled := "GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+			body := fmt.Appendf(nil, "0\r\n\r\n%s", smuggled)
+			return post(p, []string{auth, "Transfer-Encoding: chunked", "Content-Length: " + strconv.Itoa(len(body))}, body)
+		}, []string{"F01", "405"}, 0},
+		{"two Content-Lengths that differ", func(p string) []byte {
+			return post(p, []string{auth, "Content-Length: 5", "Content-Length: 6"}, prepare)
+		}, []string{"400"}, 0},
+		{"pipelined requests answered in order", func(p string) []byte {
+			return append(post(p, []string{auth}, prepare), post(p, []string{auth}, []byte("junk"))...)
+		}, []string{"fulfill", "F01"}, 1},
+		{"ILP-Destination with a NUL", func(p string) []byte {
+			return post(p, []string{auth, "ILP-Destination: g.a\x00b"}, prepare)
+		}, []string{"400"}, 0},
+		{"ILP-Destination of 2000 bytes", func(p string) []byte {
+			return post(p, []string{auth, "ILP-Destination: g." + strings.Repeat("a", 2000)}, prepare)
+		}, []string{"fulfill"}, 1},
+		{"ILP-Destination with an invalid scheme", func(p string) []byte {
+			return post(p, []string{auth, "ILP-Destination: nope.a.b"}, prepare)
+		}, []string{"fulfill"}, 1},
+		{"expiresAt in 9999, amount 2^64-1", func(p string) []byte { return post(p, []string{auth}, far) }, []string{"fulfill"}, 1},
+		{"GET", func(p string) []byte {
+			return []byte("GET " + p + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "\r\n\r\n")
+		}, []string{"405"}, 0},
+		{"lowercase bearer", func(p string) []byte {
+			return post(p, []string{"Authorization: bearer " + hostileToken}, prepare)
+		}, []string{"fulfill"}, 1},
+		{"trailing space after the token", func(p string) []byte { return post(p, []string{auth + " "}, prepare) }, []string{"fulfill"}, 1},
+		{"empty token", func(p string) []byte { return post(p, []string{"Authorization: Bearer "}, prepare) }, []string{"401"}, 0},
+		{"no credentials", func(p string) []byte { return post(p, nil, prepare) }, []string{"401"}, 0},
+		{"alice's token, ILP-Peer-Name bob", func(p string) []byte {
+			return post(p, []string{auth, "ILP-Peer-Name: bob"}, prepare)
+		}, []string{"fulfill"}, 1},
+		{"JWT with alg none", func(p string) []byte {
+			return post(p, []string{"Authorization: Bearer " + noneJWT()}, prepare)
+		}, []string{"401"}, 0},
+		{"JWT without exp", func(p string) []byte { return post(p, []string{jwt(noExp, hostileJWTSecret)}, prepare) }, []string{"401"}, 0},
+		{"JWT of 100 KB", func(p string) []byte { return post(p, []string{jwt(huge, hostileJWTSecret)}, prepare) }, []string{"431"}, 0},
+		{"JWT signed with another peer's secret", func(p string) []byte {
+			return post(p, []string{jwt(ilptest.PluginClaims(time.Hour), hostileToken), "ILP-Peer-Name: bob"}, prepare)
+		}, []string{"401"}, 0},
+		{"bob's JWT", func(p string) []byte {
+			return post(p, []string{jwt(ilptest.PluginClaims(time.Hour), hostileJWTSecret)}, prepare)
+		}, []string{"fulfill"}, 1},
+		{"body over max_packet_size", func(p string) []byte { return post(p, []string{auth}, make([]byte, 40001)) }, []string{"413"}, 0},
+		// Refusals come before the body, which is never read: the
+		// connection closes after them (every refusal must say Connection: close).
+		{"a bad token announcing a body it never sends", func(p string) []byte {
+			return post(p, []string{"Authorization: Bearer wrong", "Content-Length: 40000"}, nil)
+		}, []string{"401"}, 0},
+		{"a body over max_packet_size announced, never sent", func(p string) []byte {
+			return post(p, []string{auth, "Content-Length: 40001"}, nil)
+		}, []string{"413"}, 0},
+		{"a TLS ClientHello on the plaintext port", func(string) []byte { return clientHello(t) }, []string{"400"}, 0},
+		{"h2 preface, then garbage frames", func(string) []byte {
+			return append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), bytes.Repeat([]byte{0xff}, 64)...)
+		}, []string{"closed"}, 0},
+		{"garbage instead of HTTP", func(string) []byte { return []byte("garbage\r\n\r\n") }, []string{"400"}, 0},
+		// A TLS record header announcing 26 KB that never come, and a body
+		// that stops short: the read_header and read_body timeouts end
+		// them with a 400 and a closed connection, never a hung one.
+		{"a TLS record header, then nothing", func(string) []byte { return []byte("\x16\x03\x01\x67\x61") }, []string{"400"}, 0},
+		{"a body shorter than its Content-Length", func(p string) []byte {
+			return post(p, []string{auth, "Content-Length: 500"}, prepare)
+		}, []string{"400"}, 0},
+		{"a header line of 1 MB", func(p string) []byte {
+			return post(p, []string{auth, "X-Big: " + strings.Repeat("b", 1<<20)}, prepare)
+		}, []string{"431"}, 0},
+	}
+	for _, door := range []string{"/reverse_proxy", "/ilp_proxy"} {
+		for _, c := range cases {
+			t.Run(strings.TrimPrefix(door, "/")+"/"+c.name, func(t *testing.T) {
+				before := delivered.Load()
+				replies, bodies, closed := rawExchange(t, addr, c.raw(door), len(c.want))
+				var got []string
+				for i, r := range replies {
+					got = append(got, answerOf(r, bodies[i]))
+				}
+				if len(c.want) == 1 && c.want[0] == "closed" {
+					if len(replies) != 0 || !closed {
+						t.Errorf("got %v (closed %v), want the connection closed without an answer", got, closed)
+					}
+				} else if strings.Join(got, " ") != strings.Join(c.want, " ") {
+					t.Errorf("got %v (closed %v), want %v", got, closed, c.want)
+				}
+				for i, r := range replies {
+					if refused := r.StatusCode == 401 || r.StatusCode == 405 || r.StatusCode == 413; refused && !r.Close {
+						t.Errorf("reply %d: HTTP %d without Connection: close, so net/http would wait for the body first", i, r.StatusCode)
+					}
+				}
+				if n := delivered.Load() - before; int(n) != c.delivered {
+					t.Errorf("the connector got %d packets, want %d", n, c.delivered)
+				}
+				// Still alive and serving.
+				replies, bodies, _ = rawExchange(t, addr, post(door, []string{auth}, prepare), 1)
+				if len(replies) != 1 || answerOf(replies[0], bodies[0]) != "fulfill" {
+					t.Fatalf("the edge does not serve a normal packet after this")
+				}
+			})
+		}
+	}
+	bobJWT := ilptest.SignJWT("HS256", hostileJWTSecret, ilptest.PluginClaims(time.Hour))
+	wantNoSecrets(t, []string{hostileToken, hostileJWTSecret, hostileUpstream, bobJWT[strings.LastIndexByte(bobJWT, '.')+1:]}, logFile, caddyLog)
+}
+
+// wantNoSecrets fails if any of the secrets appears in the files.
+func wantNoSecrets(t *testing.T, secrets []string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) == 0 {
+			t.Errorf("%s is empty: the check would prove nothing", f)
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds a secret (%.6s…)", f, s)
+			}
+		}
+	}
+}
+
+// clientHello is the first flight of a TLS client, captured from
+// crypto/tls talking to a listener that records it.
+func clientHello(t *testing.T) []byte {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		n, _ := c.Read(buf)
+		got <- buf[:n]
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(c, &tls.Config{ServerName: "edge.example", InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(time.Second))
+	go tc.Handshake()
+	hello := <-got
+	c.Close()
+	return hello
+}
+
+// noneJWT is an unsigned token with alg "none", which must never pass.
+func noneJWT() string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(fmt.Appendf(nil, `{"exp":%d}`, time.Now().Add(time.Hour).Unix())) + "."
+}
