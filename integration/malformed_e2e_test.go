@@ -338,3 +338,59 @@ func noneJWT() string {
 	enc := base64.RawURLEncoding.EncodeToString
 	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(fmt.Appendf(nil, `{"exp":%d}`, time.Now().Add(time.Hour).Unix())) + "."
 }
+
+// TestSlowlorisClosed: a peer that sends its headers a byte at a time is
+// cut off at the read_header timeout (2 s here), while other peers are
+// served meanwhile.
+func TestSlowlorisClosed(t *testing.T) {
+	conn := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		w.Write(ilptest.Fulfill([]byte("ok")))
+	})
+	startInProcess(t, fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token %s
+			}
+		}
+		ilp_proxy %s
+	}`, hostileToken, hostport(conn.Server)))
+	c, err := net.Dial("tcp", "127.0.0.1:9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := post("/", []string{"Authorization: Bearer " + hostileToken}, ilptest.Prepare("g.slow.x", time.Minute))
+	dripped := make(chan error, 1)
+	go func() {
+		for i := range req {
+			if _, err := c.Write(req[i : i+1]); err != nil {
+				dripped <- err // the edge closed the connection
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		dripped <- nil
+	}()
+	served := 0
+	for {
+		select {
+		case err := <-dripped:
+			if err == nil {
+				t.Fatalf("the whole slow request (%d bytes over %v) was taken in", len(req), time.Duration(len(req))*50*time.Millisecond)
+			}
+			if served == 0 {
+				t.Fatal("no normal packet was served while the slow peer dripped")
+			}
+			return
+		default:
+		}
+		replies, bodies, _ := rawExchange(t, "127.0.0.1:9080", post("/", []string{"Authorization: Bearer " + hostileToken}, ilptest.Prepare("g.fast.x", time.Minute)), 1)
+		if len(replies) != 1 || answerOf(replies[0], bodies[0]) != "fulfill" {
+			t.Fatal("a normal packet was not served while the slow peer dripped")
+		}
+		served++
+		time.Sleep(100 * time.Millisecond)
+	}
+}
