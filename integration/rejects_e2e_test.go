@@ -108,7 +108,7 @@ func answer(c net.Conn, mode string) bool {
 func TestRejectTable(t *testing.T) {
 	fault := faultConnector(t)
 	dead := ilptest.DeadAddress(t)
-	tester := startInProcess(t, fmt.Sprintf(`
+	tester, _ := startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
 			address test.edge
