@@ -9,7 +9,10 @@
 // checks.
 //
 // It prints "READY <host:port>" on stdout once it accepts connections and
-// exits on SIGINT or SIGTERM.
+// exits on SIGINT or SIGTERM. With -log-packets it also prints
+// "RECV <destination>" for every Prepare it reads, before answering it, so
+// that a fault test can tell which packets reached which connector even
+// if the stub is killed mid-exchange.
 package main
 
 import (
@@ -41,6 +44,7 @@ const maxPacket = 1 << 16
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on (loopback only in tests)")
 	name := flag.String("name", "stub", "connector name, returned as the Fulfill's data")
+	logPackets := flag.Bool("log-packets", false, `print "RECV <destination>" for every Prepare read`)
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *listen)
@@ -48,6 +52,9 @@ func main() {
 		log.Fatalf("stubconnector: %v", err)
 	}
 	s := newStub(*name)
+	if *logPackets {
+		s.received = func(dest []byte) { fmt.Printf("RECV %s\n", dest) }
+	}
 
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -68,9 +75,10 @@ func main() {
 
 // stub is the connector's http.Handler.
 type stub struct {
-	fulfill []byte
-	reject  []byte // F01, for bodies that are not Prepares
-	bufs    sync.Pool
+	fulfill  []byte
+	reject   []byte // F01, for bodies that are not Prepares
+	bufs     sync.Pool
+	received func(dest []byte) // nil: packets are not logged
 }
 
 func newStub(name string) *stub {
@@ -105,8 +113,10 @@ func (s *stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply := s.fulfill
-	if _, err := ilpdest.ReadPrepareHeader(body); err != nil {
+	if p, err := ilpdest.ReadPrepareHeader(body); err != nil {
 		reply = s.reject
+	} else if s.received != nil {
+		s.received(p.Destination)
 	}
 	h := w.Header()
 	h["Content-Type"] = []string{"application/octet-stream"}
