@@ -49,7 +49,7 @@ type peer struct {
 	name         string
 	nameHeader   []string // the header value, shared and never modified
 	nameValue    any      // name boxed once, for vars and placeholders
-	jwtSecrets   [][]byte
+	jwtKeys      [][]byte
 	upstreamAuth []string     // nil: remove Authorization
 	metrics      *peerMetrics // nil: metrics off
 }
@@ -124,9 +124,9 @@ func newAuthenticator(cfgs []*Peer, repl *caddy.Replacer) (*authenticator, []*pe
 				return nil, nil, fmt.Errorf("peer %q: jwt_secret %d is also a jwt_secret of peer %q", c.Name, i+1, other)
 			}
 			jwtSecrets[secret] = c.Name
-			p.jwtSecrets = append(p.jwtSecrets, []byte(secret))
+			p.jwtKeys = append(p.jwtKeys, hmacKey(secret))
 		}
-		if len(p.jwtSecrets) > 0 {
+		if len(p.jwtKeys) > 0 {
 			a.jwtPeers = append(a.jwtPeers, p)
 			a.jwtByName[p.name] = p
 		}
@@ -207,7 +207,7 @@ func (a *authenticator) authenticateJWT(token, claimedName string) (*peer, error
 	if p := a.jwtCache.get(token, now); p != nil {
 		return p, nil
 	}
-	t, err := parseJWT(token)
+	jws, err := parseJWT(token)
 	if err != nil {
 		return nil, err
 	}
@@ -220,11 +220,20 @@ func (a *authenticator) authenticateJWT(token, claimedName string) (*peer, error
 		candidates = []*peer{p}
 	}
 	for _, p := range candidates {
-		for _, secret := range p.jwtSecrets {
-			if !t.signedWith(secret) {
+		for _, key := range p.jwtKeys {
+			payload, signed, err := jwtPayload(jws, key)
+			if err != nil {
+				return nil, err
+			}
+			if !signed {
 				continue
 			}
-			until, err := t.validAt(now, a.leeway, a.requireExp)
+			// Claims are decoded only once a peer's secret vouches for them.
+			claims, err := decodeJWTClaims(payload)
+			if err != nil {
+				return nil, err
+			}
+			until, err := claims.validAt(now, a.leeway, a.requireExp)
 			if err != nil {
 				return nil, err
 			}

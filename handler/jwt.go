@@ -1,16 +1,12 @@
 package handler
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"hash"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // JWT failures; their text ends up in 401 error messages and logs, so it
@@ -24,89 +20,102 @@ var (
 	errJWTNoExp     = errors.New("JWT has no exp claim")
 )
 
-// jwtToken is a decoded, not yet verified, compact JWS as ilp-plugin-http
-// signs it with jsonwebtoken: an HMAC over "header.payload" and a payload of
-// {iat, exp}.
-type jwtToken struct {
-	newHash      func() hash.Hash
-	signingInput string
-	signature    []byte
-	exp, nbf     *float64 // NumericDate claims, seconds since the epoch
-}
+// maxJWTLen bounds the tokens the edge decodes at all. ilp-plugin-http's
+// are about 150 bytes; one of kilobytes is not a peer's, and is refused as
+// malformed before any base64 or JSON work.
+const maxJWTLen = 8 << 10
 
-func parseJWT(token string) (*jwtToken, error) {
-	h, rest, ok := strings.Cut(token, ".")
-	payload, sig, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || strings.Contains(sig, ".") {
-		return nil, errJWTMalformed
-	}
-	var header struct {
-		Alg string `json:"alg"`
-	}
-	if err := decodeSegment(h, &header); err != nil {
-		return nil, errJWTMalformed
-	}
-	t := &jwtToken{signingInput: token[:len(h)+1+len(payload)]}
-	// Only HMAC algorithms: "none", and any public-key algorithm (which a
-	// naive verifier would check against the shared secret as an HMAC key),
-	// are refused outright.
-	switch header.Alg {
-	case "HS256":
-		t.newHash = sha256.New
-	case "HS384":
-		t.newHash = sha512.New384
-	case "HS512":
-		t.newHash = sha512.New
-	default:
-		return nil, errJWTAlg
-	}
-	var claims struct {
-		Exp *float64 `json:"exp"`
-		Nbf *float64 `json:"nbf"`
-	}
-	if err := decodeSegment(payload, &claims); err != nil {
-		return nil, errJWTMalformed
-	}
-	t.exp, t.nbf = claims.Exp, claims.Nbf
-	var err error
-	if t.signature, err = base64.RawURLEncoding.DecodeString(sig); err != nil {
-		return nil, errJWTMalformed
-	}
-	return t, nil
-}
+// jwtAlgorithms are the only algorithms go-jose will parse a token with:
+// "none", and any public-key algorithm (which a naive verifier would check
+// against the shared secret as an HMAC key), are refused outright.
+var jwtAlgorithms = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512}
 
-func decodeSegment(seg string, v any) error {
-	raw, err := base64.RawURLEncoding.DecodeString(seg)
+// parseJWT decodes a compact JWS as ilp-plugin-http signs it with
+// jsonwebtoken (an HMAC over "header.payload", a payload of {iat, exp})
+// without verifying it.
+func parseJWT(token string) (*jose.JSONWebSignature, error) {
+	if len(token) > maxJWTLen {
+		return nil, errJWTMalformed
+	}
+	jws, err := jose.ParseSignedCompact(token, jwtAlgorithms)
 	if err != nil {
-		return err
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return nil, errJWTAlg
+		}
+		return nil, errJWTMalformed
 	}
-	return json.Unmarshal(raw, v)
+	return jws, nil
 }
 
-// signedWith reports whether the token's signature is the HMAC of its
-// header and payload under secret, comparing in constant time.
-func (t *jwtToken) signedWith(secret []byte) bool {
-	m := hmac.New(t.newHash, secret)
-	m.Write([]byte(t.signingInput))
-	return hmac.Equal(m.Sum(nil), t.signature)
+// jwtPayload returns the token's payload if key (from hmacKey) signed it.
+// go-jose computes the HMAC and compares it in constant time.
+func jwtPayload(jws *jose.JSONWebSignature, key []byte) (payload []byte, signed bool, err error) {
+	payload, err = jws.Verify(key)
+	switch {
+	case err == nil:
+		return payload, true, nil
+	case errors.Is(err, jose.ErrCryptoFailure): // the MAC differs
+		return nil, false, nil
+	}
+	// Not about the key: the header asks for something go-jose does not
+	// support, such as an unknown "crit" extension.
+	return nil, false, errJWTMalformed
 }
 
-// validAt checks exp and nbf as jsonwebtoken does (expired once now >= exp),
-// allowing leeway for clock skew between the peer and the edge. It returns
-// when the token stops being valid, or the zero time if it has no exp.
-func (t *jwtToken) validAt(now time.Time, leeway time.Duration, requireExp bool) (time.Time, error) {
+// hmacKeyLen is what hmacKey pads a shorter secret to.
+const hmacKeyLen = 64
+
+// hmacKey turns a peer's jwt_secret into the key go-jose verifies with.
+// go-jose refuses HMAC keys shorter than the hash (RFC 7518 §3.2: 32 bytes
+// for HS256, 48 for HS384, 64 for HS512), but jsonwebtoken signs with
+// whatever jwtSecret ilp-plugin-http is given, and such secrets must keep
+// working. HMAC zero-pads every key shorter than the hash's block size (64
+// bytes for SHA-256, 128 for SHA-384/512; RFC 2104), so a secret
+// zero-padded to 64 bytes yields exactly the same MAC under all three
+// algorithms while passing go-jose's check. Longer secrets are used as is.
+func hmacKey(secret string) []byte {
+	key := make([]byte, max(len(secret), hmacKeyLen))
+	copy(key, secret)
+	return key
+}
+
+// jwtClaims are the claims the edge checks, decoded from a verified
+// payload: NumericDates, seconds since the epoch, fractions allowed.
+type jwtClaims struct {
+	Exp *float64 `json:"exp"`
+	Nbf *float64 `json:"nbf"`
+}
+
+func decodeJWTClaims(payload []byte) (jwtClaims, error) {
+	var c jwtClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, errJWTMalformed
+	}
+	return c, nil
+}
+
+// validAt checks exp and nbf as jsonwebtoken does (expired once
+// now >= exp + leeway; not yet valid while now + leeway < nbf), allowing
+// leeway for clock skew between the peer and the edge. It returns when the
+// token stops being valid, or the zero time if it has no exp.
+//
+// This stays ours rather than go-jose/jwt's Claims.ValidateWithLeeway,
+// which differs from jsonwebtoken: a token is expired there only once
+// now > exp + leeway (one instant later), a future iat is refused, and
+// NumericDates are truncated to whole seconds.
+func (c jwtClaims) validAt(now time.Time, leeway time.Duration, requireExp bool) (time.Time, error) {
 	var until time.Time
-	if t.exp == nil {
+	if c.Exp == nil {
 		if requireExp {
 			return until, errJWTNoExp
 		}
 	} else {
-		until = numericDate(*t.exp).Add(leeway)
+		until = numericDate(*c.Exp).Add(leeway)
 		if !now.Before(until) {
 			return until, errJWTExpired
 		}
 	}
-	if t.nbf != nil && now.Add(leeway).Before(numericDate(*t.nbf)) {
+	if c.Nbf != nil && now.Add(leeway).Before(numericDate(*c.Nbf)) {
 		return until, errJWTNotYet
 	}
 	return until, nil
