@@ -9,9 +9,11 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
+	"github.com/ilp-edge/caddy-ilp/sharedtcp"
 )
 
 func init() {
+	caddy.RegisterNetwork(sharedtcp.Network, sharedtcp.Listen)
 	caddy.RegisterModule(handler.Edge{})
 	caddy.RegisterModule(handler.PrefixSelection{})
 	caddy.RegisterModule(proxy.Proxy{})

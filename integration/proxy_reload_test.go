@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,16 +20,12 @@ import (
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
-// peerConnError is a failure of the test peer's own connection to Caddy,
-// with no answer read.
-type peerConnError struct{ err error }
-
-func (e *peerConnError) Error() string { return "peer connection: " + e.err.Error() }
-
 // TestProxyReloadUnderLoad sends packets at a steady rate through
 // ./cmd/caddy with ilp_proxy while the config is reloaded three times, and
-// checks that every packet is fulfilled and that the connectors saw no
-// reconnect storm: ilp_proxy's connection pools outlive each config.
+// checks that every packet is fulfilled, none lost to a reset peer
+// connection (the listener is a sharedtcp one, handed from config to
+// config), and that the connectors saw no reconnect storm: ilp_proxy's
+// connection pools outlive each config.
 func TestProxyReloadUnderLoad(t *testing.T) {
 	bin, err := buildCaddy()
 	if err != nil {
@@ -61,6 +56,7 @@ func TestProxyReloadUnderLoad(t *testing.T) {
 }
 
 http://127.0.0.1:%d {
+	bind sharedtcp/127.0.0.1
 	ilp_edge {
 		address test.edge
 		peer alice {
@@ -80,15 +76,17 @@ http://127.0.0.1:%d {
 	}
 	start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	// A new connection per packet: the client side of a reload (Caddy
-	// closing idle peer connections) is not what this test is about.
+	// A new connection per packet, so that every packet goes through the
+	// listener handoff. (A keep-alive connection that the old config
+	// closes as idle just as the peer reuses it is lost to the peer: see
+	// docs/operations.md.)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	sendOne := func(dest string) error {
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(ilptest.Prepare(dest, 30*time.Second)))
 		req.Header.Set("Authorization", "Bearer "+aliceToken)
 		resp, err := client.Do(req)
 		if err != nil {
-			return &peerConnError{err}
+			return err
 		}
 		defer resp.Body.Close()
 		reply, _ := io.ReadAll(resp.Body)
@@ -107,7 +105,7 @@ http://127.0.0.1:%d {
 
 	// Steady load: 4 senders, one packet every 5 ms each, to 40 prefixes.
 	stop := make(chan struct{})
-	var sent, failed, resets atomic.Int32
+	var sent, failed atomic.Int32
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	for s := range 4 {
@@ -124,17 +122,7 @@ http://127.0.0.1:%d {
 				}
 				sent.Add(1)
 				dest := fmt.Sprintf("g.usd.acct%d.x", (s*10+i)%40)
-				err := sendOne(dest)
-				var connErr *peerConnError
-				if errors.As(err, &connErr) {
-					// The peer's own connection to Caddy broke before any
-					// answer: Caddy's listener handoff during a reload,
-					// before ilp_edge ever saw the packet. Counted, and
-					// sent again as a peer would.
-					resets.Add(1)
-					err = sendOne(dest)
-				}
-				if err != nil {
+				if err := sendOne(dest); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}
@@ -158,8 +146,7 @@ http://127.0.0.1:%d {
 	close(stop)
 	wg.Wait()
 
-	t.Logf("%d packets across 3 reloads; %d new connections to the connectors during the reloads; %d peer connections reset by Caddy",
-		sent.Load(), reconnects, resets.Load())
+	t.Logf("%d packets across 3 reloads; %d new connections to the connectors during the reloads", sent.Load(), reconnects)
 	if failed.Load() != 0 {
 		t.Errorf("%d of %d packets failed; first: %v", failed.Load(), sent.Load(), firstErr.Load())
 	}

@@ -1,0 +1,175 @@
+package sharedtcp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func listen(t *testing.T, port int) net.Listener {
+	t.Helper()
+	ln, err := Listen(context.Background(), Network, "127.0.0.1", strconv.Itoa(port), 0, net.ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln.(net.Listener)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestHandOver: while two configs overlap, connections reach the newer;
+// once the old one closes every connection still reaches the new one and
+// none is refused or reset; when the last one closes, the port is
+// released.
+func TestHandOver(t *testing.T) {
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	old := listen(t, port)
+	next := listen(t, port)
+	if old.Addr().String() != addr || next.Addr().String() != addr {
+		t.Fatalf("addresses %s and %s, want %s", old.Addr(), next.Addr(), addr)
+	}
+	// The old config keeps asking, but connections go to the newer one,
+	// whose server will be the one left.
+	oldGot := make(chan net.Conn, 1)
+	go func() {
+		if c, err := old.Accept(); err == nil {
+			oldGot <- c
+		}
+		close(oldGot)
+	}()
+	early, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	time.Sleep(50 * time.Millisecond) // give the old config every chance to take it
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := <-oldGot; ok {
+		c.Close()
+		t.Fatal("the old config got a connection while a newer one listened")
+	}
+	if _, err := old.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+	accepted := make(chan net.Conn, 100)
+	go func() {
+		for {
+			c, err := next.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	const n = 50
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial while the next config listens: %v", err)
+		}
+		defer c.Close()
+	}
+	for i := range n + 1 { // the early connection too
+		select {
+		case c := <-accepted:
+			c.Close()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d connections reached the next config", i, n+1)
+		}
+	}
+	if err := next.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-accepted; ok {
+		t.Fatal("a connection was accepted after the last Close")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the port still accepts after the last config closed it")
+	}
+}
+
+// TestDroppedRequestHandedOver: a config that reads a request and closes
+// the connection without answering (net/http does, once its server began
+// to shut down) hands it to the newer config, which reads the same
+// request and answers on the same connection.
+func TestDroppedRequestHandedOver(t *testing.T) {
+	port := freePort(t)
+	old := listen(t, port)
+	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := old.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "request" {
+		t.Fatalf("old config read %q, %v", buf[:n], err)
+	}
+	next := listen(t, port)
+	defer next.Close()
+	old.Close()
+	c.Close() // dropped unanswered
+	c2, err := next.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err = c2.Read(buf)
+	if err != nil || string(buf[:n]) != "request" {
+		t.Fatalf("next config read %q, %v; want the dropped request", buf[:n], err)
+	}
+	c2.Write([]byte("answer"))
+	c2.Close()
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	n, err = client.Read(buf)
+	if string(buf[:n]) != "answer" {
+		t.Fatalf("the peer got %q, %v; want the newer config's answer", buf[:n], err)
+	}
+}
+
+// TestAnsweredConnectionCloses: a connection closed after its last
+// request was answered, or with no newer config listening, is closed.
+func TestAnsweredConnectionCloses(t *testing.T) {
+	port := freePort(t)
+	ln := listen(t, port)
+	defer ln.Close()
+	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.Write([]byte("request"))
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	c.Read(buf)
+	c.Close() // no newer config: a real close
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(buf); err == nil {
+		t.Fatalf("the peer read %q from a closed connection", buf[:n])
+	}
+}
