@@ -76,12 +76,13 @@ http://127.0.0.1:%d {
 	}
 	start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	// A new connection per packet, so that every packet goes through the
-	// listener handoff. (A keep-alive connection that the old config
-	// closes as idle just as the peer reuses it is lost to the peer: see
-	// docs/operations.md.)
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	sendOne := func(dest string) error {
+	// Two senders open a new connection per packet, so that their packets
+	// go through the listener's handoff; two keep theirs alive, as
+	// ilp-plugin-http does, so that the old config closes them as idle
+	// while they are in use. Neither kind of client resends anything.
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	kept := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	sendOne := func(client *http.Client, dest string) error {
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(ilptest.Prepare(dest, 30*time.Second)))
 		req.Header.Set("Authorization", "Bearer "+aliceToken)
 		resp, err := client.Do(req)
@@ -96,7 +97,7 @@ http://127.0.0.1:%d {
 		}
 		return nil
 	}
-	for deadline := time.Now().Add(20 * time.Second); sendOne("g.warm.up") != nil; {
+	for deadline := time.Now().Add(20 * time.Second); sendOne(fresh, "g.warm.up") != nil; {
 		if time.Now().After(deadline) {
 			t.Fatal("edge did not start")
 		}
@@ -122,7 +123,11 @@ http://127.0.0.1:%d {
 				}
 				sent.Add(1)
 				dest := fmt.Sprintf("g.usd.acct%d.x", (s*10+i)%40)
-				if err := sendOne(dest); err != nil {
+				client := fresh
+				if s%2 == 1 {
+					client = kept
+				}
+				if err := sendOne(client, dest); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}

@@ -15,14 +15,15 @@
 //     old one gets no new connections;
 //   - the kernel completes a connection's accept only once its first bytes
 //     are there (TCP_DEFER_ACCEPT), so a config reads a request at once;
-//   - net/http drops a request it reads after its server began to shut
-//     down, closing the connection without a word: a connection closed
-//     that way (bytes read since its last write, none answered) while a
-//     newer config listens is handed to that config instead, with the
-//     bytes read from it, and served there.
+//   - a plaintext connection the old config closes while a newer config
+//     listens is handed to the newer one instead, with what was read from
+//     it since its last answer: a keep-alive connection closed as idle
+//     (HTTP/1.1's race, where the peer sends its next request just as the
+//     server closes) and a request net/http read and dropped because its
+//     server began to shut down are both served by the new config.
 //
-// What remains is HTTP/1.1's own race: a keep-alive connection the old
-// config closes as idle just as the peer sends a request on it.
+// TLS connections cannot move (their session state is in the old
+// config's crypto/tls): for them only the first two hold.
 //
 // Use it in a listen address, as `bind sharedtcp/127.0.0.1` in a Caddyfile
 // site or "listen": ["sharedtcp/:7768"] in JSON.
@@ -190,22 +191,32 @@ func (l *listener) Addr() net.Addr { return l.ln.Addr() }
 const maxReplay = 64 << 10
 
 // conn is an accepted connection that remembers what was read from it
-// since it last wrote, so that a request a closing config dropped can be
-// served by the next one.
+// since it last wrote, so that a closing config can pass it, with that
+// request, to the next config.
 type conn struct {
 	net.Conn
 	socket *socket
 	owner  *listener // the listener it was handed to
 
+	readMu sync.Mutex // held across a read of Conn: Close waits for it
+
 	mu         sync.Mutex
-	replay     []byte // to be read before the socket, after a handover
+	replay     []byte // to be read before Conn, after a handover
 	unanswered []byte // read since the last write
 	overflow   bool   // unanswered is incomplete: no handover
+	tls        bool   // the peer speaks TLS: its session cannot move
+	read       bool   // anything was read yet
 	closed     bool
 }
 
 func (c *conn) Read(b []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
 	if len(c.replay) > 0 {
 		n := copy(b, c.replay)
 		c.replay = c.replay[n:]
@@ -223,7 +234,13 @@ func (c *conn) Read(b []byte) (int, error) {
 
 // remember keeps b as read and not yet answered; c.mu is held.
 func (c *conn) remember(b []byte) {
-	if c.overflow || len(b) == 0 {
+	if len(b) == 0 {
+		return
+	}
+	if !c.read {
+		c.read, c.tls = true, b[0] == 0x16 // a TLS handshake record
+	}
+	if c.overflow {
 		return
 	}
 	if len(c.unanswered)+len(b) > maxReplay {
@@ -235,14 +252,23 @@ func (c *conn) remember(b []byte) {
 
 func (c *conn) Write(b []byte) (int, error) {
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
 	c.unanswered, c.overflow = c.unanswered[:0], false
 	c.mu.Unlock()
 	return c.Conn.Write(b)
 }
 
-// Close closes the connection, unless its config is closing it with a
-// request read and unanswered while a newer config listens: then the
-// newer config gets it, and reads that request again.
+// Close closes the connection, unless a config newer than its owner
+// listens (a reload is under way) and the connection can move: then the
+// newer config gets it, and first reads what was read since the last
+// answer. That covers a keep-alive connection closed as idle (nothing
+// unanswered: its peer's next request goes to the new config) and a
+// request net/http read and dropped because its server is shutting down.
+// A connection left mid-request would only be closed by the new config
+// in its turn; one closed after a final answer is closed by its peer.
 func (c *conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -250,22 +276,33 @@ func (c *conn) Close() error {
 		return net.ErrClosed
 	}
 	c.closed = true
-	handover := len(c.unanswered) > 0 && !c.overflow
-	next := &conn{Conn: c.Conn, socket: c.socket, replay: c.unanswered}
+	movable := !c.tls && !c.overflow
 	c.mu.Unlock()
-	// Only during a reload, while a config newer than the owner listens,
-	// does a connection change hands. The old config's read deadlines
-	// must not cut the new one short. The handover does not hold up the
-	// old config's Close while the new one gets round to Accept.
-	if handover && c.socket.newerThan(c.owner) && c.Conn.SetDeadline(time.Time{}) == nil {
-		go func() {
-			if !c.socket.deliver(next, c.owner) {
-				next.Conn.Close()
-			}
-		}()
-		return nil
+	if !movable || !c.socket.newerThan(c.owner) {
+		return c.Conn.Close()
 	}
-	return c.Conn.Close()
+	// Wake a read the old config has blocked (an idle keep-alive
+	// connection waits for its next request) and wait for it to return,
+	// so that no byte goes to it; what it did get is in unanswered.
+	if c.Conn.SetReadDeadline(time.Now()) != nil {
+		return c.Conn.Close()
+	}
+	c.readMu.Lock()
+	c.readMu.Unlock()
+	c.mu.Lock()
+	next := &conn{Conn: c.Conn, socket: c.socket, replay: c.unanswered, read: c.read}
+	c.mu.Unlock()
+	if c.Conn.SetDeadline(time.Time{}) != nil {
+		return c.Conn.Close()
+	}
+	// The handover does not hold up the old config's Close while the new
+	// one gets round to Accept.
+	go func() {
+		if !c.socket.deliver(next, c.owner) {
+			next.Conn.Close()
+		}
+	}()
+	return nil
 }
 
 var _ net.Listener = (*listener)(nil)

@@ -173,3 +173,88 @@ func TestAnsweredConnectionCloses(t *testing.T) {
 		t.Fatalf("the peer read %q from a closed connection", buf[:n])
 	}
 }
+
+// TestIdleConnectionHandedOver: a keep-alive connection that the old
+// config closes as idle, while its server waits to read the next request,
+// goes to the newer config, which reads the peer's next request.
+func TestIdleConnectionHandedOver(t *testing.T) {
+	port := freePort(t)
+	old := listen(t, port)
+	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.Write([]byte("first"))
+	c, err := old.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, _ := c.Read(buf); string(buf[:n]) != "first" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	c.Write([]byte("answer 1"))
+	blocked := make(chan error, 1)
+	go func() { // the old server waits for the next request
+		_, err := c.Read(buf)
+		blocked <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	next := listen(t, port)
+	defer next.Close()
+	old.Close()
+	c.Close() // closed as idle
+	if err := <-blocked; err == nil {
+		t.Fatal("the old config's read went on after its Close")
+	}
+	client.Write([]byte("second"))
+	c2, err := next.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c2.Read(buf)
+	if err != nil || string(buf[:n]) != "second" {
+		t.Fatalf("the newer config read %q, %v; want the peer's next request", buf[:n], err)
+	}
+	c2.Write([]byte("answer 2"))
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 0, 64)
+	for len(got) < len("answer 1answer 2") {
+		n, err := client.Read(buf)
+		if err != nil {
+			t.Fatalf("the peer got %q, then %v", got, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "answer 1answer 2" {
+		t.Fatalf("the peer got %q", got)
+	}
+	c2.Close()
+}
+
+// TestTLSConnectionNotMoved: a connection whose peer speaks TLS is closed,
+// not handed over: its session lives in the old config.
+func TestTLSConnectionNotMoved(t *testing.T) {
+	port := freePort(t)
+	old := listen(t, port)
+	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5})
+	c, err := old.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Read(make([]byte, 64))
+	next := listen(t, port)
+	defer next.Close()
+	old.Close()
+	c.Close()
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := client.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes from a TLS connection that should be closed", n)
+	}
+}
