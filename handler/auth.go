@@ -71,7 +71,6 @@ type authenticator struct {
 	leeway     time.Duration
 	requireExp bool
 	peerHeader string // canonical
-	now        func() time.Time
 }
 
 type tokenEntry struct {
@@ -86,7 +85,6 @@ func newAuthenticator(cfgs []*Peer, repl *caddy.Replacer) (*authenticator, []*pe
 		tokens:    make(map[[sha256.Size]byte]*tokenEntry),
 		certs:     make(map[[sha256.Size]byte]*peer),
 		jwtByName: make(map[string]*peer),
-		now:       time.Now,
 	}
 	names := make(map[string]bool, len(cfgs))
 	a.names = names
@@ -203,8 +201,8 @@ func (a *authenticator) authenticate(r *http.Request) (*peer, error) {
 }
 
 func (a *authenticator) authenticateJWT(token, claimedName string) (*peer, error) {
-	now := a.now()
-	if p := a.jwtCache.get(token, now); p != nil {
+	at := now()
+	if p := a.jwtCache.get(token, at); p != nil {
 		return p, nil
 	}
 	jws, err := parseJWT(token)
@@ -233,11 +231,11 @@ func (a *authenticator) authenticateJWT(token, claimedName string) (*peer, error
 			if err != nil {
 				return nil, err
 			}
-			until, err := claims.validAt(now, a.leeway, a.requireExp)
+			until, err := claims.validAt(at, a.leeway, a.requireExp)
 			if err != nil {
 				return nil, err
 			}
-			a.jwtCache.put(token, p, until, now)
+			a.jwtCache.put(token, p, until, at)
 			return p, nil
 		}
 	}

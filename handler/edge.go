@@ -111,7 +111,6 @@ type Edge struct {
 	logger     *zap.Logger
 	authLog    *logLimiter // auth failures, per claimed peer
 	configLog  *logLimiter // config errors seen at run time
-	now        func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -125,7 +124,6 @@ func (Edge) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults and resolves and indexes the peers' secrets.
 func (e *Edge) Provision(ctx caddy.Context) error {
 	e.logger = ctx.Logger()
-	e.now = time.Now
 	if e.MaxPacketSize == 0 {
 		e.MaxPacketSize = DefaultMaxPacketSize
 	}
@@ -183,6 +181,10 @@ func (e *Edge) Validate() error {
 	return nil
 }
 
+// now is the one clock of this package: expiry, JWT validity, metrics and
+// log rate limits all read it, and tests move it instead of sleeping.
+var now = time.Now
+
 // Shared header values, never modified.
 var (
 	octetStream     = []string{"application/octet-stream"}
@@ -213,7 +215,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	pkt := new(Packet)
 	pkt.peer = p
 	if p.metrics != nil || e.logger.Core().Enabled(zap.DebugLevel) {
-		pkt.start = e.now()
+		pkt.start = now()
 	}
 	tooLarge, err := pkt.readBody(r, e.MaxPacketSize)
 	if tooLarge {
@@ -267,7 +269,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	// The clock, not the context, says whether the packet expired: a
 	// forwarder's connection deadline can fire a moment before the
 	// context's timer does.
-	expired := !e.now().Before(pkt.prepare.ExpiresAt)
+	expired := !now().Before(pkt.prepare.ExpiresAt)
 	if r.Context().Err() != nil && !expired {
 		// The peer went away; there is nobody to answer.
 		pkt.capture.release()
@@ -296,7 +298,7 @@ func (e *Edge) authFailed(r *http.Request, err error) {
 	if !e.auth.names[claimed] {
 		claimed = "" // not a label from the config: one bucket for the rest
 	}
-	if !e.authLog.allow(claimed, e.now()) {
+	if !e.authLog.allow(claimed, now()) {
 		return
 	}
 	if c := e.logger.Check(zap.InfoLevel, "peer authentication failed"); c != nil {
@@ -314,8 +316,8 @@ func (e *Edge) count(pkt *Packet, reply []byte, rej *edgeReject) {
 	if m == nil && debug == nil {
 		return
 	}
-	now := e.now()
-	elapsed := now.Sub(pkt.start)
+	answered := now()
+	elapsed := answered.Sub(pkt.start)
 	result, origin := resultEdgeReject, "edge"
 	var code ilpdest.Code
 	switch {
@@ -344,7 +346,7 @@ func (e *Edge) count(pkt *Packet, reply []byte, rej *edgeReject) {
 			metricRejects.WithLabelValues(pkt.peer.name, codeLabel(code), origin).Inc()
 		}
 		if !pkt.prepare.ExpiresAt.IsZero() {
-			metricExpiryHeadroom.Observe(pkt.prepare.ExpiresAt.Sub(now).Seconds())
+			metricExpiryHeadroom.Observe(pkt.prepare.ExpiresAt.Sub(answered).Seconds())
 		}
 	}
 	if debug != nil {
@@ -396,7 +398,7 @@ func (e *Edge) readPrepare(pkt *Packet, header string) *edgeReject {
 			return invalidPacket(errDestinationMismatch)
 		}
 	}
-	left := pkt.prepare.ExpiresAt.Sub(e.now())
+	left := pkt.prepare.ExpiresAt.Sub(now())
 	if left <= 0 || left < time.Duration(e.MinExpiryWindow) {
 		return insufficientTimeout(left <= 0)
 	}
@@ -412,7 +414,7 @@ func (e *Edge) writeReject(w http.ResponseWriter, pkt *Packet, rej *edgeReject) 
 	case rej.cause == errNoForwarder:
 		// A config error that rejects every packet: said loudly, but not
 		// once per packet.
-		if e.configLog.allow("no forwarder", e.now()) {
+		if e.configLog.allow("no forwarder", now()) {
 			e.logger.Error("ilp_edge has no forwarder after it: every packet is rejected",
 				zap.String("fix", "put reverse_proxy or ilp_proxy after ilp_edge in the same route"))
 		}

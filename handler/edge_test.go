@@ -327,9 +327,10 @@ func TestForwardFailures(t *testing.T) {
 			if expired {
 				ttl, want = 50*time.Millisecond, "R00"
 			}
+			setClock(t, time.Now)
 			next := &backend{answer: func(_ http.ResponseWriter, r *http.Request) error {
-				if expired {
-					time.Sleep(ttl) // the packet expires while its connector is tried
+				if expired { // the packet expires while its connector is tried
+					setClock(t, func() time.Time { return time.Now().Add(ttl) })
 				}
 				return NewForwardError(f, "10.0.0.1:7768", errors.New("test failure"))
 			}}

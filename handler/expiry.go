@@ -51,7 +51,7 @@ func (c *expiryContext) Err() error {
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
-	if !time.Now().Before(c.expiry) {
+	if !now().Before(c.expiry) {
 		return context.DeadlineExceeded
 	}
 	return nil

@@ -25,7 +25,7 @@ func TestExpiryContextWithoutDone(t *testing.T) {
 	if err := ctx.Err(); err != nil {
 		t.Fatalf("Err() before the expiry = %v", err)
 	}
-	time.Sleep(time.Until(expiry))
+	setClock(t, func() time.Time { return expiry })
 	if err := ctx.Err(); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Err() after the expiry = %v, want DeadlineExceeded", err)
 	}

@@ -56,6 +56,14 @@ func testEdge(t testing.TB, mod func(*Edge)) (*Edge, *observer.ObservedLogs) {
 	return e, logs
 }
 
+// setClock makes the package's clock read f until the test ends.
+func setClock(t testing.TB, f func() time.Time) {
+	t.Helper()
+	old := now
+	now = f
+	t.Cleanup(func() { now = old })
+}
+
 // prepareBytes encodes a fixture Prepare to dest expiring after ttl.
 func prepareBytes(dest string, ttl time.Duration) []byte { return ilptest.Prepare(dest, ttl) }
 

@@ -26,7 +26,7 @@ func jwtTestAuth(t *testing.T) *authenticator {
 		t.Fatal(err)
 	}
 	a.leeway, a.requireExp = 2*time.Second, true
-	a.now = func() time.Time { return jwtTestNow }
+	setClock(t, func() time.Time { return jwtTestNow })
 	return a
 }
 
@@ -68,7 +68,7 @@ func TestJWTSecretsOfAnyLength(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.now = func() time.Time { return jwtTestNow }
+		setClock(t, func() time.Time { return jwtTestNow })
 		a.requireExp = true
 		for _, alg := range []string{"HS256", "HS384", "HS512"} {
 			if p, err := a.authenticateJWT(ilptest.SignJWT(alg, secret, exp), ""); err != nil || p == nil {
@@ -127,7 +127,7 @@ func TestJWTTimeBoundaries(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := jwtTestAuth(t)
-			a.now = at(c.now)
+			setClock(t, at(c.now))
 			p, err := a.authenticateJWT(c.token, "bob")
 			if !errors.Is(err, c.want) || (err == nil) != (p != nil) {
 				t.Fatalf("got peer %v, error %v; want %v", p, err, c.want)

@@ -94,13 +94,13 @@ func TestRegisterMetricsTwice(t *testing.T) {
 
 func TestAuthFailureLogIsRateLimited(t *testing.T) {
 	e, logs := testEdge(t, nil)
-	now := time.Unix(1_700_000_000, 0)
-	e.now = func() time.Time { return now }
+	at := time.Unix(1_700_000_000, 0)
+	setClock(t, func() time.Time { return at })
 	for range 50 { // an attack claiming to be bob, and others
 		serve(t, e, newRequest("POST", nil, "Authorization", "Bearer guess", "ILP-Peer-Name", "bob"), &backend{})
 		serve(t, e, newRequest("POST", nil, "Authorization", "Bearer guess", "ILP-Peer-Name", "mallory"), &backend{})
 	}
-	now = now.Add(time.Second)
+	at = at.Add(time.Second)
 	serve(t, e, newRequest("POST", nil, "Authorization", "Bearer guess", "ILP-Peer-Name", "bob"), &backend{})
 
 	lines := logs.FilterMessage("peer authentication failed").FilterLevelExact(zap.InfoLevel).All()
