@@ -121,3 +121,17 @@ func BenchmarkDeadlineContext(b *testing.B) {
 		ctx.cancel()
 	}
 }
+
+// BenchmarkDeadlineContextStd is what BenchmarkDeadlineContext would cost
+// with the standard library's context.WithDeadline: the comparison that
+// keeps expiryContext (expiry.go) worth its code.
+func BenchmarkDeadlineContextStd(b *testing.B) {
+	r := newRequest(http.MethodPost, nil)
+	expiry := time.Now().Add(time.Hour)
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, cancel := context.WithDeadline(r.Context(), expiry)
+		_ = r.WithContext(ctx)
+		cancel()
+	}
+}
