@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,14 +15,7 @@ import (
 )
 
 // buildStub builds the stub connector once per test binary.
-var buildStub = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(binDir, "stubconnector")
-	out, err := exec.Command("go", "build", "-o", bin, "./stubconnector").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./integration/stubconnector: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var buildStub = buildOnce("./stubconnector")
 
 // TestExactlyOnceUnderKills sends a steady stream of Prepares, each to a
 // destination of its own, through both front doors while one of three

@@ -44,15 +44,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// buildOnce returns a function that builds the package at dir (relative
+// to integration/) into binDir the first time it is called.
+func buildOnce(dir string) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		bin := filepath.Join(binDir, filepath.Base(dir))
+		out, err := exec.Command("go", "build", "-o", bin, dir).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", dir, err, out)
+		}
+		return bin, nil
+	})
+}
+
 // buildCaddy builds ./cmd/caddy once per test binary.
-var buildCaddy = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(binDir, "caddy")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/caddy").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var buildCaddy = buildOnce("../cmd/caddy")
 
 func freePort(t *testing.T) int {
 	t.Helper()

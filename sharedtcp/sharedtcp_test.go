@@ -104,25 +104,33 @@ func TestHandOver(t *testing.T) {
 	}
 }
 
+// connected dials a fresh sharedtcp port, sends first, and returns the
+// peer's side, the config's side as its listener accepted it, and that
+// listener.
+func connected(t *testing.T, first []byte) (port int, client net.Conn, c net.Conn, old net.Listener) {
+	t.Helper()
+	port = freePort(t)
+	old = listen(t, port)
+	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if _, err := client.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = old.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	return port, client, c, old
+}
+
 // TestDroppedRequestHandedOver: a config that reads a request and closes
 // the connection without answering (net/http does, once its server began
 // to shut down) hands it to the newer config, which reads the same
 // request and answers on the same connection.
 func TestDroppedRequestHandedOver(t *testing.T) {
-	port := freePort(t)
-	old := listen(t, port)
-	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if _, err := client.Write([]byte("request")); err != nil {
-		t.Fatal(err)
-	}
-	c, err := old.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port, client, c, old := connected(t, []byte("request"))
 	buf := make([]byte, 64)
 	n, err := c.Read(buf)
 	if err != nil || string(buf[:n]) != "request" {
@@ -149,22 +157,11 @@ func TestDroppedRequestHandedOver(t *testing.T) {
 	}
 }
 
-// TestAnsweredConnectionCloses: a connection closed after its last
-// request was answered, or with no newer config listening, is closed.
-func TestAnsweredConnectionCloses(t *testing.T) {
-	port := freePort(t)
-	ln := listen(t, port)
+// TestClosedWithoutReload: with no newer config listening, a connection
+// is closed when its config closes it.
+func TestClosedWithoutReload(t *testing.T) {
+	_, client, c, ln := connected(t, []byte("request"))
 	defer ln.Close()
-	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	client.Write([]byte("request"))
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	buf := make([]byte, 64)
 	c.Read(buf)
 	c.Close() // no newer config: a real close
@@ -178,18 +175,7 @@ func TestAnsweredConnectionCloses(t *testing.T) {
 // config closes as idle, while its server waits to read the next request,
 // goes to the newer config, which reads the peer's next request.
 func TestIdleConnectionHandedOver(t *testing.T) {
-	port := freePort(t)
-	old := listen(t, port)
-	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	client.Write([]byte("first"))
-	c, err := old.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port, client, c, old := connected(t, []byte("first"))
 	buf := make([]byte, 64)
 	if n, _ := c.Read(buf); string(buf[:n]) != "first" {
 		t.Fatalf("read %q", buf[:n])
@@ -236,18 +222,7 @@ func TestIdleConnectionHandedOver(t *testing.T) {
 // TestTLSConnectionNotMoved: a connection whose peer speaks TLS is closed,
 // not handed over: its session lives in the old config.
 func TestTLSConnectionNotMoved(t *testing.T) {
-	port := freePort(t)
-	old := listen(t, port)
-	client, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	client.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5})
-	c, err := old.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port, client, c, old := connected(t, []byte{0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5})
 	c.Read(make([]byte, 64))
 	next := listen(t, port)
 	defer next.Close()
