@@ -2,14 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -149,9 +143,18 @@ func (c *h1Conn) exchange(req *h1Request, deadline time.Time, buf []byte) (reply
 	if err != nil {
 		return reply, false, err
 	}
-	return readReply(c.br, buf)
+	reply, keepAlive, err = readReply(c.br, buf)
+	// Bytes after the reply answer nothing asked yet: a connector that
+	// sent two replies or garbage would have them read as the next
+	// packet's reply.
+	if c.br.Buffered() > 0 {
+		keepAlive = false
+	}
+	return reply, keepAlive, err
 }
 
+// writeRequest writes the packet's request: the proxy's own framing, then
+// the forwarded header fields, less the hop-by-hop ones.
 func writeRequest(w *bufio.Writer, req *h1Request) {
 	w.WriteString("POST ")
 	w.WriteString(req.path)
@@ -160,8 +163,9 @@ func writeRequest(w *bufio.Writer, req *h1Request) {
 	w.WriteString("\r\nContent-Length: ")
 	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(len(req.body)), 10))
 	w.WriteString("\r\n")
+	conn := req.header["Connection"] // nil in the common case: nothing to look up
 	for k, vv := range req.header {
-		if hopByHop(k) {
+		if hopByHop(k) || (conn != nil && listsToken(conn, k)) {
 			continue
 		}
 		for _, v := range vv {
@@ -177,7 +181,8 @@ func writeRequest(w *bufio.Writer, req *h1Request) {
 
 // hopByHop reports whether a request header (in canonical form) belongs to
 // one connection and is not forwarded (RFC 9110 §7.6.1), or is one the
-// proxy writes itself.
+// proxy writes itself. The fields a request's Connection header names are
+// hop-by-hop too: see listsToken.
 func hopByHop(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
@@ -187,141 +192,14 @@ func hopByHop(k string) bool {
 	return false
 }
 
-// errMalformedReply is wrapped by every error that says the connector's
-// reply is not HTTP this client can read, as opposed to a broken
-// connection.
-var errMalformedReply = errors.New("malformed reply")
-
-var (
-	errReplyTooLarge = fmt.Errorf("%w: over %d bytes", errMalformedReply, handler.MaxReplySize)
-	errBadStatusLine = fmt.Errorf("%w: bad HTTP status line", errMalformedReply)
-	errBadHeader     = fmt.Errorf("%w: bad HTTP header", errMalformedReply)
-)
-
-// readReply reads one HTTP/1.x response, skipping interim 1xx responses.
-// The body is read into buf's spare capacity, or a new buffer if that is
-// too small.
-func readReply(br *bufio.Reader, buf []byte) (reply upstreamReply, keepAlive bool, err error) {
-	for {
-		line, err := readLine(br)
-		if err != nil {
-			return reply, false, err
-		}
-		// "HTTP/1.1 200 OK"
-		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-			return reply, false, errBadStatusLine
-		}
-		status, err := strconv.Atoi(string(line[9:12]))
-		if err != nil || status < 100 {
-			return reply, false, errBadStatusLine
-		}
-		keepAlive = line[7] == '1' // HTTP/1.1 keeps the connection unless told otherwise
-		length, chunked := int64(-1), false
-		for {
-			line, err := readLine(br)
-			if err != nil {
-				return reply, false, err
-			}
-			if len(line) == 0 {
-				break
-			}
-			name, value, ok := bytes.Cut(line, []byte(":"))
-			if !ok {
-				return reply, false, errBadHeader
-			}
-			value = bytes.TrimSpace(value)
-			switch {
-			case asciiEqualFold(name, "content-length"):
-				n, err := strconv.ParseInt(string(value), 10, 64)
-				if err != nil || n < 0 || (length >= 0 && n != length) {
-					return reply, false, errBadHeader
-				}
-				length = n
-			case asciiEqualFold(name, "transfer-encoding"):
-				chunked = asciiEqualFold(value, "chunked")
-				if !chunked {
-					return reply, false, fmt.Errorf("%w: unsupported Transfer-Encoding %q", errMalformedReply, value)
-				}
-			case asciiEqualFold(name, "connection"):
-				if asciiEqualFold(value, "close") {
-					keepAlive = false
-				} else if asciiEqualFold(value, "keep-alive") {
-					keepAlive = true
-				}
-			}
-		}
-		if status < 200 && status != http.StatusSwitchingProtocols {
-			continue // 100 Continue, 103 Early Hints: the real reply follows
-		}
-		reply.status = status
-		switch {
-		case chunked:
-			reply.body, err = readAllInto(httputil.NewChunkedReader(br), buf[:0])
-		case length > handler.MaxReplySize:
-			return reply, false, errReplyTooLarge
-		case length >= 0:
-			reply.body = slices.Grow(buf[:0], int(length))[:length]
-			_, err = io.ReadFull(br, reply.body)
-		default:
-			keepAlive = false // the body runs to the end of the connection
-			reply.body, err = readAllInto(br, buf[:0])
-		}
-		return reply, keepAlive && err == nil, err
-	}
-}
-
-// readLine returns a line without its CRLF; it is valid until the next read.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		return nil, fmt.Errorf("%w: HTTP header line over 4096 bytes", errMalformedReply)
-	}
-	if err != nil {
-		if err == io.EOF && len(line) == 0 {
-			return nil, io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return bytes.TrimRight(line, "\r\n"), nil
-}
-
-// readAllInto reads r to its end into buf, refusing more than
-// handler.MaxReplySize bytes.
-func readAllInto(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) > handler.MaxReplySize {
-				return buf, errReplyTooLarge
-			}
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			if len(buf) > handler.MaxReplySize {
-				return buf, errReplyTooLarge
-			}
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
+// listsToken reports whether one of the comma-separated lists in values
+// (a Connection header's) holds token, in any case: the fields it names
+// are hop-by-hop (RFC 9110 §7.6.1).
+func listsToken(values []string, token string) bool {
+	for _, v := range values {
+		if hasToken(v, token) {
+			return true
 		}
 	}
-}
-
-// asciiEqualFold compares a header field with a lower-case ASCII name.
-func asciiEqualFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
+	return false
 }

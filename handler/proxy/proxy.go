@@ -326,7 +326,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 			}
 			w.Header()["Content-Type"] = octetStream
 			w.WriteHeader(reply.status)
-			_, werr := w.Write(reply.body)
+			var werr error
+			if len(reply.body) > 0 { // a 204 or 304 may have none
+				_, werr = w.Write(reply.body)
+			}
 			*bufp = reply.body[:0]
 			return werr
 		}
