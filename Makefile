@@ -25,13 +25,15 @@ fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # The end-to-end tests run real ilp-plugin-http peers under node, from the
-# npm packages pinned in integration/js/package-lock.json.
+# npm packages pinned in integration/js/package-lock.json. npm ci writes
+# node_modules/.package-lock.json, so the packages are installed again only
+# when they are missing or the lock file changed. (Defined before the rule
+# that needs it: make expands a prerequisite as it reads the rule.)
+JS_DEPS = integration/js/node_modules/.package-lock.json
+
 race: $(JS_DEPS)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-# npm ci writes node_modules/.package-lock.json, so the packages are
-# installed again only when they are missing or the lock file changed.
-JS_DEPS = integration/js/node_modules/.package-lock.json
 $(JS_DEPS): integration/js/package-lock.json integration/js/package.json
 	cd integration/js && npm ci --no-audit --no-fund
 

@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+)
+
+// TestShutdownAnswersInFlight sends 200 Prepares, 100 through each front
+// door, to a connector that takes 500 ms over each, and SIGTERMs Caddy
+// once the connector holds all of them: every packet must get its Fulfill
+// before Caddy exits (within its grace_period), and new connections must
+// be refused afterwards, not accepted and dropped.
+func TestShutdownAnswersInFlight(t *testing.T) {
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holding atomic.Int32
+	conn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		holding.Add(1)
+		time.Sleep(500 * time.Millisecond)
+		w.Write(ilptest.Fulfill([]byte("late")))
+	}))
+	t.Cleanup(conn.Close)
+	port, admin := freePort(t), freePort(t)
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	grace_period 10s
+}
+
+http://127.0.0.1:%d {
+	ilp_edge {
+		address test.edge
+		peer alice {
+			token %s
+		}
+	}
+	handle /reverse_proxy {
+		reverse_proxy %[4]s {
+			lb_policy ilp_prefix
+		}
+	}
+	handle /ilp_proxy {
+		ilp_proxy %[4]s
+	}
+}
+`, admin, port, hostileToken, hostport(conn))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caddy := start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
+	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	for deadline := time.Now().Add(20 * time.Second); sendOnce(client, base+"ilp_proxy", "g.warm.up") != "fulfill"; {
+		if time.Now().After(deadline) {
+			t.Fatal("edge did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	holding.Store(0)
+
+	const n = 200
+	answers := make(chan string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		door := []string{"reverse_proxy", "ilp_proxy"}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers <- sendOnce(client, base+door, fmt.Sprintf("g.shut.r%d.x", i))
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); holding.Load() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d packets reached the connector", holding.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := caddy.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(answers)
+	counts := map[string]int{}
+	for a := range answers {
+		counts[a]++
+	}
+	t.Logf("%d packets in flight at SIGTERM: %v", n, counts)
+	if counts["fulfill"] != n {
+		t.Errorf("%d of %d in-flight packets got their Fulfill: %v", counts["fulfill"], n, counts)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- caddy.cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Caddy did not exit within its grace period")
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		c.Close()
+		t.Error("the port still accepts connections after Caddy exited")
+	}
+}
