@@ -81,10 +81,11 @@ func needNode(t *testing.T) {
 
 // process is a subprocess whose stdout lines are collected.
 type process struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	lines []string
-	ready chan string
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	lines   []string
+	ready   chan string
+	drained chan struct{} // closed once stdout is read to its end
 }
 
 // testLog returns a file for a subprocess's log, printed into the test's
@@ -113,7 +114,7 @@ func testLog(t *testing.T, name string) *os.File {
 
 func start(t *testing.T, name string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(name, args...), ready: make(chan string, 1)}
+	p := &process{cmd: exec.Command(name, args...), ready: make(chan string, 1), drained: make(chan struct{})}
 	p.cmd.Stderr = testLog(t, name)
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -123,6 +124,7 @@ func start(t *testing.T, name string, args ...string) *process {
 		t.Fatal(err)
 	}
 	go func() {
+		defer close(p.drained)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			line := sc.Text()
@@ -138,11 +140,19 @@ func start(t *testing.T, name string, args ...string) *process {
 	return p
 }
 
+// stop kills the process (SIGKILL, as a crash) and waits for it.
 func (p *process) stop() {
 	if p.cmd.ProcessState == nil {
 		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
+		_ = p.wait()
 	}
+}
+
+// wait waits for the process to end, after every line it wrote has been
+// read: Wait closes the pipe, and would drop what is still in it.
+func (p *process) wait() error {
+	<-p.drained
+	return p.cmd.Wait()
 }
 
 func (p *process) waitReady(t *testing.T) {

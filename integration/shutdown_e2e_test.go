@@ -105,7 +105,7 @@ http://127.0.0.1:%d {
 		t.Errorf("%d of %d in-flight packets got their Fulfill: %v", counts["fulfill"], n, counts)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- caddy.cmd.Wait() }()
+	go func() { exited <- caddy.wait() }()
 	select {
 	case <-exited:
 	case <-time.After(15 * time.Second):
