@@ -150,10 +150,15 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	}
 }
 
-// sendOnce posts one Prepare to dest and names the answer: "fulfill", the
-// Reject's code, or what went wrong instead.
+// sendOnce posts one Prepare to dest, expiring in 10 s, and names the
+// answer: "fulfill", the Reject's code, or what went wrong instead.
 func sendOnce(c *http.Client, url, dest string) string {
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(ilptest.Prepare(dest, 10*time.Second)))
+	return sendOnceTTL(c, url, dest, 10*time.Second)
+}
+
+// sendOnceTTL is sendOnce for a Prepare that expires in ttl.
+func sendOnceTTL(c *http.Client, url, dest string, ttl time.Duration) string {
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(ilptest.Prepare(dest, ttl)))
 	req.Header.Set("Authorization", "Bearer "+hostileToken)
 	res, err := c.Do(req)
 	if err != nil {

@@ -1,0 +1,96 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestStalledConnectorLeavesNothingBehind sends 1,000 Prepares at once
+// through each front door to a connector that never answers. Every one
+// must get R00 once it expires, and when the connector lets go, Caddy's
+// goroutines must come back to what they were: nothing held past a
+// packet's expiry.
+func TestStalledConnectorLeavesNothingBehind(t *testing.T) {
+	release := make(chan struct{})
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		<-release
+	}))
+	t.Cleanup(stalled.Close)
+	startInProcess(t, fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token %[1]s
+			}
+		}
+		handle /reverse_proxy {
+			reverse_proxy %[2]s {
+				lb_policy ilp_prefix
+			}
+		}
+		handle /ilp_proxy {
+			ilp_proxy %[2]s
+		}
+	}`, hostileToken, hostport(stalled)))
+
+	settle := func() int { // goroutines once transient ones are gone
+		runtime.GC()
+		time.Sleep(100 * time.Millisecond)
+		return runtime.NumGoroutine()
+	}
+	baseline := settle()
+	const n = 1000
+	const ttl = 2 * time.Second
+	for _, door := range []string{"reverse_proxy", "ilp_proxy"} {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}, Timeout: 30 * time.Second}
+		answers := make(chan string, n)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var latest time.Duration // the latest answer after its packet's expiry
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				expiry := time.Now().Add(ttl)
+				a := sendOnceTTL(client, "http://127.0.0.1:9080/"+door, fmt.Sprintf("g.stall.r%d.x", i), ttl)
+				mu.Lock()
+				latest = max(latest, time.Since(expiry))
+				mu.Unlock()
+				answers <- a
+			}()
+		}
+		wg.Wait()
+		close(answers)
+		counts := map[string]int{}
+		for a := range answers {
+			counts[a]++
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		t.Logf("%s: %d packets to a stalled connector: %v; the last answer came %v after its packet's expiry; %d goroutines, heap in use %d MB",
+			door, n, counts, latest.Round(time.Millisecond), runtime.NumGoroutine(), ms.HeapInuse>>20)
+		if counts["R00"] != n {
+			t.Errorf("%s: %d of %d packets got R00: %v", door, counts["R00"], n, counts)
+		}
+		client.CloseIdleConnections()
+	}
+	close(release)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		now := settle()
+		if now <= baseline+10 {
+			t.Logf("goroutines: %d before, %d after", baseline, now)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines: %d before, still %d after the packets expired and the connector let go", baseline, now)
+		}
+	}
+}
