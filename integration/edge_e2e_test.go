@@ -70,6 +70,34 @@ func startInProcess(t *testing.T, sites string) (*caddytest.Tester, string) {
 	return tester, logPath
 }
 
+// bothDoors is a site on http://127.0.0.1:<port> whose peer alice (with
+// token) reaches upstreams through /reverse_proxy (reverse_proxy with
+// lb_policy ilp_prefix, plus rpOptions) and /ilp_proxy (ilp_proxy, plus
+// proxyOptions): the two front doors side by side.
+func bothDoors(port int, token, upstreams, rpOptions, proxyOptions string) string {
+	return fmt.Sprintf(`
+http://127.0.0.1:%d {
+	ilp_edge {
+		address test.edge
+		peer alice {
+			token %s
+		}
+	}
+	handle /reverse_proxy {
+		reverse_proxy %[3]s {
+			lb_policy ilp_prefix
+			%[4]s
+		}
+	}
+	handle /ilp_proxy {
+		ilp_proxy %[3]s {
+			%[5]s
+		}
+	}
+}
+`, port, token, upstreams, rpOptions, proxyOptions)
+}
+
 func TestEdgeEndToEnd(t *testing.T) {
 	live := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		w.Header().Set("Content-Type", "application/octet-stream")

@@ -46,29 +46,8 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 		upstreams = append(upstreams, fmt.Sprintf("127.0.0.1:%d", ports[i]))
 	}
 	ups := strings.Join(upstreams, " ")
-	startInProcess(t, fmt.Sprintf(`
-	http://127.0.0.1:9080 {
-		ilp_edge {
-			address test.edge
-			peer alice {
-				token %[1]s
-			}
-		}
-		handle /reverse_proxy {
-			reverse_proxy %[2]s {
-				lb_policy ilp_prefix
-				lb_retries 2
-				fail_duration 1s
-				max_fails 1
-			}
-		}
-		handle /ilp_proxy {
-			ilp_proxy %[2]s {
-				fail_duration 1s
-				max_fails 1
-			}
-		}
-	}`, hostileToken, ups))
+	startInProcess(t, bothDoors(9080, hostileToken, ups,
+		"lb_retries 2\n fail_duration 1s\n max_fails 1", "fail_duration 1s\n max_fails 1"))
 
 	const perDoor, workers = 1500, 8
 	type outcome struct{ dest, answer string }

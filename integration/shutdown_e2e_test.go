@@ -42,24 +42,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	persist_config off
 	grace_period 10s
 }
-
-http://127.0.0.1:%d {
-	ilp_edge {
-		address test.edge
-		peer alice {
-			token %s
-		}
-	}
-	handle /reverse_proxy {
-		reverse_proxy %[4]s {
-			lb_policy ilp_prefix
-		}
-	}
-	handle /ilp_proxy {
-		ilp_proxy %[4]s
-	}
-}
-`, admin, port, hostileToken, hostport(conn))
+`, admin) + bothDoors(port, hostileToken, hostport(conn), "", "")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

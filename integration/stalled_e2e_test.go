@@ -23,23 +23,7 @@ func TestStalledConnectorLeavesNothingBehind(t *testing.T) {
 		<-release
 	}))
 	t.Cleanup(stalled.Close)
-	startInProcess(t, fmt.Sprintf(`
-	http://127.0.0.1:9080 {
-		ilp_edge {
-			address test.edge
-			peer alice {
-				token %[1]s
-			}
-		}
-		handle /reverse_proxy {
-			reverse_proxy %[2]s {
-				lb_policy ilp_prefix
-			}
-		}
-		handle /ilp_proxy {
-			ilp_proxy %[2]s
-		}
-	}`, hostileToken, hostport(stalled)))
+	startInProcess(t, bothDoors(9080, hostileToken, hostport(stalled), "", ""))
 
 	settle := func() int { // goroutines once transient ones are gone
 		runtime.GC()
