@@ -21,6 +21,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		address <ilp-address>
 //		max_packet_size <size>
 //		min_expiry_window <duration>
+//		max_hold <duration>
 //		destination_header trust|verify|ignore
 //		peer_header <header-name>
 //		jwt_leeway <duration>
@@ -57,6 +58,12 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_packet_size %q: not a size in bytes", s)
 			}
 			e.MaxPacketSize = int64(n)
+		case "max_hold":
+			dur, err := ParseDurationArg(d)
+			if err != nil {
+				return err
+			}
+			e.MaxHold = dur
 		case "min_expiry_window":
 			dur, err := ParseDurationArg(d)
 			if err != nil {

@@ -21,6 +21,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			address g.edge
 			max_packet_size 32KiB
 			min_expiry_window 500ms
+			max_hold 20s
 			destination_header verify
 			peer_header X-Peer
 			jwt_leeway 5s
@@ -36,6 +37,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}
 		}`, want: &Edge{
 			Address: "g.edge", MaxPacketSize: 32768, MinExpiryWindow: caddy.Duration(500 * time.Millisecond),
+			MaxHold:           caddy.Duration(20 * time.Second),
 			DestinationHeader: "verify", PeerHeader: "X-Peer", JWTLeeway: &leeway, JWTAllowMissingExp: true,
 			Peers: []*Peer{
 				{Name: "alice", Tokens: []string{"{env.ALICE}", "second"}, UpstreamToken: "{file./run/alice}"},

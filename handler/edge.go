@@ -81,6 +81,13 @@ type Edge struct {
 	// already expired are rejected).
 	MinExpiryWindow caddy.Duration `json:"min_expiry_window,omitempty"`
 
+	// The longest the forwarder may hold a packet, whatever its expiry:
+	// the request's deadline is the sooner of the two, so that a peer
+	// that sets an expiry in the year 9999 cannot pin a goroutine and a
+	// connection to a silent connector. A packet cut off this way gets
+	// T00. Default: 30s, what interledger-rs' and rafiki's clients wait.
+	MaxHold caddy.Duration `json:"max_hold,omitempty"`
+
 	// How to use the `ILP-Destination` header that ilp-plugin-http sends
 	// with `sendIlpDestination`. The Prepare in the body is always read
 	// (for its expiry), so this only chooses where the destination comes
@@ -130,6 +137,9 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	if e.DestinationHeader == "" {
 		e.DestinationHeader = DestinationTrust
 	}
+	if e.MaxHold == 0 {
+		e.MaxHold = caddy.Duration(DefaultMaxHold)
+	}
 	if e.PeerHeader == "" {
 		e.PeerHeader = DefaultPeerHeader
 	}
@@ -172,6 +182,9 @@ func (e *Edge) Validate() error {
 	}
 	if e.MinExpiryWindow < 0 {
 		return errors.New("min_expiry_window must not be negative")
+	}
+	if e.MaxHold < 0 {
+		return errors.New("max_hold must not be negative")
 	}
 	switch e.DestinationHeader {
 	case DestinationTrust, DestinationVerify, DestinationIgnore:
@@ -262,7 +275,11 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	delete(r.Header, "Transfer-Encoding")
 	r.TransferEncoding = nil
 
-	pkt.ctx.init(r.Context(), pkt.prepare.ExpiresAt)
+	deadline := pkt.prepare.ExpiresAt
+	if hold := now().Add(time.Duration(e.MaxHold)); hold.Before(deadline) {
+		deadline = hold
+	}
+	pkt.ctx.init(r.Context(), deadline)
 	defer pkt.ctx.cancel()
 	pkt.capture.reset(w)
 	err = e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)

@@ -452,3 +452,25 @@ func TestClientGoneGetsNoReply(t *testing.T) {
 	}})
 	wantStatus(t, err, 499)
 }
+
+// TestMaxHoldCapsFarExpiry: a packet that expires in the year 9999 is
+// held no longer than max_hold, and gets T00 for the hold limit, not R00.
+func TestMaxHoldCapsFarExpiry(t *testing.T) {
+	e, _ := testEdge(t, func(e *Edge) { e.MaxHold = caddy.Duration(50 * time.Millisecond) })
+	far := ilptest.NewPrepare(ilpdest.Prepare{Amount: 1, Destination: []byte("g.a.b"),
+		ExpiresAt: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)})
+	var deadline time.Time
+	silent := &backend{answer: func(_ http.ResponseWriter, r *http.Request) error {
+		deadline, _ = r.Context().Deadline()
+		<-r.Context().Done() // reverse_proxy gives up when the context does
+		return caddyhttp.Error(http.StatusGatewayTimeout, r.Context().Err())
+	}}
+	w, err := serve(t, e, newRequest(http.MethodPost, far, "Authorization", "Bearer "+aliceToken), silent)
+	wantReject(t, w, err, "T00")
+	if rej, _ := ilpdest.ReadReject(w.Body.Bytes()); !strings.Contains(rej.Message, "hold limit") {
+		t.Errorf("message %q, want the hold limit named", rej.Message)
+	}
+	if deadline.IsZero() || deadline.After(time.Now().Add(time.Minute)) {
+		t.Errorf("the forwarder's deadline was %v, not max_hold from now", deadline)
+	}
+}

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// expiryContext is a request's context with the packet's expiry as its
-// deadline, what context.WithDeadline would make, except that the timer
+// expiryContext is a request's context with the packet's deadline (its
+// expiry, or max_hold if sooner), what context.WithDeadline would make, except that the timer
 // and channel behind Done are only made when something asks for Done.
 // reverse_proxy does; ilp_proxy only reads Deadline and sets it on its
 // upstream connection, which saves it a timer, a child registered with the

@@ -3,6 +3,7 @@ package handler
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -24,6 +25,11 @@ const (
 	// MaxReplySize bounds what the edge accepts from a connector as its
 	// reply: the largest legal Fulfill or Reject is well under it.
 	MaxReplySize = 64 << 10
+
+	// DefaultMaxHold is the longest a packet is held for its reply
+	// unless configured, whatever its expiry: ilp_edge's and ilp_proxy's
+	// max_hold.
+	DefaultMaxHold = 30 * time.Second
 
 	// DefaultPrefixSegments is how many segments of the destination make
 	// the routing key unless configured: g.<connector>.<account>

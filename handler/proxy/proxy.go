@@ -26,7 +26,6 @@ import (
 
 // Defaults of the ilp_proxy options.
 const (
-	DefaultMaxHold            = 30 * time.Second
 	DefaultDialTimeout        = 3 * time.Second
 	DefaultKeepAlive          = 4 * time.Second
 	DefaultKeepAliveIdleConns = 64
@@ -146,7 +145,7 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 	if p.PrefixSegments != nil {
 		p.segments = *p.PrefixSegments
 	}
-	setDefault(&p.MaxHold, DefaultMaxHold)
+	setDefault(&p.MaxHold, handler.DefaultMaxHold)
 	setDefault(&p.DialTimeout, DefaultDialTimeout)
 	setDefault(&p.KeepAlive, DefaultKeepAlive)
 	setDefault(&p.HealthInterval, DefaultHealthInterval)
