@@ -261,6 +261,11 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	// body is the exact bytes received, with a length and the content type
 	// rafiki insists on.
 	dropConnectionFields(r.Header)
+	// With an idempotency key, net/http's Transport (reverse_proxy's)
+	// counts a POST as safe to send again after a reused connection
+	// breaks: a connector that read the packet would get it twice.
+	delete(r.Header, "Idempotency-Key")
+	delete(r.Header, "X-Idempotency-Key")
 	r.Header[e.peerHeader] = p.nameHeader
 	if p.upstreamAuth != nil {
 		r.Header["Authorization"] = p.upstreamAuth

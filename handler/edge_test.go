@@ -392,7 +392,8 @@ func TestRequestTowardBackend(t *testing.T) {
 		// the edge sets them.
 		r := newRequest(http.MethodPost, body, "Authorization", c.auth,
 			"ILP-Peer-Name", "mallory", "Content-Type", "application/ilp+octet-stream",
-			"Connection", "ILP-Peer-Name, authorization , X-Hop", "X-Hop", "1", "X-Kept", "1")
+			"Connection", "ILP-Peer-Name, authorization , X-Hop", "X-Hop", "1", "X-Kept", "1",
+			"Idempotency-Key", "k1", "X-Idempotency-Key", "k2")
 		r.ContentLength = -1
 		be := &backend{}
 		if _, err := serve(t, e, r, be); err != nil {
@@ -404,6 +405,9 @@ func TestRequestTowardBackend(t *testing.T) {
 		}
 		if got := h.Get("Authorization"); got != c.wantAuth {
 			t.Errorf("Authorization %q, want %q", got, c.wantAuth)
+		}
+		if _, ok := h["Idempotency-Key"]; ok || h.Get("X-Idempotency-Key") != "" {
+			t.Error("an idempotency key reached the backend: its transport would resend the packet")
 		}
 		if h.Get("Connection") != "" || h.Get("X-Hop") != "" || h.Get("X-Kept") != "1" {
 			t.Errorf("Connection %q, X-Hop %q, X-Kept %q: want the hop-by-hop fields gone and the rest kept",

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +18,42 @@ import (
 
 // faultConnector is a connector on loopback that misbehaves as each packet
 // asks: the last segment of the destination names what it does (see
-// answer). It speaks raw HTTP/1.1 so that it can break the protocol.
-func faultConnector(t *testing.T) string {
+// answer). It speaks raw HTTP/1.1 so that it can break the protocol, and
+// counts how many times each destination reached it.
+type faultConnector struct {
+	addr     string
+	mu       sync.Mutex
+	received map[string]int
+}
+
+func startFaultConnector(t *testing.T) *faultConnector {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	f := &faultConnector{addr: l.Addr().String(), received: map[string]int{}}
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			go serveFaults(c)
+			go f.serve(c)
 		}
 	}()
-	return l.Addr().String()
+	return f
 }
 
-func serveFaults(c net.Conn) {
+// times reports how many times dest reached the connector.
+func (f *faultConnector) times(dest string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.received[dest]
+}
+
+func (f *faultConnector) serve(c net.Conn) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
@@ -54,6 +70,9 @@ func serveFaults(c net.Conn) {
 			return
 		}
 		dest := string(p.Destination)
+		f.mu.Lock()
+		f.received[dest]++
+		f.mu.Unlock()
 		if !answer(c, dest[strings.LastIndexByte(dest, '.')+1:]) {
 			return
 		}
@@ -106,7 +125,7 @@ func answer(c net.Conn, mode string) bool {
 // ilp_proxy. Each row is a connector behaving one way; the peer must get
 // the same answer from both.
 func TestRejectTable(t *testing.T) {
-	fault := faultConnector(t)
+	fault := startFaultConnector(t).addr
 	dead := ilptest.DeadAddress(t)
 	tester, _ := startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
@@ -194,6 +213,40 @@ func TestRejectTable(t *testing.T) {
 						took.Round(time.Millisecond), row.want, row.message)
 				}
 			})
+		}
+	}
+}
+
+// TestIdempotencyKeyNotReplayed: a peer's Idempotency-Key would make
+// reverse_proxy's transport send a POST again after a reused connection
+// broke; ilp_edge drops the header, so a connector that read the packet
+// and closed gets it once, and the peer a T00.
+func TestIdempotencyKeyNotReplayed(t *testing.T) {
+	fault := startFaultConnector(t)
+	tester, _ := startInProcess(t, bothDoors(9080, hostileToken, fault.addr, "", ""))
+	send := func(door, dest string) string {
+		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9080/"+door, bytes.NewReader(ilptest.Prepare(dest, time.Minute)))
+		req.Header.Set("Authorization", "Bearer "+hostileToken)
+		req.Header.Set("Idempotency-Key", dest)
+		res, err := tester.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return answerOf(res, body)
+	}
+	for _, door := range []string{"reverse_proxy", "ilp_proxy"} {
+		// The first packet leaves a pooled connection for the second to reuse.
+		if got := send(door, "g.idem."+door+".fulfill"); got != "fulfill" {
+			t.Fatalf("%s: first packet got %s", door, got)
+		}
+		dest := "g.idem." + door + ".close"
+		if got := send(door, dest); got != "T00" {
+			t.Errorf("%s: a packet the connector read and then hung up on got %s, want T00", door, got)
+		}
+		if n := fault.times(dest); n != 1 {
+			t.Errorf("%s: the connector got the packet %d times, want once", door, n)
 		}
 	}
 }
