@@ -60,8 +60,11 @@ func (p *Packet) getBody() (io.ReadCloser, error) {
 // ReadPacket reads the Prepare in r's body for a forwarder that runs
 // without ilp_edge before it, which then does no authentication and makes
 // no Rejects: a body over maxSize is a 413 and one that is not a Prepare a
-// 400, as handler errors.
+// 400, as handler errors. As ilp_edge does, it drops the Connection header
+// and the fields it names, so that a forwarder sends on r's header as it
+// is, less the fixed hop-by-hop fields.
 func ReadPacket(r *http.Request, maxSize int64) (*Packet, error) {
+	dropConnectionFields(r.Header)
 	p := new(Packet)
 	tooLarge, err := p.readBody(r, maxSize)
 	if tooLarge {

@@ -163,9 +163,8 @@ func writeRequest(w *bufio.Writer, req *h1Request) {
 	w.WriteString("\r\nContent-Length: ")
 	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(len(req.body)), 10))
 	w.WriteString("\r\n")
-	conn := req.header["Connection"] // nil in the common case: nothing to look up
 	for k, vv := range req.header {
-		if hopByHop(k) || (conn != nil && listsToken(conn, k)) {
+		if hopByHop(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -182,24 +181,12 @@ func writeRequest(w *bufio.Writer, req *h1Request) {
 // hopByHop reports whether a request header (in canonical form) belongs to
 // one connection and is not forwarded (RFC 9110 §7.6.1), or is one the
 // proxy writes itself. The fields a request's Connection header names are
-// hop-by-hop too: see listsToken.
+// hop-by-hop too; ilp_edge (or handler.ReadPacket) has removed them.
 func hopByHop(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length":
 		return true
-	}
-	return false
-}
-
-// listsToken reports whether one of the comma-separated lists in values
-// (a Connection header's) holds token, in any case: the fields it names
-// are hop-by-hop (RFC 9110 §7.6.1).
-func listsToken(values []string, token string) bool {
-	for _, v := range values {
-		if hasToken(v, token) {
-			return true
-		}
 	}
 	return false
 }

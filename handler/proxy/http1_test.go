@@ -259,26 +259,32 @@ func TestWriteRequest(t *testing.T) {
 	}
 }
 
-func TestWriteRequestDropsConnectionFields(t *testing.T) {
-	h := http.Header{
+// TestConnectionFieldsNotForwarded: fields the peer's Connection header
+// names are hop-by-hop and do not reach the connector, also when
+// ilp_proxy runs without ilp_edge (handler.ReadPacket drops them).
+func TestConnectionFieldsNotForwarded(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.Write(ilptest.Fulfill(nil))
+	}))
+	t.Cleanup(srv.Close)
+	p := testProxy(t, nil, srv.URL)
+	r := newRequest(ilptest.Prepare("g.usd.x", time.Minute))
+	r.Header = http.Header{
 		"Ilp-Peer-Name": {"alice"}, "Connection": {"close, X-Hop", " x-other "}, "X-Hop": {"1"},
 		"X-Other": {"2"}, "X-Kept": {"3"},
 	}
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	writeRequest(w, &h1Request{path: "/", host: "c:1", header: h, body: []byte("PKT")})
-	w.Flush()
-	req, err := http.ReadRequest(bufio.NewReader(&buf))
-	if err != nil {
+	if err := p.ServeHTTP(httptest.NewRecorder(), r, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"Connection", "X-Hop", "X-Other"} {
-		if v, ok := req.Header[k]; ok {
+		if v, ok := got[k]; ok {
 			t.Errorf("%s: %q forwarded; the Connection header names it hop-by-hop", k, v)
 		}
 	}
-	if req.Header.Get("X-Kept") != "3" || req.Header.Get("Ilp-Peer-Name") != "alice" {
-		t.Errorf("headers %v, want X-Kept and Ilp-Peer-Name forwarded", req.Header)
+	if got.Get("X-Kept") != "3" || got.Get("Ilp-Peer-Name") != "alice" {
+		t.Errorf("headers %v, want X-Kept and Ilp-Peer-Name forwarded", got)
 	}
 }
 

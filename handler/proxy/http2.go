@@ -32,9 +32,8 @@ func (u *upstream) roundTripHTTP2(r *http.Request, path string, body []byte, dea
 	}
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	req.Header = make(http.Header, len(r.Header))
-	conn := r.Header["Connection"]
 	for k, v := range r.Header {
-		if !hopByHop(k) && (conn == nil || !listsToken(conn, k)) {
+		if !hopByHop(k) {
 			req.Header[k] = v
 		}
 	}
