@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
@@ -148,14 +147,5 @@ func sendOnceTTL(c *http.Client, url, dest string, ttl time.Duration) string {
 	if err != nil {
 		return "error reading the reply: " + err.Error()
 	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Sprintf("HTTP %d", res.StatusCode)
-	}
-	if _, ok := ilptest.FulfillData(body); ok {
-		return "fulfill"
-	}
-	if code, err := ilpdest.ReadRejectCode(body); err == nil {
-		return code.String()
-	}
-	return fmt.Sprintf("200 with %x", body)
+	return answerOf(res, body)
 }

@@ -244,6 +244,13 @@ func TestHostileInput(t *testing.T) {
 		{"a header line of 1 MB", func(p string) []byte {
 			return post(p, []string{auth, "X-Big: " + strings.Repeat("b", 1<<20)}, prepare)
 		}, []string{"431"}, 0},
+		{"10,000 header lines", func(p string) []byte {
+			lines := []string{auth}
+			for i := range 10_000 {
+				lines = append(lines, fmt.Sprintf("X-H%d: v", i))
+			}
+			return post(p, lines, prepare)
+		}, []string{"431"}, 0},
 	}
 	for _, door := range []string{"/reverse_proxy", "/ilp_proxy"} {
 		for _, c := range cases {

@@ -1,0 +1,293 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+)
+
+// Bounds on what ./cmd/caddy may hold; the measured figures are in
+// docs/performance.md. They are loose enough for the race detector's
+// neighbours on a noisy machine and tight enough to catch a buffer per
+// connection or a header block kept.
+const (
+	maxKBLivePerIdleConn   = 32 // heap and stack after a GC; measured 22 to 24
+	maxKBRSSPerIdleConn    = 64 // resident, garbage included; measured 35 to 43
+	maxMBHeaderFloodGrowth = 16 // net/http reads at most max_header_size + 4 KB per request
+)
+
+// TestResourceBounds runs ./cmd/caddy with both front doors and measures
+// its resident memory (VmRSS) while peers send oversized header blocks
+// and then hold 10,000 keep-alive connections open, each after one
+// packet. Memory must stay within the bounds above, and closing the
+// connections must release their file descriptors.
+func TestResourceBounds(t *testing.T) {
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write(ilptest.Fulfill([]byte("ok")))
+	}))
+	t.Cleanup(conn.Close)
+	port, admin := freePort(t), freePort(t)
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	servers {
+		timeouts {
+			read_header 5s
+			read_body 10s
+			idle 2m
+		}
+	}
+}
+`, admin) + bothDoors(port, hostileToken, hostport(conn), "", "")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caddy := start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
+	pid := caddy.cmd.Process.Pid
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for deadline := time.Now().Add(20 * time.Second); sendOnce(client, "http://"+addr+"/ilp_proxy", "g.warm.up") != "fulfill"; {
+		if time.Now().After(deadline) {
+			t.Fatal("edge did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	client.CloseIdleConnections()
+	fds := openFDs(t, pid)
+	prepare := ilptest.Prepare("g.bounds.alice", time.Minute)
+	auth := "Authorization: Bearer " + hostileToken
+
+	t.Run("oversized header blocks", func(t *testing.T) {
+		huge := post("/ilp_proxy", []string{auth, "X-Big: " + strings.Repeat("b", 1<<20)}, prepare)
+		lines := []string{auth}
+		for i := range 10_000 {
+			lines = append(lines, fmt.Sprintf("X-H%d: v", i))
+		}
+		many := post("/reverse_proxy", lines, prepare)
+		before := vmRSS(t, pid)
+		const rounds = 100
+		for i := range rounds {
+			for _, req := range [][]byte{huge, many} {
+				replies, bodies, closed := rawExchange(t, addr, req, 1)
+				if len(replies) == 1 && answerOf(replies[0], bodies[0]) == "431" || len(replies) == 0 && closed {
+					continue
+				}
+				t.Fatalf("round %d: %d replies (closed %v), want 431 or the connection closed", i, len(replies), closed)
+			}
+		}
+		grew := (vmRSS(t, pid) - before) >> 10
+		t.Logf("%d header blocks of 1 MB and %d of 10,000 header lines: RSS grew %d MB", rounds, rounds, grew)
+		if grew > maxMBHeaderFloodGrowth {
+			t.Errorf("RSS grew %d MB, want at most %d", grew, maxMBHeaderFloodGrowth)
+		}
+	})
+
+	t.Run("idle keep-alive connections", func(t *testing.T) {
+		n := idleConnCount(t)
+		waitFDs(t, pid, func(open int) bool { return open <= fds+fdSlack }, "Caddy to close the connections before")
+		before, liveBefore := vmRSS(t, pid), liveMemory(t, admin)
+		conns := make([]net.Conn, n)
+		t.Cleanup(func() {
+			for _, c := range conns {
+				if c != nil {
+					c.(*net.TCPConn).SetLinger(0) // no TIME_WAIT left for the tests after this one
+					c.Close()
+				}
+			}
+		})
+		// Each connection sends its packet as soon as it is open:
+		// read_header (5 s) closes one that sends nothing, and dialling
+		// 10,000 can take longer than that.
+		eachConn(t, n, func(i int) error {
+			door := []string{"/reverse_proxy", "/ilp_proxy"}[i%2]
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			conns[i] = c
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write(post(door, []string{auth}, prepare)); err != nil {
+				return err
+			}
+			res, err := http.ReadResponse(bufio.NewReaderSize(c, 512), nil)
+			if err != nil {
+				return err
+			}
+			body, err := io.ReadAll(res.Body)
+			if err != nil {
+				return err
+			}
+			if a := answerOf(res, body); a != "fulfill" || res.Close {
+				return fmt.Errorf("%s: got %s (close %v), want a Fulfill on a connection kept alive", door, a, res.Close)
+			}
+			return c.SetDeadline(time.Time{})
+		})
+		if open := openFDs(t, pid); open < n {
+			t.Fatalf("Caddy has %d files open, fewer than the %d connections", open, n)
+		}
+		used := vmRSS(t, pid)
+		live := liveMemory(t, admin)
+		perUsed, perLive := float64(used-before)/float64(n), float64(live-liveBefore)/1024/float64(n)
+		t.Logf("%d idle keep-alive connections, one packet each: RSS %d MB before, then %.1f KB more per connection, %.1f KB of it live heap and stack",
+			n, before>>10, perUsed, perLive)
+		if perLive > maxKBLivePerIdleConn {
+			t.Errorf("%.1f KB of live heap and stack per idle connection after a packet, want at most %d", perLive, maxKBLivePerIdleConn)
+		}
+		if perUsed > maxKBRSSPerIdleConn {
+			t.Errorf("%.1f KB of RSS per idle connection after a packet, want at most %d", perUsed, maxKBRSSPerIdleConn)
+		}
+		for i, c := range conns {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			conns[i] = nil
+		}
+		waitFDs(t, pid, func(open int) bool { return open <= fds+fdSlack }, "Caddy to close the connections")
+	})
+}
+
+// fdSlack allows for the files Caddy keeps open besides the peers'
+// connections: its pooled connections to the connector (at most one per
+// worker of eachConn and front door) and the admin endpoint's.
+const fdSlack = 2*32 + 16
+
+// idleConnCount is 10,000, or fewer when this process may not open that
+// many files (Caddy raises its own limit the same way Go does: to the
+// hard limit).
+func idleConnCount(t *testing.T) int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	n := min(10_000, int(lim.Cur)-512)
+	if n < 1000 {
+		t.Fatalf("RLIMIT_NOFILE is %d: too low to hold the idle connections", lim.Cur)
+	}
+	return n
+}
+
+// eachConn runs f(0..n-1) on 32 workers, failing the test at the first error.
+func eachConn(t *testing.T, n int, f func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	next := make(chan int)
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					errs <- fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for i := range n {
+			select {
+			case next <- i:
+			case err := <-errs:
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+}
+
+// liveMemory is the heap and stack Caddy holds after a garbage
+// collection, in bytes, read from its admin endpoint: a heap profile with
+// gc=1 forces the collection (twice, as each halves an idle goroutine's
+// stack), and /debug/vars reports runtime.MemStats.
+func liveMemory(t *testing.T, admin int) uint64 {
+	t.Helper()
+	get := func(path string) []byte {
+		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", admin, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: HTTP %d, %v", path, res.StatusCode, err)
+		}
+		return b
+	}
+	get("/debug/pprof/heap?gc=1")
+	get("/debug/pprof/heap?gc=1")
+	var vars struct {
+		MemStats struct{ HeapInuse, StackInuse uint64 } `json:"memstats"`
+	}
+	if err := json.Unmarshal(get("/debug/vars"), &vars); err != nil {
+		t.Fatal(err)
+	}
+	return vars.MemStats.HeapInuse + vars.MemStats.StackInuse
+}
+
+// vmRSS is the resident memory of process pid, in KB.
+func vmRSS(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// waitFDs waits up to 20 s for process pid's open file count to satisfy ok.
+func waitFDs(t *testing.T, pid int, ok func(open int) bool, what string) {
+	t.Helper()
+	open := 0
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if open = openFDs(t, pid); ok(open) {
+			return
+		}
+	}
+	t.Fatalf("waited 20 s for %s: %d files open", what, open)
+}
