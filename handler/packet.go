@@ -29,6 +29,7 @@ type Packet struct {
 	destination string
 	peer        *peer
 	routeKey    string    // set by the forwarder (SetRoute), for the debug log
+	tried       uint64    // ilp_prefix: the pool indexes (below 64) it chose for this packet
 	start       time.Time // arrival; zero when neither metrics nor debug logs need it
 	reader      bytes.Reader
 	capture     responseCapture

@@ -24,7 +24,9 @@ import (
 // not full). Nothing is random and nothing is stored: every edge instance,
 // after every restart or reload, picks the same upstream for a prefix.
 // When an upstream becomes unavailable only its prefixes move, each to its
-// next-ranked upstream, and they come back when it recovers.
+// next-ranked upstream, and they come back when it recovers. A retry
+// (lb_retries) goes to the packet's next choice. When health has marked
+// every upstream down, they are chosen anyway, in rank order.
 //
 // The destination comes from the ilp_destination var that ilp_edge sets,
 // else from a valid ILP-Destination request header; without either, the
@@ -108,16 +110,34 @@ func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 		names = append(names, u.String())
 	}
 	order := ilpdest.Rank(key, names, orderBuf[:0])
-	i, rank := firstUsable(order, func(i int) bool { return pool[i].Available() })
+	i, rank := firstUsable(order, func(i int) bool { return pool[i].Available() && !triedBefore(pkt, i) })
+	if i < 0 {
+		// None is healthy: as Envoy's panic mode does, try the ones health
+		// marked down anyway, in rank order. During a rolling restart
+		// passive health can mark every connector down while all are
+		// back; one that is really gone refuses the connection, and
+		// lb_retries moves the packet on, undelivered.
+		i, rank = firstUsable(order, func(i int) bool { return !pool[i].Full() && !triedBefore(pkt, i) })
+	}
 	if i < 0 {
 		return nil // reverse_proxy answers 503, which ilp_edge turns into T01
 	}
 	if pkt != nil {
+		if i < 64 {
+			pkt.tried |= 1 << i
+		}
 		pkt.SetRoute(r, key, rank)
 	} else {
 		caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
 	}
 	return pool[i]
+}
+
+// triedBefore reports whether Select already chose pool[i] for pkt: a
+// retry (lb_retries) goes to the next choice even when passive health is
+// off or has not marked the first one down.
+func triedBefore(pkt *Packet, i int) bool {
+	return pkt != nil && i < 64 && pkt.tried&(1<<i) != 0
 }
 
 // firstUsable walks a ranking and returns the first index for which usable

@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
 func newPolicy(t testing.TB, s *PrefixSelection) *PrefixSelection {
@@ -239,5 +241,34 @@ func TestPrefixDeprecatedSegments(t *testing.T) {
 	}
 	if s := newPolicy(t, &PrefixSelection{Segments: &one, PrefixSegments: &two}); s.segments != 2 {
 		t.Errorf("segments 1 and prefix_segments 2: routing by %d segments", s.segments)
+	}
+}
+
+// TestPrefixRetryGoesToNextChoice: reverse_proxy calls Select again for
+// each lb_retries attempt; each goes to the packet's next-ranked upstream
+// (even with no passive health to mark the first down), and none twice.
+func TestPrefixRetryGoesToNextChoice(t *testing.T) {
+	s := newPolicy(t, &PrefixSelection{})
+	pool := testPool(3)
+	var names []string
+	for _, u := range pool {
+		names = append(names, u.String())
+	}
+	order := ilpdest.Rank("g.a.b", names, nil)
+	r := destRequest("g.a.b.c")
+	for rank, i := range order {
+		if got := s.Select(pool, r, nil); got != pool[i] {
+			t.Fatalf("attempt %d: %s, want %s", rank+1, got, pool[i])
+		}
+		if got := caddyhttp.GetVar(r.Context(), VarUpstreamRank); got != rank {
+			t.Errorf("attempt %d: rank var %v, want %d", rank+1, got, rank)
+		}
+	}
+	if got := s.Select(pool, r, nil); got != nil {
+		t.Errorf("every upstream tried, got %s, want none", got)
+	}
+	// Another packet starts again from its first choice.
+	if got := s.Select(pool, destRequest("g.a.b.d"), nil); got != pool[order[0]] {
+		t.Errorf("a new packet got %s, want %s", got, pool[order[0]])
 	}
 }

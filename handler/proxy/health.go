@@ -25,13 +25,18 @@ func (p *Proxy) checkHealthEvery(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if wasDown := u.state.down.Swap(err != nil); wasDown != (err != nil) {
+			wasDown := u.state.down.Swap(err != nil)
+			cleared := err == nil && u.clearFailures()
+			switch {
+			case err != nil && !wasDown:
+				p.logger.Warn("upstream unhealthy", zap.String("upstream", u.addr), zap.Error(err))
+			case err == nil && wasDown:
+				p.logger.Info("upstream healthy", zap.String("upstream", u.addr))
+			case cleared:
+				p.logger.Info("upstream passed its health check; its passive failures are cleared", zap.String("upstream", u.addr))
+			}
+			if wasDown != (err != nil) || cleared {
 				u.metrics.setHealthy(u.healthy(p.maxFails))
-				if err != nil {
-					p.logger.Warn("upstream unhealthy", zap.String("upstream", u.addr), zap.Error(err))
-				} else {
-					p.logger.Info("upstream healthy", zap.String("upstream", u.addr))
-				}
 			}
 		}
 		select {

@@ -45,7 +45,11 @@ const (
 // upstream only when it certainly did not reach a backend: the dial failed,
 // or the connection failed before a byte of the request was written. Once
 // a backend may have seen it, the failure is final, since a connector that
-// got the Prepare twice could forward it twice.
+// got the Prepare twice could forward it twice. When no healthy upstream
+// takes it, the ones health has marked down are tried the same way, in
+// rank order: health is a hint, and rejecting every packet because each
+// connector failed once within fail_duration would turn a rolling restart
+// into an outage.
 //
 // It waits for a reply until the packet's expiry (the deadline ilp_edge
 // sets) or max_hold, whichever is first. A failure is a
@@ -310,39 +314,47 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	bufp := replyBufPool.Get().(*[]byte)
 	defer replyBufPool.Put(bufp)
 
+	// The healthy upstreams first, in rank order; then, if none took the
+	// packet, the marked-down ones in rank order too, as Envoy's panic
+	// mode does. During a rolling restart passive health can mark every
+	// connector down while all are back; a marked-down one that is really
+	// gone refuses the connection, and the packet moves on undelivered.
 	var last *handler.ForwardError
-	for rank, i := range order {
-		u := set.upstreams[i]
-		if !u.healthy(p.maxFails) {
-			continue
-		}
-		reply, err := u.exchange(r, repl, pkt.Bytes(), deadline, (*bufp)[:0])
-		u.metrics.count(err)
-		if err == nil {
-			pkt.SetRoute(r, key, rank)
-			if rank > 0 && !p.DisableMetrics {
-				metricRerouted.Inc()
+ranking:
+	for _, healthy := range [2]bool{true, false} {
+		for rank, i := range order {
+			u := set.upstreams[i]
+			if u.healthy(p.maxFails) != healthy {
+				continue
 			}
-			w.Header()["Content-Type"] = octetStream
-			w.WriteHeader(reply.status)
-			var werr error
-			if len(reply.body) > 0 { // a 204 or 304 may have none
-				_, werr = w.Write(reply.body)
+			reply, err := u.exchange(r, repl, pkt.Bytes(), deadline, (*bufp)[:0])
+			u.metrics.count(err)
+			if err == nil {
+				pkt.SetRoute(r, key, rank)
+				if rank > 0 && !p.DisableMetrics {
+					metricRerouted.Inc()
+				}
+				w.Header()["Content-Type"] = octetStream
+				w.WriteHeader(reply.status)
+				var werr error
+				if len(reply.body) > 0 { // a 204 or 304 may have none
+					_, werr = w.Write(reply.body)
+				}
+				*bufp = reply.body[:0]
+				return werr
 			}
-			*bufp = reply.body[:0]
-			return werr
-		}
-		u.countFailure(time.Duration(p.FailDuration), p.maxFails)
-		last = err
-		if last.Failure != handler.NotDelivered || !time.Now().Before(deadline) {
-			break
-		}
-		if c := p.logger.Check(zap.DebugLevel, "packet not delivered, trying the next upstream"); c != nil {
-			c.Write(zap.String("upstream", u.addr), zap.Error(err))
+			u.countFailure(time.Duration(p.FailDuration), p.maxFails)
+			last = err
+			if last.Failure != handler.NotDelivered || !time.Now().Before(deadline) {
+				break ranking
+			}
+			if c := p.logger.Check(zap.DebugLevel, "packet not delivered, trying the next upstream"); c != nil {
+				c.Write(zap.String("upstream", u.addr), zap.Bool("healthy", healthy), zap.Error(err))
+			}
 		}
 	}
 	if last == nil {
-		return handler.NewForwardError(handler.NoUpstream, "", errors.New("ilp_proxy: no healthy upstream"))
+		return handler.NewForwardError(handler.NoUpstream, "", errors.New("ilp_proxy: no upstream"))
 	}
 	return caddyhttp.Error(last.Failure.HTTPStatus(), last)
 }

@@ -155,18 +155,69 @@ func TestProxyStalledBackendGetsR00(t *testing.T) {
 	wantReject(t, w, err, "T00")
 }
 
-func TestProxyNoHealthyUpstreamGetsT01(t *testing.T) {
+func TestProxyDeadUpstreamGetsT01(t *testing.T) {
 	e := testEdge(t)
 	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) }, "http://"+ilptest.DeadAddress(t))
 	_, _, err := forward(t, p, "g.usd.x", time.Minute)
 	wantFailure(t, err, handler.NotDelivered)
-	// Now marked down, it is not dialled.
-	_, _, err = forward(t, p, "g.usd.x", time.Minute)
-	wantFailure(t, err, handler.NoUpstream)
-	w, _, err := send(t, e, p, "g.usd.x", time.Minute)
-	wantReject(t, w, err, "T01")
 	if p.static.upstreams[0].healthy(1) {
 		t.Error("a refused upstream is still healthy within fail_duration")
+	}
+	// Marked down and the only one: still tried, as a last resort.
+	w, _, err := send(t, e, p, "g.usd.x", time.Minute)
+	wantReject(t, w, err, "T01")
+}
+
+func TestProxyTriesMarkedDownUpstreamsWhenNoneIsHealthy(t *testing.T) {
+	a, b := startConnector(t, "a", false), startConnector(t, "b", false)
+	dead := ilptest.DeadAddress(t)
+	e := testEdge(t)
+	p := testProxy(t, func(p *Proxy) { p.FailDuration = caddy.Duration(time.Minute) },
+		"http://"+dead, "http://"+a.addr(), "http://"+b.addr())
+	for _, u := range p.static.upstreams {
+		u.countFailure(time.Minute, p.maxFails) // all marked down, as after a rolling restart
+	}
+	// In rank order: the dead one refuses, the next one ranked takes it.
+	dest := destRankedFirst([]string{dead, a.addr(), b.addr()})
+	order := ilpdest.Rank(dest, []string{dead, a.addr(), b.addr()}, nil)
+	want := []string{"", "a", "b"}[order[1]]
+	w, r, err := send(t, e, p, dest, time.Minute)
+	if got := fulfilledBy(t, w, err); got != want {
+		t.Errorf("fulfilled by %s, want %s, the next ranked", got, want)
+	}
+	if rank := caddyhttp.GetVar(r.Context(), handler.VarUpstreamRank); rank != 1 {
+		t.Errorf("rank %v, want 1", rank)
+	}
+	// One healthy upstream again: it is tried first, whatever the rank.
+	other := map[string]int{"a": 2, "b": 1}[want]
+	p.static.upstreams[other].clearFailures()
+	w, _, err = send(t, e, p, dest, time.Minute)
+	if got := fulfilledBy(t, w, err); got != []string{"", "a", "b"}[other] {
+		t.Errorf("fulfilled by %s, want the one healthy upstream", got)
+	}
+}
+
+func TestProxyHealthCheckClearsPassiveFailures(t *testing.T) {
+	a := startConnector(t, "a", false)
+	p := testProxy(t, func(p *Proxy) {
+		p.FailDuration = caddy.Duration(time.Hour)
+		p.HealthURI = "/health"
+		p.HealthInterval = caddy.Duration(20 * time.Millisecond)
+	}, "http://"+a.addr())
+	u := p.static.upstreams[0]
+	u.countFailure(time.Hour, 1)
+	waitFor(t, "a passing check to clear the failure", func() bool { return u.healthy(1) })
+
+	// A failure counted before a clear expires without taking back one
+	// counted after it.
+	a.health.Store(http.StatusServiceUnavailable) // no more clearing
+	waitFor(t, "a to be marked down", func() bool { return u.state.down.Load() })
+	u.countFailure(10*time.Millisecond, 1)
+	u.clearFailures()
+	u.countFailure(time.Hour, 1)
+	time.Sleep(50 * time.Millisecond)
+	if n := uint32(u.state.passive.Load()); n != 1 {
+		t.Errorf("%d passive failures, want 1", n)
 	}
 }
 

@@ -28,9 +28,12 @@ type upstream struct {
 type upstreamState struct {
 	h1        *h1Pool         // http
 	transport *http.Transport // h2c and https
-	fails     atomic.Int32    // passive: failures within fail_duration
 	down      atomic.Bool     // active: the last health check failed
-	key       string
+	// passive holds the failures within fail_duration in its low 32 bits
+	// and, above them, how many times a passing health check has cleared
+	// them: a failure's expiry then takes back only a failure it counted.
+	passive atomic.Uint64
+	key     string
 }
 
 // upstreamStates holds every upstream's state, keyed by everything the
@@ -141,18 +144,40 @@ func (u *upstream) release() bool {
 // check (if any) passed and it has failed fewer than maxFails times within
 // fail_duration (if passive health is on).
 func (u *upstream) healthy(maxFails int32) bool {
-	return !u.state.down.Load() && u.state.fails.Load() < maxFails
+	return !u.state.down.Load() && int32(uint32(u.state.passive.Load())) < maxFails
 }
 
-// countFailure records a failed exchange for failDuration.
+// countFailure records a failed exchange for failDuration, or until a
+// passing health check clears it.
 func (u *upstream) countFailure(failDuration time.Duration, maxFails int32) {
 	if failDuration <= 0 {
 		return
 	}
-	u.state.fails.Add(1)
+	epoch := u.state.passive.Add(1) >> 32
 	u.metrics.setHealthy(u.healthy(maxFails))
 	time.AfterFunc(failDuration, func() {
-		u.state.fails.Add(-1)
+		for {
+			v := u.state.passive.Load()
+			if v>>32 != epoch || u.state.passive.CompareAndSwap(v, v-1) {
+				break
+			}
+		}
 		u.metrics.setHealthy(u.healthy(maxFails))
 	})
+}
+
+// clearFailures forgets the passive failures: a passing active health
+// check shows the upstream is back, and a connector restarted in a rolling
+// update should not sit out the rest of its fail_duration. It reports
+// whether there were any.
+func (u *upstream) clearFailures() bool {
+	for {
+		v := u.state.passive.Load()
+		if uint32(v) == 0 {
+			return false
+		}
+		if u.state.passive.CompareAndSwap(v, (v>>32+1)<<32) {
+			return true
+		}
+	}
 }
