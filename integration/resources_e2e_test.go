@@ -31,10 +31,11 @@ const (
 )
 
 // TestResourceBounds runs ./cmd/caddy with both front doors and measures
-// its resident memory (VmRSS) while peers send oversized header blocks
-// and then hold 10,000 keep-alive connections open, each after one
-// packet. Memory must stay within the bounds above, and closing the
-// connections must release their file descriptors.
+// its resident memory (VmRSS) while peers send oversized header blocks,
+// then 10,000 refused peers (whose connections Caddy must close), then
+// 10,000 keep-alive connections held open, each after one packet. Memory
+// must stay within the bounds above, and closing the connections must
+// release their file descriptors.
 func TestResourceBounds(t *testing.T) {
 	bin, err := buildCaddy()
 	if err != nil {
@@ -100,6 +101,38 @@ func TestResourceBounds(t *testing.T) {
 		if grew > maxMBHeaderFloodGrowth {
 			t.Errorf("RSS grew %d MB, want at most %d", grew, maxMBHeaderFloodGrowth)
 		}
+	})
+
+	t.Run("refused peers' connections", func(t *testing.T) {
+		n := idleConnCount(t)
+		before := vmRSS(t, pid)
+		refused := post("/ilp_proxy", []string{"Authorization: Bearer not-a-peer"}, prepare)
+		eachConn(t, n, func(i int) error {
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write(refused); err != nil {
+				return err
+			}
+			br := bufio.NewReaderSize(c, 512)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, res.Body)
+			if res.StatusCode != http.StatusUnauthorized || !res.Close {
+				return fmt.Errorf("HTTP %d (close %v), want 401 and Connection: close", res.StatusCode, res.Close)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				return fmt.Errorf("after the 401, read %v, want the connection closed", err)
+			}
+			return nil
+		})
+		waitFDs(t, pid, func(open int) bool { return open <= fds+fdSlack }, "Caddy to close the refused connections")
+		t.Logf("%d peers refused with 401: every connection closed by Caddy, RSS %+d MB", n, (vmRSS(t, pid)-before)>>10)
 	})
 
 	t.Run("idle keep-alive connections", func(t *testing.T) {
