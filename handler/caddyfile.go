@@ -24,6 +24,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		max_hold <duration>
 //		destination_header trust|verify|ignore
 //		peer_header <header-name>
+//		forward_headers <header-name...>
 //		jwt_leeway <duration>
 //		jwt_allow_missing_exp
 //		metrics on|off
@@ -35,8 +36,9 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		}
 //	}
 //
-// token, jwt_secret and client_cert may be repeated; a peer needs at least
-// one of them. Secrets may be {env.NAME} or {file./path} placeholders.
+// forward_headers may be repeated. token, jwt_secret and client_cert may
+// be repeated; a peer needs at least one of them. Secrets may be
+// {env.NAME} or {file./path} placeholders.
 func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -83,6 +85,17 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&e.PeerHeader) {
 				return d.ArgErr()
 			}
+		case "forward_headers":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.ArgErr()
+			}
+			for _, name := range names {
+				if err := checkForwardHeader(name); err != nil {
+					return d.Errf("%v", err)
+				}
+			}
+			e.ForwardHeaders = append(e.ForwardHeaders, names...)
 		case "jwt_leeway":
 			dur, err := ParseDurationArg(d)
 			if err != nil {

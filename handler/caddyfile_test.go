@@ -24,6 +24,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			max_hold 20s
 			destination_header verify
 			peer_header X-Peer
+			forward_headers traceparent tracestate
+			forward_headers X-Request-Id
 			jwt_leeway 5s
 			jwt_allow_missing_exp
 			peer alice {
@@ -39,6 +41,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			Address: "g.edge", MaxPacketSize: 32768, MinExpiryWindow: caddy.Duration(500 * time.Millisecond),
 			MaxHold:           caddy.Duration(20 * time.Second),
 			DestinationHeader: "verify", PeerHeader: "X-Peer", JWTLeeway: &leeway, JWTAllowMissingExp: true,
+			ForwardHeaders: []string{"traceparent", "tracestate", "X-Request-Id"},
 			Peers: []*Peer{
 				{Name: "alice", Tokens: []string{"{env.ALICE}", "second"}, UpstreamToken: "{file./run/alice}"},
 				{Name: "bob", JWTSecrets: []string{"s3cret"}, ClientCerts: []string{"AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"}},
@@ -55,6 +58,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad size", input: "ilp_edge {\naddress g.e\nmax_packet_size lots\n}", err: "not a size"},
 		{name: "bad duration", input: "ilp_edge {\naddress g.e\nmin_expiry_window soon\n}", err: "min_expiry_window"},
 		{name: "bad mode", input: "ilp_edge {\naddress g.e\ndestination_header sometimes\n}", err: "want trust, verify or ignore"},
+		{name: "forward_headers without names", input: "ilp_edge {\naddress g.e\nforward_headers\n}", err: "wrong argument count"},
+		{name: "forward_headers hop-by-hop", input: "ilp_edge {\naddress g.e\nforward_headers Keep-Alive\n}", err: "Keep-Alive may not be forwarded"},
+		{name: "forward_headers idempotency key", input: "ilp_edge {\naddress g.e\nforward_headers idempotency-key\n}", err: "may not be forwarded"},
+		{name: "forward_headers not a name", input: "ilp_edge {\naddress g.e\nforward_headers x:y\n}", err: "not a header name"},
 		{name: "peer without name", input: "ilp_edge {\naddress g.e\npeer {\ntoken t\n}\n}", err: "peer needs a name"},
 		{name: "peer without secret", input: "ilp_edge {\naddress g.e\npeer a {\n}\n}", err: `peer "a" needs a token`},
 		{name: "peer twice", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\n}\npeer a {\ntoken u\n}\n}", err: `peer "a" defined twice`},

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
@@ -101,6 +102,15 @@ type Edge struct {
 	// which ilp-plugin-http uses.
 	PeerHeader string `json:"peer_header,omitempty"`
 
+	// Request headers of the peer's, besides the ones ilp_edge sets, to
+	// pass on to the forwarder, e.g. traceparent and tracestate. Every
+	// other field is removed: the backend gets the identity, the credential
+	// and the content type ilp_edge sets, and ILP-Destination when it
+	// agrees with the destination routed by. Hop-by-hop fields and
+	// Idempotency-Key (which makes net/http's transport count a POST as
+	// safe to send twice) may not be listed.
+	ForwardHeaders []string `json:"forward_headers,omitempty"`
+
 	// Clock skew allowed when checking a JWT's exp and nbf. Default: 2s.
 	JWTLeeway *caddy.Duration `json:"jwt_leeway,omitempty"`
 
@@ -114,7 +124,8 @@ type Edge struct {
 
 	auth       *authenticator
 	peers      []*peer
-	peerHeader string // PeerHeader in canonical form, to set without allocating
+	peerHeader string              // PeerHeader in canonical form, to set without allocating
+	forward    map[string]struct{} // ForwardHeaders in canonical form
 	logger     *zap.Logger
 	authLog    *logLimiter // auth failures, per claimed peer
 	configLog  *logLimiter // config errors seen at run time
@@ -144,6 +155,10 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		e.PeerHeader = DefaultPeerHeader
 	}
 	e.peerHeader = http.CanonicalHeaderKey(e.PeerHeader)
+	e.forward = make(map[string]struct{}, len(e.ForwardHeaders))
+	for _, name := range e.ForwardHeaders {
+		e.forward[http.CanonicalHeaderKey(name)] = struct{}{}
+	}
 	leeway := DefaultJWTLeeway
 	if e.JWTLeeway != nil {
 		leeway = *e.JWTLeeway
@@ -190,6 +205,30 @@ func (e *Edge) Validate() error {
 	case DestinationTrust, DestinationVerify, DestinationIgnore:
 	default:
 		return fmt.Errorf("destination_header %q: want trust, verify or ignore", e.DestinationHeader)
+	}
+	for _, name := range e.ForwardHeaders {
+		if err := checkForwardHeader(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unforwardable are the fields forward_headers may not name: hop-by-hop
+// fields, framing, and the ones that make a forwarder send a packet twice.
+var unforwardable = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Content-Length": true, "Expect": true,
+	"Idempotency-Key": true, "X-Idempotency-Key": true,
+}
+
+// checkForwardHeader says why name cannot be in forward_headers, if it cannot.
+func checkForwardHeader(name string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Errorf("forward_headers: %q is not a header name", name)
+	}
+	if unforwardable[http.CanonicalHeaderKey(name)] {
+		return fmt.Errorf("forward_headers: %s may not be forwarded", name)
 	}
 	return nil
 }
@@ -254,18 +293,22 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	repl.Set("http.ilp.expires_at", (*expiresAtView)(pkt))
 	caddyhttp.SetVar(r.Context(), VarDestination, dest)
 
-	// Toward the backend: the client's hop-by-hop fields go first, since a
-	// peer could name the identity headers in Connection to have the
-	// forwarder strip them; then the authenticated identity replaces
-	// whatever the client claimed, its credential is not passed on, and the
-	// body is the exact bytes received, with a length and the content type
-	// rafiki insists on.
+	// Toward the backend, only what it needs, so that nothing a peer sends
+	// can make the forwarder or the connector act on it: an
+	// Idempotency-Key, say, makes net/http's Transport (reverse_proxy's)
+	// send a POST again after a reused connection breaks, and a connector
+	// that had read the packet gets it twice. The fields Connection names
+	// go first, as a forwarder strips them. The authenticated identity
+	// replaces whatever the client claimed, its credential is not passed
+	// on, and the body is the exact bytes received, with a length and the
+	// content type rafiki insists on.
 	dropConnectionFields(r.Header)
-	// With an idempotency key, net/http's Transport (reverse_proxy's)
-	// counts a POST as safe to send again after a reused connection
-	// breaks: a connector that read the packet would get it twice.
-	delete(r.Header, "Idempotency-Key")
-	delete(r.Header, "X-Idempotency-Key")
+	for name, v := range r.Header {
+		if _, ok := e.forward[name]; ok || name == destinationHeader && len(v) == 1 && v[0] == pkt.destination {
+			continue
+		}
+		delete(r.Header, name)
+	}
 	r.Header[e.peerHeader] = p.nameHeader
 	if p.upstreamAuth != nil {
 		r.Header["Authorization"] = p.upstreamAuth

@@ -379,7 +379,7 @@ func TestLateFulfillRelayed(t *testing.T) {
 }
 
 func TestRequestTowardBackend(t *testing.T) {
-	e, _ := testEdge(t, nil)
+	e, _ := testEdge(t, func(e *Edge) { e.ForwardHeaders = []string{"traceparent", "X-Hop"} })
 	body := prepareBytes("g.us.bank.alice", time.Minute)
 	for _, c := range []struct {
 		auth, wantPeer, wantAuth string
@@ -389,11 +389,13 @@ func TestRequestTowardBackend(t *testing.T) {
 	} {
 		// A peer naming the identity headers in Connection must not get a
 		// forwarder to strip them; the fields it names are dropped before
-		// the edge sets them.
+		// the edge sets them, even one forward_headers lists.
 		r := newRequest(http.MethodPost, body, "Authorization", c.auth,
 			"ILP-Peer-Name", "mallory", "Content-Type", "application/ilp+octet-stream",
-			"Connection", "ILP-Peer-Name, authorization , X-Hop", "X-Hop", "1", "X-Kept", "1",
-			"Idempotency-Key", "k1", "X-Idempotency-Key", "k2")
+			"Connection", "ILP-Peer-Name, authorization , X-Hop", "X-Hop", "1",
+			"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"ILP-Destination", "g.us.bank.alice", "Accept-Encoding", "gzip", "Cookie", "a=b", "Prefer", "respond-async",
+			"Idempotency-Key", "k1", "X-Idempotency-Key", "k2", "Expect", "100-continue")
 		r.ContentLength = -1
 		be := &backend{}
 		if _, err := serve(t, e, r, be); err != nil {
@@ -406,12 +408,21 @@ func TestRequestTowardBackend(t *testing.T) {
 		if got := h.Get("Authorization"); got != c.wantAuth {
 			t.Errorf("Authorization %q, want %q", got, c.wantAuth)
 		}
-		if _, ok := h["Idempotency-Key"]; ok || h.Get("X-Idempotency-Key") != "" {
-			t.Error("an idempotency key reached the backend: its transport would resend the packet")
+		// Only what the edge sets, the destination it routed by, and
+		// forward_headers reach the backend.
+		want := map[string]bool{"Ilp-Peer-Name": true, "Content-Type": true, "Ilp-Destination": true, "Traceparent": true}
+		if c.wantAuth != "" {
+			want["Authorization"] = true
 		}
-		if h.Get("Connection") != "" || h.Get("X-Hop") != "" || h.Get("X-Kept") != "1" {
-			t.Errorf("Connection %q, X-Hop %q, X-Kept %q: want the hop-by-hop fields gone and the rest kept",
-				h.Get("Connection"), h.Get("X-Hop"), h.Get("X-Kept"))
+		for name := range h {
+			if !want[name] {
+				t.Errorf("%s reached the backend", name)
+			}
+		}
+		for name := range want {
+			if _, ok := h[name]; !ok {
+				t.Errorf("%s did not reach the backend", name)
+			}
 		}
 		if h.Get("Content-Type") != "application/octet-stream" || be.req.ContentLength != int64(len(body)) {
 			t.Errorf("content-type %q, length %d", h.Get("Content-Type"), be.req.ContentLength)
@@ -426,6 +437,22 @@ func TestRequestTowardBackend(t *testing.T) {
 		if _, ok := be.req.Context().Deadline(); !ok {
 			t.Errorf("no deadline on the request context")
 		}
+	}
+}
+
+// TestDestinationHeaderForwardedOnlyWhenRoutedBy: an ILP-Destination that
+// disagrees with the packet (destination_header ignore) is not passed on,
+// so a connector that reads it sees only what the edge routed by.
+func TestDestinationHeaderForwardedOnlyWhenRoutedBy(t *testing.T) {
+	e, _ := testEdge(t, func(e *Edge) { e.DestinationHeader = DestinationIgnore })
+	r := newRequest(http.MethodPost, prepareBytes("g.us.bank.alice", time.Minute),
+		"Authorization", "Bearer "+aliceToken, "ILP-Destination", "g.elsewhere.bob")
+	be := &backend{}
+	if _, err := serve(t, e, r, be); err != nil {
+		t.Fatal(err)
+	}
+	if got := be.req.Header.Get("ILP-Destination"); got != "" {
+		t.Errorf("ILP-Destination %q reached the backend, which was routed by g.us.bank.alice", got)
 	}
 }
 

@@ -224,8 +224,10 @@ func BenchmarkPrefixSelect16(b *testing.B) {
 	s := newPolicy(b, &PrefixSelection{})
 	pool := testPool(16)
 	r := destRequest("g.us.bank.alice.stream")
+	pkt := PacketFrom(r)
 	b.ReportAllocs()
 	for b.Loop() {
+		pkt.tried = 0 // a new packet each time, not a retry
 		if s.Select(pool, r, nil) == nil {
 			b.Fatal("nothing selected")
 		}

@@ -75,6 +75,7 @@ func TestProvisionErrors(t *testing.T) {
 		"bad fingerprint":  {&Edge{Address: testAddress, Peers: []*Peer{{Name: "a", ClientCerts: []string{"abcd"}}}}, "fingerprint"},
 		"bad mode":         {&Edge{Address: testAddress, DestinationHeader: "maybe", Peers: []*Peer{{Name: "a", Tokens: []string{"t"}}}}, "destination_header"},
 		"tiny max":         {&Edge{Address: testAddress, MaxPacketSize: 10, Peers: []*Peer{{Name: "a", Tokens: []string{"t"}}}}, "max_packet_size"},
+		"forward framing":  {&Edge{Address: testAddress, ForwardHeaders: []string{"transfer-encoding"}, Peers: []*Peer{{Name: "a", Tokens: []string{"t"}}}}, "may not be forwarded"},
 	} {
 		err := provision(t, c.e)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
