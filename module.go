@@ -1,6 +1,7 @@
 // Package caddyilp registers the caddy-ilp modules with Caddy. It is the
 // package that `xcaddy build --with github.com/ilp-edge/caddy-ilp` imports;
-// the modules themselves live in packages handler and handler/proxy.
+// the modules themselves live in packages handler and handler/proxy, and
+// the `caddy ilp` commands in package ilpcmd.
 package caddyilp
 
 import (
@@ -9,6 +10,7 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
+	_ "github.com/ilp-edge/caddy-ilp/ilpcmd" // caddy ilp …
 	"github.com/ilp-edge/caddy-ilp/sharedtcp"
 )
 

@@ -60,14 +60,8 @@ func (PrefixSelection) CaddyModule() caddy.ModuleInfo {
 func (s *PrefixSelection) Provision(ctx caddy.Context) error {
 	if s.Segments != nil {
 		ctx.Logger().Warn("ilp_prefix: the JSON field segments is deprecated; use prefix_segments")
-		if s.PrefixSegments == nil {
-			s.PrefixSegments = s.Segments
-		}
 	}
-	s.segments = DefaultPrefixSegments
-	if s.PrefixSegments != nil {
-		s.segments = *s.PrefixSegments
-	}
+	s.segments = s.RoutingSegments()
 	if s.FallbackRaw == nil {
 		s.FallbackRaw = caddyconfig.JSONModuleObject(reverseproxy.RandomSelection{}, "policy", "random", nil)
 	}

@@ -145,10 +145,7 @@ func (Proxy) CaddyModule() caddy.ModuleInfo {
 // connection pools and health state.
 func (p *Proxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
-	p.segments = handler.DefaultPrefixSegments
-	if p.PrefixSegments != nil {
-		p.segments = *p.PrefixSegments
-	}
+	p.segments = p.RoutingSegments()
 	setDefault(&p.MaxHold, handler.DefaultMaxHold)
 	setDefault(&p.DialTimeout, DefaultDialTimeout)
 	setDefault(&p.KeepAlive, DefaultKeepAlive)

@@ -1,0 +1,218 @@
+package ilpcmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/handler/proxy"
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+func routeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "route <ilp-address> [--config <file> [--adapter <name>]] [--json]",
+		Short: "Show which upstream each ilp_proxy and ilp_prefix in a config sends an address to",
+		Long: `
+Loads the config as 'caddy run' would (the Caddyfile in the current
+directory without --config) and, for every ilp_proxy handler and every
+reverse_proxy with lb_policy ilp_prefix in it, prints the routing key the
+address has there and the upstreams in the order they are chosen: the first
+healthy one gets the packet. The ranking is the data path's own.
+Dynamic upstreams are known only to the running edge and are not listed.`,
+		Args: cobra.ExactArgs(1),
+	}
+	config := cmd.Flags().StringP("config", "c", "", "config file to load")
+	adapter := cmd.Flags().StringP("adapter", "a", "", "name of the config adapter, e.g. caddyfile")
+	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		dest := args[0]
+		if !ilpdest.ValidAddress(dest) {
+			return fmt.Errorf("%q is not a valid ILP address", dest)
+		}
+		cfg, _, _, err := caddycmd.LoadConfig(*config, *adapter)
+		if err != nil {
+			return err
+		}
+		if len(cfg) == 0 {
+			return fmt.Errorf("no config: give --config, or run where a Caddyfile is")
+		}
+		routes, err := routesIn(cfg, dest)
+		if err != nil {
+			return err
+		}
+		if len(routes) == 0 {
+			return fmt.Errorf("the config has no ilp_proxy and no reverse_proxy with lb_policy ilp_prefix")
+		}
+		if *asJSON {
+			out := json.NewEncoder(cmd.OutOrStdout())
+			out.SetIndent("", "  ")
+			return out.Encode(routes)
+		}
+		printRoutes(cmd.OutOrStdout(), routes)
+		return nil
+	}
+	return cmd
+}
+
+// forwarderRoute is where one forwarder in the config sends an address.
+type forwarderRoute struct {
+	Server    string   `json:"server"`
+	Listen    []string `json:"listen"`
+	Forwarder string   `json:"forwarder"` // ilp_proxy, or reverse_proxy (ilp_prefix)
+	Location  string   `json:"location"`  // the handler's place in the server's JSON routes
+	Segments  int      `json:"prefix_segments"`
+	handler.Ranking
+	Dynamic bool `json:"dynamic_upstreams,omitempty"`
+}
+
+// routesIn finds every ILP-routing forwarder in a JSON config and ranks
+// its upstreams for dest.
+func routesIn(cfg []byte, dest string) ([]forwarderRoute, error) {
+	var doc struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string        `json:"listen"`
+					Routes json.RawMessage `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfg, &doc); err != nil {
+		return nil, fmt.Errorf("reading the config: %w", err)
+	}
+	names := make([]string, 0, len(doc.Apps.HTTP.Servers))
+	for name := range doc.Apps.HTTP.Servers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var found []forwarderRoute
+	for _, name := range names {
+		srv := doc.Apps.HTTP.Servers[name]
+		var routes any
+		if len(srv.Routes) > 0 {
+			if err := json.Unmarshal(srv.Routes, &routes); err != nil {
+				return nil, fmt.Errorf("server %s: %w", name, err)
+			}
+		}
+		err := walk(routes, "routes", func(where string, m map[string]any) error {
+			r, ok, err := routeOf(m, dest)
+			if err != nil {
+				return fmt.Errorf("server %s, %s: %w", name, where, err)
+			}
+			if ok {
+				r.Server, r.Listen, r.Location = name, srv.Listen, where
+				found = append(found, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
+// walk calls f on every JSON object under v, with its path.
+func walk(v any, where string, f func(where string, m map[string]any) error) error {
+	switch v := v.(type) {
+	case map[string]any:
+		if err := f(where, v); err != nil {
+			return err
+		}
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if err := walk(v[k], where+"."+k, f); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if err := walk(e, fmt.Sprintf("%s[%d]", where, i), f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// routeOf ranks dest on m if m is an ilp_proxy handler or a reverse_proxy
+// with the ilp_prefix policy.
+func routeOf(m map[string]any, dest string) (forwarderRoute, bool, error) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return forwarderRoute{}, false, err
+	}
+	switch m["handler"] {
+	case "ilp_proxy":
+		var p proxy.Proxy
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return forwarderRoute{}, false, err
+		}
+		keys, err := p.RoutingKeys()
+		if err != nil {
+			return forwarderRoute{}, false, err
+		}
+		return forwarderRoute{Forwarder: "ilp_proxy", Segments: p.RoutingSegments(),
+			Ranking: handler.RankUpstreams(dest, p.RoutingSegments(), keys), Dynamic: m["dynamic_upstreams"] != nil}, true, nil
+	case "reverse_proxy":
+		var rp struct {
+			Upstreams []struct {
+				Dial string `json:"dial"`
+			} `json:"upstreams"`
+			LoadBalancing struct {
+				SelectionPolicy json.RawMessage `json:"selection_policy"`
+			} `json:"load_balancing"`
+		}
+		if err := json.Unmarshal(raw, &rp); err != nil {
+			return forwarderRoute{}, false, err
+		}
+		var policy struct {
+			Policy string `json:"policy"`
+			handler.PrefixSelection
+		}
+		if len(rp.LoadBalancing.SelectionPolicy) > 0 {
+			if err := json.Unmarshal(rp.LoadBalancing.SelectionPolicy, &policy); err != nil {
+				return forwarderRoute{}, false, err
+			}
+		}
+		if policy.Policy != "ilp_prefix" {
+			return forwarderRoute{}, false, nil
+		}
+		keys := make([]string, 0, len(rp.Upstreams))
+		for _, u := range rp.Upstreams {
+			keys = append(keys, u.Dial)
+		}
+		segments := policy.RoutingSegments()
+		return forwarderRoute{Forwarder: "reverse_proxy (ilp_prefix)", Segments: segments,
+			Ranking: handler.RankUpstreams(dest, segments, keys), Dynamic: m["dynamic_upstreams"] != nil}, true, nil
+	}
+	return forwarderRoute{}, false, nil
+}
+
+func printRoutes(w io.Writer, routes []forwarderRoute) {
+	for i, r := range routes {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s on server %s (%s), at %s\n", r.Forwarder, r.Server, strings.Join(r.Listen, " "), r.Location)
+		fmt.Fprintf(w, "  routing key %s (prefix_segments %d)\n", r.Key, r.Segments)
+		for rank, u := range r.Upstreams {
+			fmt.Fprintf(w, "  %d. %s\n", rank+1, u)
+		}
+		if r.Dynamic {
+			fmt.Fprintln(w, "  and dynamic upstreams, known only to the running edge")
+		}
+	}
+}

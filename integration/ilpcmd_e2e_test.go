@@ -1,0 +1,213 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+)
+
+// caddyILP runs `caddy ilp <args>` from ./cmd/caddy with stdin and
+// returns its standard output; it fails the test if the command fails
+// and wantErr is empty, or does not fail with wantErr in its stderr.
+func caddyILP(t *testing.T, stdin []byte, wantErr string, args ...string) []byte {
+	t.Helper()
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"ilp"}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Fatalf("caddy ilp %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	case wantErr != "" && err == nil:
+		t.Fatalf("caddy ilp %s succeeded, want an error containing %q", strings.Join(args, " "), wantErr)
+	case wantErr != "" && !strings.Contains(stderr.String(), wantErr):
+		t.Fatalf("caddy ilp %s: stderr %q, want %q in it", strings.Join(args, " "), stderr.String(), wantErr)
+	}
+	return stdout.Bytes()
+}
+
+// TestRouteCommandAgreesWithTheEdge runs `caddy ilp route` on the config
+// a running edge has, and sends a packet to each address through both
+// front doors: the connector that fulfils it must be the command's first
+// choice for that forwarder.
+func TestRouteCommandAgreesWithTheEdge(t *testing.T) {
+	var upstreams []string
+	for i := range 3 {
+		name := fmt.Sprintf("c%d", i)
+		c := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+			w.Write(ilptest.Fulfill([]byte(name)))
+		})
+		upstreams = append(upstreams, hostport(c.Server))
+	}
+	byAddr := map[string]string{upstreams[0]: "c0", upstreams[1]: "c1", upstreams[2]: "c2"}
+	sites := bothDoors(9080, hostileToken, strings.Join(upstreams, " "), "", "")
+	startInProcess(t, sites)
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(config, []byte(sites), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	chosen := map[string]bool{}
+	for i := range 10 {
+		dest := fmt.Sprintf("g.route%d.bank.alice", i)
+		var routes []struct {
+			Forwarder string   `json:"forwarder"`
+			Key       string   `json:"key"`
+			Upstreams []string `json:"upstreams"`
+		}
+		out := caddyILP(t, nil, "", "route", dest, "--config", config, "--adapter", "caddyfile", "--json")
+		if err := json.Unmarshal(out, &routes); err != nil {
+			t.Fatalf("%s: %v", out, err)
+		}
+		if len(routes) != 2 {
+			t.Fatalf("%d forwarders found, want reverse_proxy and ilp_proxy: %s", len(routes), out)
+		}
+		for _, r := range routes {
+			door := map[string]string{"ilp_proxy": "ilp_proxy", "reverse_proxy (ilp_prefix)": "reverse_proxy"}[r.Forwarder]
+			if door == "" || r.Key != fmt.Sprintf("g.route%d.bank", i) || len(r.Upstreams) != 3 {
+				t.Fatalf("unexpected route %+v", r)
+			}
+			got := fulfiller(t, client, "http://127.0.0.1:9080/"+door, dest)
+			if want := byAddr[r.Upstreams[0]]; got != want {
+				t.Errorf("%s via %s: fulfilled by %s, the command said %s", dest, door, got, want)
+			}
+			chosen[got] = true
+		}
+	}
+	if len(chosen) < 2 {
+		t.Errorf("10 prefixes all went to %v: the test cannot tell a ranking from a constant", chosen)
+	}
+
+	caddyILP(t, nil, "not a valid ILP address", "route", "not an address", "--config", config, "--adapter", "caddyfile")
+	empty := filepath.Join(t.TempDir(), "Caddyfile")
+	os.WriteFile(empty, []byte(":9999 {\n\trespond ok\n}\n"), 0o600)
+	caddyILP(t, nil, "no ilp_proxy", "route", "g.a.b", "--config", empty, "--adapter", "caddyfile")
+}
+
+// fulfiller sends one Prepare to dest and returns the data of its
+// Fulfill: the name of the connector that answered.
+func fulfiller(t *testing.T, client *http.Client, url, dest string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(ilptest.Prepare(dest, 10*time.Second)))
+	req.Header.Set("Authorization", "Bearer "+hostileToken)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	data, ok := ilptest.FulfillData(body)
+	if !ok {
+		t.Fatalf("%s via %s: %s", dest, url, answerOf(res, body))
+	}
+	return string(data)
+}
+
+func TestDecodeCommand(t *testing.T) {
+	expiry := time.Date(2030, 1, 2, 3, 4, 5, 678e6, time.UTC)
+	prepare := ilptest.NewPrepare(ilpdest.Prepare{Amount: math.MaxUint64, Destination: []byte("g.us.bank.alice"), ExpiresAt: expiry})
+	var p map[string]any
+	if err := json.Unmarshal(caddyILP(t, prepare, "", "decode"), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p["type"] != "prepare" || p["destination"] != "g.us.bank.alice" || p["amount"] != "18446744073709551615" ||
+		p["expiresAt"] != "2030-01-02T03:04:05.678Z" || p["executionCondition"] != hex.EncodeToString(ilptest.Condition()) {
+		t.Errorf("prepare decoded as %v", p)
+	}
+
+	// A Reject given as hex text in a file.
+	file := filepath.Join(t.TempDir(), "reject.hex")
+	os.WriteFile(file, []byte(hex.EncodeToString(ilptest.Reject("T04", "g.edge", "no liquidity"))+"\n"), 0o600)
+	var r map[string]any
+	if err := json.Unmarshal(caddyILP(t, nil, "", "decode", file), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r["type"] != "reject" || r["code"] != "T04" || r["triggeredBy"] != "g.edge" || r["message"] != "no liquidity" {
+		t.Errorf("reject decoded as %v", r)
+	}
+	var f map[string]any
+	if err := json.Unmarshal(caddyILP(t, ilptest.Fulfill([]byte("ok")), "", "decode", "-"), &f); err != nil {
+		t.Fatal(err)
+	}
+	if f["type"] != "fulfill" || f["fulfillment"] != hex.EncodeToString(ilptest.Fulfillment) || f["data"] != hex.EncodeToString([]byte("ok")) {
+		t.Errorf("fulfill decoded as %v", f)
+	}
+
+	caddyILP(t, prepare[:len(prepare)-3], "truncated", "decode")
+	caddyILP(t, []byte("garbage"), "not an ILP packet", "decode")
+	caddyILP(t, nil, "empty", "decode")
+}
+
+func TestSecretCommand(t *testing.T) {
+	a := strings.TrimSpace(string(caddyILP(t, nil, "", "secret")))
+	b := strings.TrimSpace(string(caddyILP(t, nil, "", "secret")))
+	raw, err := base64.RawURLEncoding.DecodeString(a)
+	if err != nil || len(raw) != 32 {
+		t.Errorf("secret %q: %d bytes, %v; want 32 in base64url", a, len(raw), err)
+	}
+	if a == b {
+		t.Error("two secrets are the same")
+	}
+}
+
+// TestFingerprintCommand: the fingerprint the command prints is the
+// certificate's SHA-256, and a config that uses it as client_cert loads.
+func TestFingerprintCommand(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "carol"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile := filepath.Join(dir, "carol.pem")
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	pemBytes := append(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...) // the key first: it must be skipped
+	os.WriteFile(certFile, pemBytes, 0o600)
+
+	fp := strings.TrimSpace(string(caddyILP(t, nil, "", "fingerprint", certFile)))
+	sum := sha256.Sum256(der)
+	if got := strings.ReplaceAll(fp, ":", ""); !strings.EqualFold(got, hex.EncodeToString(sum[:])) {
+		t.Errorf("fingerprint %s, want the SHA-256 %x", fp, sum)
+	}
+	config := filepath.Join(dir, "Caddyfile")
+	os.WriteFile(config, []byte(fmt.Sprintf(":9999 {\n\tilp_edge {\n\t\taddress g.e\n\t\tpeer carol {\n\t\t\tclient_cert %s\n\t\t}\n\t}\n\trespond ok\n}\n", fp)), 0o600)
+	bin, _ := buildCaddy()
+	if out, err := exec.Command(bin, "validate", "--config", config, "--adapter", "caddyfile").CombinedOutput(); err != nil {
+		t.Errorf("a config with client_cert %s does not validate: %v\n%s", fp, err, out)
+	}
+	caddyILP(t, nil, "no CERTIFICATE", "fingerprint", config)
+}
