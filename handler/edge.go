@@ -62,9 +62,10 @@ const (
 //     reached, R00 when none answered before the packet expired, T00 for
 //     an error status or a reply that is not an ILP packet.
 //
-// It sets the placeholders `{http.ilp.peer}`, `{http.ilp.destination}`,
-// `{http.ilp.amount}` and `{http.ilp.expires_at}`, the vars `ilp_peer` and
-// `ilp_destination`, and `{http.auth.user.id}` (the access log's user_id).
+// It sets the placeholders `{http.ilp.*}` (the packet, who sent it, what
+// the peer got and from which connector: see Packet.placeholder), the vars
+// `ilp_peer` and `ilp_destination`, and `{http.auth.user.id}` (the access
+// log's user_id).
 type Edge struct {
 	// The edge's own ILP address, the `triggeredBy` of every Reject it
 	// makes. Required; must be a valid ILP address.
@@ -266,6 +267,8 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 	pkt := new(Packet)
 	pkt.peer = p
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Map(pkt.placeholder)
 	if p.metrics != nil || e.logger.Core().Enabled(zap.DebugLevel) {
 		pkt.start = now()
 	}
@@ -279,19 +282,13 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("ilp_edge: peer %q: reading body: %w", p.name, err))
 	}
 
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.ilp.peer", p.nameValue)
 	repl.Set("http.auth.user.id", p.nameValue)
 	caddyhttp.SetVar(r.Context(), VarPeer, p.nameValue)
 
 	if rej := e.readPrepare(pkt, firstValue(r.Header, destinationHeader)); rej != nil {
 		return e.writeReject(w, pkt, rej)
 	}
-	dest := (*destinationView)(pkt)
-	repl.Set("http.ilp.destination", dest)
-	repl.Set("http.ilp.amount", (*amountView)(pkt))
-	repl.Set("http.ilp.expires_at", (*expiresAtView)(pkt))
-	caddyhttp.SetVar(r.Context(), VarDestination, dest)
+	caddyhttp.SetVar(r.Context(), VarDestination, (*destinationView)(pkt))
 
 	// Toward the backend, only what it needs, so that nothing a peer sends
 	// can make the forwarder or the connector act on it: an
@@ -372,10 +369,12 @@ func (e *Edge) authFailed(r *http.Request, err error) {
 	}
 }
 
-// count records an answered packet in the metrics and the debug log:
+// count records an answered packet for the placeholders, in the metrics
+// and in the debug log:
 // reply is what went back, rej the edge's own Reject when it made one.
 // The type and code are read from the reply's first bytes.
 func (e *Edge) count(pkt *Packet, reply []byte, rej *edgeReject) {
+	pkt.answer.record(reply, rej, e.Address)
 	m := pkt.peer.metrics
 	debug := e.logger.Check(zap.DebugLevel, "packet")
 	if m == nil && debug == nil {
@@ -383,16 +382,9 @@ func (e *Edge) count(pkt *Packet, reply []byte, rej *edgeReject) {
 	}
 	answered := now()
 	elapsed := answered.Sub(pkt.start)
-	result, origin := resultEdgeReject, "edge"
-	var code ilpdest.Code
-	switch {
-	case rej != nil:
-		code = rej.code
-	case len(reply) > 0 && ilpdest.Type(reply[0]) == ilpdest.TypeFulfill:
-		result = resultFulfill
-	default:
-		result, origin = resultReject, "upstream"
-		code, _ = ilpdest.ReadRejectCode(reply)
+	result, code, origin := pkt.answer.result, pkt.answer.code, "upstream"
+	if result == resultEdgeReject {
+		origin = "edge"
 	}
 	if m != nil {
 		switch result {

@@ -472,6 +472,49 @@ func TestPlaceholdersAndVars(t *testing.T) {
 	}
 }
 
+// TestAnswerPlaceholders: what the peer got, and from which connector,
+// for the access log: a relayed Fulfill, a relayed Reject, and the edge's
+// own Reject.
+func TestAnswerPlaceholders(t *testing.T) {
+	e, _ := testEdge(t, nil)
+	const format = "{http.ilp.result}|{http.ilp.code}|{http.ilp.triggered_by}|{http.ilp.upstream}|{http.ilp.rerouted}"
+	for _, c := range []struct {
+		name   string
+		answer func(w http.ResponseWriter, r *http.Request) error
+		want   string
+	}{
+		{"fulfill from the second choice", func(w http.ResponseWriter, r *http.Request) error {
+			PacketFrom(r).SetRoute(r, "g.us.bank", "10.0.0.2:7768", 1)
+			return fulfill(w, r)
+		}, "fulfill|||10.0.0.2:7768|true"},
+		{"reject from a connector", func(w http.ResponseWriter, r *http.Request) error {
+			PacketFrom(r).SetRoute(r, "g.us.bank", "10.0.0.1:7768", 0)
+			_, err := w.Write(ilptest.Reject("F02", "g.connector.one", "no route"))
+			return err
+		}, "reject|F02|g.connector.one|10.0.0.1:7768|false"},
+		{"the edge's reject", func(w http.ResponseWriter, r *http.Request) error {
+			PacketFrom(r).SetRoute(r, "g.us.bank", "10.0.0.3:7768", 0)
+			return NewForwardError(NotDelivered, "10.0.0.3:7768", errors.New("connection refused"))
+		}, "edge_reject|T01|" + testAddress + "|10.0.0.3:7768|false"},
+		{"no forwarder at all", nil, "edge_reject|T00|" + testAddress + "||false"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRequest(http.MethodPost, prepareBytes("g.us.bank.alice", time.Minute), "Authorization", "Bearer "+aliceToken)
+			var next caddyhttp.Handler = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+			if c.answer != nil {
+				next = &backend{answer: c.answer}
+			}
+			if _, err := serve(t, e, r, next); err != nil {
+				t.Fatal(err)
+			}
+			repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			if got := repl.ReplaceAll(format, ""); got != c.want {
+				t.Errorf("got %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
 func TestClientGoneGetsNoReply(t *testing.T) {
 	e, _ := testEdge(t, nil)
 	r := newRequest(http.MethodPost, prepareBytes("g.a.b", time.Minute), "Authorization", "Bearer "+aliceToken)

@@ -52,11 +52,13 @@ func PacketFrom(r *http.Request) *Packet {
 	return nil
 }
 
-// SetRoute records how a forwarder routed the packet: the routing key it
-// ranked upstreams by and the rank of the upstream that took it. It sets
-// {vars.ilp_upstream_rank}, and the packet's debug log line shows both.
-func (p *Packet) SetRoute(r *http.Request, key string, rank int) {
-	p.routeKey = key
+// SetRoute records how a forwarder routes the packet, each time it sends
+// it to an upstream: the routing key it ranked upstreams by, the upstream
+// (host:port) and its rank. It sets {vars.ilp_upstream_rank} and the
+// placeholders {http.ilp.upstream} and {http.ilp.rerouted}, and the
+// packet's debug log line shows the key.
+func (p *Packet) SetRoute(r *http.Request, key, upstream string, rank int) {
+	p.routeKey, p.upstream, p.rank = key, upstream, rank
 	caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -29,6 +28,9 @@ type Packet struct {
 	destination string
 	peer        *peer
 	routeKey    string    // set by the forwarder (SetRoute), for the debug log
+	upstream    string    // set by the forwarder (SetRoute): where the packet went last
+	rank        int       // set by the forwarder (SetRoute): upstream's place in the ranking
+	answer      answer    // what the peer got, for the placeholders
 	tried       uint64    // ilp_prefix: the pool indexes (below 64) it chose for this packet
 	start       time.Time // arrival; zero when neither metrics nor debug logs need it
 	reader      bytes.Reader
@@ -118,18 +120,4 @@ func (p *Packet) readBody(r *http.Request, max int64) (tooLarge bool, err error)
 			return false, err
 		}
 	}
-}
-
-// Placeholder views of a packet. Boxing a pointer in an interface does not
-// allocate, so setting these costs nothing until they are formatted.
-type (
-	destinationView Packet
-	amountView      Packet
-	expiresAtView   Packet
-)
-
-func (v *destinationView) String() string { return v.destination }
-func (v *amountView) String() string      { return strconv.FormatUint(v.prepare.Amount, 10) }
-func (v *expiresAtView) String() string {
-	return v.prepare.ExpiresAt.Format(time.RFC3339Nano)
 }

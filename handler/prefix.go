@@ -120,7 +120,7 @@ func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 		if i < 64 {
 			pkt.tried |= 1 << i
 		}
-		pkt.SetRoute(r, key, rank)
+		pkt.SetRoute(r, key, pool[i].Dial, rank)
 	} else {
 		caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
 	}

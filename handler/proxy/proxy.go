@@ -324,10 +324,10 @@ ranking:
 			if u.healthy(p.maxFails) != healthy {
 				continue
 			}
+			pkt.SetRoute(r, key, u.addr, rank)
 			reply, err := u.exchange(r, repl, pkt.Bytes(), deadline, (*bufp)[:0])
 			u.metrics.count(err)
 			if err == nil {
-				pkt.SetRoute(r, key, rank)
 				if rank > 0 && !p.DisableMetrics {
 					metricRerouted.Inc()
 				}

@@ -141,7 +141,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	before.print(out, nil)
 
-	killed := stubs[1]
+	killed, killedAddr := stubs[1], addrs[1]
+	killedAt := time.Now()
 	killed.Kill()
 	stubs = append(stubs[:1], stubs[2:]...)
 	after, err := sendRound(ctx, peers, dests, o.perPrefix)
@@ -154,7 +155,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	after.print(out, before)
 	fmt.Fprintf(out, "\n%s\n", after.summary(before, killed.Name))
-	return nil
+	return checkAccessLog(caddy.Log, before.fulfilled()+after.fulfilled(), addrs, killedAddr, killedAt)
 }
 
 // build compiles Caddy (unless o.caddy names one) and the stub connector

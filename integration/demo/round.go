@@ -74,6 +74,15 @@ func (p *prefixResult) fulfilled() int {
 	return n
 }
 
+// fulfilled is how many of the round's packets got a Fulfill.
+func (r round) fulfilled() int {
+	n := 0
+	for _, p := range r {
+		n += p.fulfilled()
+	}
+	return n
+}
+
 // movedFrom says which connector was killed since the round before.
 type movedFrom struct {
 	round     round
