@@ -2,6 +2,7 @@
 // commands for looking at what an ILP edge does without writing Go.
 //
 //	caddy ilp route <ilp-address> --config <file>  where a packet goes
+//	caddy ilp send <url> --token <t>               one Prepare, and its answer
 //	caddy ilp decode [<file>|-]                     an OER packet as JSON
 //	caddy ilp secret                                a fresh peer secret
 //	caddy ilp fingerprint <cert.pem>                a client_cert fingerprint
@@ -20,7 +21,7 @@ func init() {
 Commands for operating caddy-ilp. Each prints to standard output and exits
 non-zero with a message on standard error when it cannot do its job.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(routeCommand(), decodeCommand(), secretCommand(), fingerprintCommand())
+			cmd.AddCommand(routeCommand(), sendCommand(), decodeCommand(), secretCommand(), fingerprintCommand())
 		},
 	})
 }

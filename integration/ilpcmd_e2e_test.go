@@ -211,3 +211,73 @@ func TestFingerprintCommand(t *testing.T) {
 	}
 	caddyILP(t, nil, "no CERTIFICATE", "fingerprint", config)
 }
+
+// TestSendCommand sends with `caddy ilp send` through a running edge: a
+// Fulfill with a token, over h2c, and with a JWT; a connector's Reject
+// and the edge's own; and a 401.
+func TestSendCommand(t *testing.T) {
+	conn := newConnector(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		if strings.Contains(string(body), "g.send.reject") {
+			w.Write(ilptest.Reject("F99", "g.connector", "no thanks"))
+			return
+		}
+		w.Write(ilptest.Fulfill([]byte("sent")))
+	})
+	const jwtSecret = "send-command-jwt-secret"
+	startInProcess(t, fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token %s
+			}
+			peer bob {
+				jwt_secret %s
+			}
+		}
+		handle /dead {
+			ilp_proxy %s
+		}
+		ilp_proxy %s
+	}`, hostileToken, jwtSecret, ilptest.DeadAddress(t), hostport(conn.Server)))
+	condition := hex.EncodeToString(ilptest.Condition())
+	var res struct {
+		Answer struct {
+			Type, Code, TriggeredBy, Data string
+		} `json:"answer"`
+		Elapsed      string `json:"elapsed"`
+		ConditionMet *bool  `json:"condition_met"`
+	}
+	for _, auth := range [][]string{{"--token", hostileToken}, {"--token", hostileToken, "--h2c"}, {"--jwt-secret", jwtSecret}} {
+		out := caddyILP(t, nil, "", append([]string{"send", "http://127.0.0.1:9080/", "--destination", "g.send.alice",
+			"--amount", "42", "--condition", condition}, auth...)...)
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if res.Answer.Type != "fulfill" || res.Answer.Data != hex.EncodeToString([]byte("sent")) ||
+			res.ConditionMet == nil || !*res.ConditionMet || res.Elapsed == "" {
+			t.Errorf("%v: %s", auth[2:], out)
+		}
+	}
+	got := <-conn.got
+	for len(conn.got) > 0 {
+		got = <-conn.got
+	}
+	if got.Header.Get("ILP-Peer-Name") != "bob" {
+		t.Errorf("the JWT's packet reached the connector as %q, want bob", got.Header.Get("ILP-Peer-Name"))
+	}
+
+	// A random condition: the connector's fulfillment does not match it.
+	out := caddyILP(t, nil, "", "send", "http://127.0.0.1:9080/", "--token", hostileToken)
+	if err := json.Unmarshal(out, &res); err != nil || res.ConditionMet == nil || *res.ConditionMet {
+		t.Errorf("random condition: %s", out)
+	}
+	out = caddyILP(t, nil, "rejected: F99 from g.connector: no thanks", "send", "http://127.0.0.1:9080/", "--token", hostileToken,
+		"--destination", "g.send.reject")
+	if err := json.Unmarshal(out, &res); err != nil || res.Answer.Code != "F99" {
+		t.Errorf("connector's reject: %s", out)
+	}
+	caddyILP(t, nil, "rejected: T01 from test.edge", "send", "http://127.0.0.1:9080/dead", "--token", hostileToken)
+	caddyILP(t, nil, "HTTP 401", "send", "http://127.0.0.1:9080/", "--token", "not-a-peer")
+	caddyILP(t, nil, "give --token or --jwt-secret", "send", "http://127.0.0.1:9080/")
+}
