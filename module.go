@@ -19,6 +19,7 @@ func init() {
 	caddy.RegisterModule(handler.Edge{})
 	caddy.RegisterModule(handler.PrefixSelection{})
 	caddy.RegisterModule(proxy.Proxy{})
+	caddy.RegisterModule(proxy.Admin{})
 	httpcaddyfile.RegisterHandlerDirective("ilp_edge", handler.ParseEdgeCaddyfile)
 	// Before basic_auth, so that ilp_edge wraps handle and route blocks
 	// (with "before reverse_proxy" it would sort after them and never run).

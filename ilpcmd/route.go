@@ -1,9 +1,12 @@
 package ilpcmd
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -17,7 +20,7 @@ import (
 
 func routeCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "route <ilp-address> [--config <file> [--adapter <name>]] [--json]",
+		Use:   "route <ilp-address> [--config <file> [--adapter <name>] | --admin <host:port>] [--json]",
 		Short: "Show which upstream each ilp_proxy and ilp_prefix in a config sends an address to",
 		Long: `
 Loads the config as 'caddy run' would (the Caddyfile in the current
@@ -25,16 +28,25 @@ directory without --config) and, for every ilp_proxy handler and every
 reverse_proxy with lb_policy ilp_prefix in it, prints the routing key the
 address has there and the upstreams in the order they are chosen: the first
 healthy one gets the packet. The ranking is the data path's own.
-Dynamic upstreams are known only to the running edge and are not listed.`,
+Dynamic upstreams are known only to the running edge and are not listed.
+
+With --admin, asks the running edge instead (its admin endpoint's
+/ilp/route): for each ilp_proxy, the upstreams in rank order with their
+health now, and the one a packet would go to. reverse_proxy's upstreams
+are at the admin endpoint's /reverse_proxy/upstreams.`,
 		Args: cobra.ExactArgs(1),
 	}
 	config := cmd.Flags().StringP("config", "c", "", "config file to load")
 	adapter := cmd.Flags().StringP("adapter", "a", "", "name of the config adapter, e.g. caddyfile")
 	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	admin := cmd.Flags().String("admin", "", "the running edge's admin endpoint, e.g. localhost:2019")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		dest := args[0]
 		if !ilpdest.ValidAddress(dest) {
 			return fmt.Errorf("%q is not a valid ILP address", dest)
+		}
+		if *admin != "" {
+			return printLiveRoute(cmd.OutOrStdout(), *admin, dest)
 		}
 		cfg, _, _, err := caddycmd.LoadConfig(*config, *adapter)
 		if err != nil {
@@ -199,6 +211,24 @@ func routeOf(m map[string]any, dest string) (forwarderRoute, bool, error) {
 			Ranking: handler.RankUpstreams(dest, segments, keys), Dynamic: m["dynamic_upstreams"] != nil}, true, nil
 	}
 	return forwarderRoute{}, false, nil
+}
+
+// printLiveRoute prints the running edge's answer to GET /ilp/route.
+func printLiveRoute(w io.Writer, admin, dest string) error {
+	res, err := http.Get("http://" + admin + "/ilp/route?address=" + url.QueryEscape(dest))
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d: %s", admin, res.StatusCode, bytes.TrimSpace(body))
+	}
+	_, err = w.Write(body)
+	return err
 }
 
 func printRoutes(w io.Writer, routes []forwarderRoute) {

@@ -206,6 +206,7 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 		p.stopHealth = cancel
 		go p.checkHealthEvery(hctx)
 	}
+	register(p) // for the admin API
 	return nil
 }
 
@@ -267,6 +268,7 @@ func (p *Proxy) Validate() error {
 // Cleanup stops the health checks and releases the upstreams' shared state;
 // the last config to release an upstream closes its idle connections.
 func (p *Proxy) Cleanup() error {
+	unregister(p)
 	if p.stopHealth != nil {
 		p.stopHealth()
 	}

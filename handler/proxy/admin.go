@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// Admin is the `admin.api.ilp_proxy` module: on Caddy's admin endpoint,
+// what every running ilp_proxy handler knows about its upstreams.
+//
+//	GET /ilp/upstreams               each handler's upstreams and their health
+//	GET /ilp/route?address=<addr>    where each handler sends a packet to addr now
+//
+// reverse_proxy's own upstreams, ilp_prefix's included, are at Caddy's
+// GET /reverse_proxy/upstreams.
+type Admin struct{}
+
+// CaddyModule returns the Caddy module information.
+func (Admin) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.ilp_proxy",
+		New: func() caddy.Module { return new(Admin) },
+	}
+}
+
+// Routes implements caddy.AdminRouter.
+func (Admin) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/ilp/upstreams", Handler: caddy.AdminHandlerFunc(serveUpstreams)},
+		{Pattern: "/ilp/route", Handler: caddy.AdminHandlerFunc(serveRoute)},
+	}
+}
+
+// running holds the provisioned ilp_proxy handlers, in provisioning
+// order: during a reload the old config's are there too, until cleaned up.
+var running struct {
+	sync.Mutex
+	proxies []*Proxy
+}
+
+func register(p *Proxy) {
+	running.Lock()
+	running.proxies = append(running.proxies, p)
+	running.Unlock()
+}
+
+func unregister(p *Proxy) {
+	running.Lock()
+	defer running.Unlock()
+	for i, q := range running.proxies {
+		if q == p {
+			running.proxies = append(running.proxies[:i], running.proxies[i+1:]...)
+			return
+		}
+	}
+}
+
+// upstreamStatus is one upstream in the admin API's answers.
+type upstreamStatus struct {
+	Address string `json:"address"` // host:port, the rendezvous key
+	Scheme  string `json:"scheme"`
+	Healthy bool   `json:"healthy"` // gets packets before any marked-down upstream
+	// Passive health: failures counted within fail_duration.
+	PassiveFailures uint32 `json:"passive_failures"`
+	// Active health: the last check failed.
+	HealthCheckFailing bool `json:"health_check_failing"`
+}
+
+// proxyStatus is one ilp_proxy handler in the admin API's answers.
+type proxyStatus struct {
+	Upstreams      []upstreamStatus `json:"upstreams"`
+	PrefixSegments int              `json:"prefix_segments"`
+	Dynamic        bool             `json:"dynamic_upstreams,omitempty"` // only the static ones are listed
+	// With ?address=: its routing key, and the upstreams in rank order.
+	Key         string `json:"key,omitempty"`
+	WouldSendTo string `json:"would_send_to,omitempty"` // the first healthy one, else the first (see Proxy)
+}
+
+func (u *upstream) status(maxFails int32) upstreamStatus {
+	return upstreamStatus{Address: u.addr, Scheme: u.scheme, Healthy: u.healthy(maxFails),
+		PassiveFailures: uint32(u.state.passive.Load()), HealthCheckFailing: u.state.down.Load()}
+}
+
+// statuses describes every running handler; with dest, in dest's rank order.
+func statuses(dest string) []proxyStatus {
+	running.Lock()
+	defer running.Unlock()
+	out := make([]proxyStatus, 0, len(running.proxies))
+	for _, p := range running.proxies {
+		s := proxyStatus{PrefixSegments: p.segments, Dynamic: p.dynamic != nil}
+		order := make([]int, len(p.static.upstreams))
+		for i := range order {
+			order[i] = i
+		}
+		if dest != "" {
+			s.Key = ilpdest.Prefix(dest, p.segments)
+			order = ilpdest.Rank(s.Key, p.static.names, nil)
+		}
+		for _, i := range order {
+			s.Upstreams = append(s.Upstreams, p.static.upstreams[i].status(p.maxFails))
+		}
+		if dest != "" && len(s.Upstreams) > 0 {
+			s.WouldSendTo = s.Upstreams[0].Address // as ServeHTTP: the first healthy, else the first
+			for _, u := range s.Upstreams {
+				if u.Healthy {
+					s.WouldSendTo = u.Address
+					break
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func serveUpstreams(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	return writeJSON(w, statuses(""))
+}
+
+func serveRoute(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	dest := r.URL.Query().Get("address")
+	if !ilpdest.ValidAddress(dest) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("address %q is not a valid ILP address", dest)}
+	}
+	return writeJSON(w, statuses(dest))
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guard
+var _ caddy.AdminRouter = Admin{}
