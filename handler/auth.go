@@ -252,3 +252,21 @@ func bearerToken(h string) string {
 	}
 	return strings.TrimSpace(h)
 }
+
+// credentialKinds names the kinds of credential c has, never their
+// values: for the provisioning log line.
+func (c *Peer) credentialKinds() string {
+	var kinds []string
+	for _, k := range []struct {
+		name string
+		n    int
+	}{{"token", len(c.Tokens)}, {"jwt_secret", len(c.JWTSecrets)}, {"client_cert", len(c.ClientCerts)}} {
+		if k.n > 0 {
+			kinds = append(kinds, k.name)
+		}
+	}
+	if c.UpstreamToken != "" {
+		kinds = append(kinds, "upstream_token")
+	}
+	return strings.Join(kinds, "+")
+}

@@ -182,7 +182,20 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 			p.metrics = newPeerMetrics(p.name)
 		}
 	}
+	e.logReady()
 	return nil
+}
+
+// logReady says, once per provisioning, what the handler serves: its
+// address and each peer with the kinds of credential it has, never their
+// values.
+func (e *Edge) logReady() {
+	peerKinds := make([]string, len(e.Peers))
+	for i, c := range e.Peers {
+		peerKinds[i] = c.Name + " (" + c.credentialKinds() + ")"
+	}
+	e.logger.Info("ilp_edge ready", zap.String("address", e.Address), zap.Strings("peers", peerKinds),
+		zap.String("destination_header", e.DestinationHeader), zap.Duration("max_hold", time.Duration(e.MaxHold)))
 }
 
 // Validate checks the configuration.

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
@@ -70,6 +71,7 @@ func (s *PrefixSelection) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading fallback selection policy: %w", err)
 	}
 	s.fallback = mod.(reverseproxy.Selector)
+	ctx.Logger().Info("ilp_prefix ready", zap.Int("prefix_segments", s.segments))
 	return nil
 }
 

@@ -146,3 +146,25 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestProvisionLogsWhatItServes: one Info line says who the peers are and
+// how each authenticates, and holds none of their secrets.
+func TestProvisionLogsWhatItServes(t *testing.T) {
+	e, logs := testEdge(t, nil)
+	e.logReady() // as Provision does, into the observed log
+	lines := logs.FilterMessage("ilp_edge ready").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d ready lines, want 1", len(lines))
+	}
+	peers := fmt.Sprint(lines[0].ContextMap()["peers"])
+	for _, want := range []string{"alice (token+upstream_token)", "bob (jwt_secret)", "carol (token)"} {
+		if !strings.Contains(peers, want) {
+			t.Errorf("peers %s, want %q in it", peers, want)
+		}
+	}
+	for _, secret := range []string{aliceToken, bobJWT, carolRaw, "alice-upstream"} {
+		if strings.Contains(fmt.Sprint(lines[0].ContextMap()), secret) {
+			t.Errorf("the ready line holds a secret (%.4s…)", secret)
+		}
+	}
+}

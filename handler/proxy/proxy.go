@@ -207,6 +207,9 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 		go p.checkHealthEvery(hctx)
 	}
 	register(p) // for the admin API
+	p.logger.Info("ilp_proxy ready", zap.Strings("upstreams", p.static.names), zap.Int("prefix_segments", p.segments),
+		zap.Bool("dynamic_upstreams", p.dynamic != nil), zap.Bool("passive_health", p.FailDuration > 0),
+		zap.Bool("active_health", p.HealthURI != ""))
 	return nil
 }
 
