@@ -3,12 +3,14 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -131,6 +133,67 @@ http://127.0.0.1:%d {
 		}
 	}
 	t.Logf("%d of 8 packets rerouted off the dead connector", rerouted)
+	checkDashboard(t, "../docs/grafana-dashboard.json", got)
+}
+
+// checkDashboard fails unless every metric the Grafana dashboard queries
+// is a series on the running edge, and every label it groups by is one of
+// that metric's labels.
+func checkDashboard(t *testing.T, path string, series map[string]float64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	metricRE := regexp.MustCompile(`caddy_ilp_[a-z_]+`)
+	byRE := regexp.MustCompile(`by \(([a-z_, ]+)\) \(`)
+	queried := 0
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, metric := range metricRE.FindAllString(tg.Expr, -1) {
+				queried++
+				labels := map[string]bool{}
+				found := false
+				for s := range series {
+					name, rest, _ := strings.Cut(s, "{")
+					if name != metric {
+						continue
+					}
+					found = true
+					for _, kv := range strings.Split(strings.TrimSuffix(rest, "}"), ",") {
+						if k, _, ok := strings.Cut(kv, "="); ok {
+							labels[k] = true
+						}
+					}
+				}
+				if !found {
+					t.Errorf("dashboard panel %q queries %s, which the edge does not export", p.Title, metric)
+					continue
+				}
+				for _, m := range byRE.FindAllStringSubmatch(tg.Expr, -1) {
+					for _, l := range strings.Split(m[1], ",") {
+						if l = strings.TrimSpace(l); l != "le" && !labels[l] {
+							t.Errorf("dashboard panel %q groups %s by %q, which it does not have", p.Title, metric, l)
+						}
+					}
+				}
+			}
+		}
+	}
+	if queried == 0 {
+		t.Error("the dashboard queries no caddy_ilp_ metric")
+	}
 }
 
 // scrape reads a Prometheus text exposition into series → value, keeping
