@@ -48,7 +48,7 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch opt := d.Val(); opt {
 		case "address":
 			if !d.AllArgs(&e.Address) {
-				return d.ArgErr()
+				return d.Err("address takes one ILP address (an unset {$VAR} in a Caddyfile reads as nothing: is the variable set?)")
 			}
 		case "max_packet_size":
 			var s string

@@ -53,6 +53,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "minimal", input: "ilp_edge {\naddress test.e\npeer a {\ntoken t\n}\n}", want: &Edge{
 			Address: "test.e", Peers: []*Peer{{Name: "a", Tokens: []string{"t"}}}}},
 		{name: "inline arg", input: "ilp_edge g.x {\n}", err: "wrong argument count"},
+		{name: "address from an unset variable", input: "ilp_edge {\naddress {$ILP_TEST_UNSET_ADDRESS}\n}", err: "is the variable set?"},
 		{name: "no address", input: "ilp_edge {\npeer a {\ntoken t\n}\n}", err: "needs an address"},
 		{name: "unknown option", input: "ilp_edge {\naddress g.e\nfrobnicate\n}", err: `unrecognized ilp_edge option "frobnicate"`},
 		{name: "bad size", input: "ilp_edge {\naddress g.e\nmax_packet_size lots\n}", err: "not a size"},

@@ -123,7 +123,7 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if len(p.Upstreams) == 0 && p.DynamicUpstreamsRaw == nil {
-		return d.Err("ilp_proxy needs at least one upstream, or dynamic upstreams")
+		return d.Err("ilp_proxy needs at least one upstream, or dynamic upstreams (an unset {$VAR} in a Caddyfile reads as nothing: is the variable that lists them set?)")
 	}
 	for _, s := range p.Upstreams {
 		if _, err := parseUpstream(s); err != nil {

@@ -407,6 +407,7 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad dynamic path", input: "ilp_proxy {\ndynamic a x 1\ndynamic_path ilp\n}", err: "must start with /"},
 		{name: "bad metrics switch", input: "ilp_proxy a:1 {\nmetrics maybe\n}", err: "want on or off"},
 		{name: "no upstreams", input: "ilp_proxy {\nmax_hold 1s\n}", err: "at least one upstream"},
+		{name: "upstreams from an unset variable", input: "ilp_proxy {$ILP_TEST_UNSET_CONNECTORS}", err: "is the variable that lists them set?"},
 		{name: "bad scheme", input: "ilp_proxy ws://a:1", err: "scheme must be"},
 		{name: "unknown option", input: "ilp_proxy a:1 {\nlb_policy random\n}", err: `unrecognized ilp_proxy option "lb_policy"`},
 		{name: "bad count", input: "ilp_proxy a:1 {\nmax_fails -1\n}", err: "want a whole number"},

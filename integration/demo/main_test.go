@@ -98,4 +98,22 @@ func TestCaddyfileExample(t *testing.T) {
 	}
 
 	caddyCmd("validate", "--config", example, "--adapter", "caddyfile")
+
+	// What routes money has no default: without it the file does not
+	// adapt, and the error says why.
+	for name, hint := range map[string]string{
+		"ILP_CONNECTORS":   "is the variable that lists them set?",
+		"ILP_EDGE_ADDRESS": "is the variable set?",
+	} {
+		cmd := exec.Command(caddy, "adapt", "--config", example, "--adapter", "caddyfile")
+		for _, kv := range append(os.Environ(), env.list()...) {
+			if !strings.HasPrefix(kv, name+"=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), hint) {
+			t.Errorf("without %s: adapt gave %v, want an error with %q:\n%s", name, err, hint, out)
+		}
+	}
 }
