@@ -181,6 +181,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		for _, p := range peers {
 			p.metrics = newPeerMetrics(p.name)
 		}
+		zeroSeries(peers)
 	}
 	e.logReady()
 	return nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,7 +112,8 @@ func serve(t testing.TB, e *Edge, r *http.Request, next caddyhttp.Handler) (*htt
 }
 
 // wantReject checks that the response is a 200 carrying a Reject with
-// code, triggered by the edge.
+// code, triggered by the edge, and that code is one of edgeRejectCodes
+// (whose series start at 0): every path to an edge Reject is tested here.
 func wantReject(t testing.TB, w *httptest.ResponseRecorder, err error, code string) {
 	t.Helper()
 	if err != nil {
@@ -126,6 +128,9 @@ func wantReject(t testing.TB, w *httptest.ResponseRecorder, err error, code stri
 	}
 	if !bytes.Contains(w.Body.Bytes(), append([]byte{byte(len(testAddress))}, testAddress...)) {
 		t.Fatalf("reject not triggered by %s: %x", testAddress, w.Body.Bytes())
+	}
+	if !slices.Contains(edgeRejectCodes, got) {
+		t.Errorf("the edge made a %s Reject, which edgeRejectCodes lacks", got)
 	}
 }
 

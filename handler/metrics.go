@@ -107,23 +107,42 @@ func codeLabel(c ilpdest.Code) string {
 // authFailureLabels names the credential method and reason of an
 // authentication error.
 func authFailureLabels(err error) (method, reason string) {
-	switch {
-	case errors.Is(err, errNoCredentials):
-		return "none", "missing"
-	case errors.Is(err, errUnknownToken):
-		return "token", "unknown"
-	case errors.Is(err, errJWTSignature):
-		return "jwt", "signature"
-	case errors.Is(err, errJWTExpired):
-		return "jwt", "expired"
-	case errors.Is(err, errJWTNotYet):
-		return "jwt", "not_yet_valid"
-	case errors.Is(err, errJWTAlg):
-		return "jwt", "algorithm"
-	case errors.Is(err, errJWTNoExp):
-		return "jwt", "no_exp"
+	for _, k := range authFailureKinds {
+		if errors.Is(err, k.err) {
+			return k.method, k.reason
+		}
 	}
 	return "jwt", "malformed"
+}
+
+// authFailureKinds are the auth failures by label; a JWT that fails
+// otherwise is jwt/malformed.
+var authFailureKinds = []struct {
+	err            error
+	method, reason string
+}{
+	{errNoCredentials, "none", "missing"},
+	{errUnknownToken, "token", "unknown"},
+	{errJWTSignature, "jwt", "signature"},
+	{errJWTExpired, "jwt", "expired"},
+	{errJWTNotYet, "jwt", "not_yet_valid"},
+	{errJWTAlg, "jwt", "algorithm"},
+	{errJWTNoExp, "jwt", "no_exp"},
+}
+
+// zeroSeries creates at 0 the series that can occur before the first
+// event does, so that rates and alerts on them work from the start: every
+// auth failure kind, and for each peer the Rejects the edge itself makes.
+func zeroSeries(peers []*peer) {
+	for _, k := range authFailureKinds {
+		metricAuthFailures.WithLabelValues(k.method, k.reason)
+	}
+	metricAuthFailures.WithLabelValues("jwt", "malformed")
+	for _, p := range peers {
+		for _, c := range edgeRejectCodes {
+			metricRejects.WithLabelValues(p.name, c.String(), "edge")
+		}
+	}
 }
 
 // logLimiter lets a message through at most once per key per interval:

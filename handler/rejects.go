@@ -31,6 +31,10 @@ import (
 //	200 whose body is not a Fulfill or Reject         T00
 //	no forwarder answered at all                      T00
 
+// edgeRejectCodes are the codes of the table above: the Rejects the edge
+// makes (the tests' wantReject checks each edge Reject against them).
+var edgeRejectCodes = []ilpdest.Code{ilpdest.CodeF01, ilpdest.CodeR02, ilpdest.CodeR00, ilpdest.CodeT01, ilpdest.CodeT00}
+
 // edgeReject is a Reject the edge makes instead of a reply from a backend.
 type edgeReject struct {
 	code    ilpdest.Code

@@ -132,6 +132,19 @@ http://127.0.0.1:%d {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
 	}
+	// Series that exist at 0 before their first event, so that rates and
+	// alerts on them work from the start.
+	for _, k := range []string{
+		`caddy_ilp_rejects_total{code="T01",origin="edge",peer="alice"}`,
+		`caddy_ilp_rejects_total{code="R00",origin="edge",peer="alice"}`,
+		`caddy_ilp_rejects_total{code="T00",origin="edge",peer="alice"}`,
+		`caddy_ilp_auth_failures_total{method="jwt",reason="expired"}`,
+		`caddy_ilp_auth_failures_total{method="jwt",reason="malformed"}`,
+	} {
+		if v, ok := got[k]; !ok || v != 0 {
+			t.Errorf("%s = %v (present %v), want 0 from the start", k, v, ok)
+		}
+	}
 	t.Logf("%d of 8 packets rerouted off the dead connector", rerouted)
 	checkDashboard(t, "../docs/grafana-dashboard.json", got)
 }
