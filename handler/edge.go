@@ -128,8 +128,8 @@ type Edge struct {
 	peerHeader string              // PeerHeader in canonical form, to set without allocating
 	forward    map[string]struct{} // ForwardHeaders in canonical form
 	logger     *zap.Logger
-	authLog    *logLimiter // auth failures, per claimed peer
-	configLog  *logLimiter // config errors seen at run time
+	authLog    *LogLimiter // auth failures, per claimed peer
+	configLog  *LogLimiter // config errors seen at run time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -172,8 +172,8 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	auth.requireExp = !e.JWTAllowMissingExp
 	auth.peerHeader = e.peerHeader
 	e.auth, e.peers = auth, peers
-	e.authLog = &logLimiter{interval: time.Second}
-	e.configLog = &logLimiter{interval: time.Minute}
+	e.authLog = &LogLimiter{Interval: time.Second}
+	e.configLog = &LogLimiter{Interval: time.Minute}
 	if !e.DisableMetrics {
 		if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
@@ -374,7 +374,7 @@ func (e *Edge) authFailed(r *http.Request, err error) {
 	if !e.auth.names[claimed] {
 		claimed = "" // not a label from the config: one bucket for the rest
 	}
-	if !e.authLog.allow(claimed, now()) {
+	if !e.authLog.Allow(claimed, now()) {
 		return
 	}
 	if c := e.logger.Check(zap.InfoLevel, "peer authentication failed"); c != nil {
@@ -485,7 +485,7 @@ func (e *Edge) writeReject(w http.ResponseWriter, pkt *Packet, rej *edgeReject) 
 	case rej.cause == errNoForwarder:
 		// A config error that rejects every packet: said loudly, but not
 		// once per packet.
-		if e.configLog.allow("no forwarder", now()) {
+		if e.configLog.Allow("no forwarder", now()) {
 			e.logger.Error("ilp_edge has no forwarder after it: every packet is rejected",
 				zap.String("fix", "put reverse_proxy or ilp_proxy after ilp_edge in the same route"))
 		}

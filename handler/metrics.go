@@ -2,8 +2,6 @@ package handler
 
 import (
 	"errors"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -143,27 +141,4 @@ func zeroSeries(peers []*peer) {
 			metricRejects.WithLabelValues(p.name, c.String(), "edge")
 		}
 	}
-}
-
-// logLimiter lets a message through at most once per key per interval:
-// authentication failures under attack must not flood the log. Keys come
-// from the config (peer names) plus one for everyone else, so the map is
-// bounded.
-type logLimiter struct {
-	interval time.Duration
-	mu       sync.Mutex
-	last     map[string]time.Time
-}
-
-func (l *logLimiter) allow(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last == nil {
-		l.last = make(map[string]time.Time)
-	}
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.interval {
-		return false
-	}
-	l.last[key] = now
-	return true
 }

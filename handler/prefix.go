@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -45,8 +46,10 @@ type PrefixSelection struct {
 	// The policy for requests without a destination. Default: random.
 	FallbackRaw json.RawMessage `json:"fallback,omitempty" caddy:"namespace=http.reverse_proxy.selection_policies inline_key=policy"`
 
-	segments int
-	fallback reverseproxy.Selector
+	segments   int
+	fallback   reverseproxy.Selector
+	logger     *zap.Logger
+	rerouteLog *LogLimiter // packets routed past their first choice, per skipped upstream
 }
 
 // CaddyModule returns the Caddy module information.
@@ -71,7 +74,9 @@ func (s *PrefixSelection) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading fallback selection policy: %w", err)
 	}
 	s.fallback = mod.(reverseproxy.Selector)
-	ctx.Logger().Info("ilp_prefix ready", zap.Int("prefix_segments", s.segments))
+	s.logger = ctx.Logger()
+	s.rerouteLog = &LogLimiter{Interval: time.Second}
+	s.logger.Info("ilp_prefix ready", zap.Int("prefix_segments", s.segments))
 	return nil
 }
 
@@ -117,6 +122,12 @@ func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 	}
 	if i < 0 {
 		return nil // reverse_proxy answers 503, which ilp_edge turns into T01
+	}
+	if rank > 0 && s.rerouteLog.Allow(pool[order[0]].Dial, now()) {
+		if c := s.logger.Check(zap.InfoLevel, "packet routed past its first choice"); c != nil {
+			c.Write(zap.String("skipped", pool[order[0]].Dial), zap.String("upstream", pool[i].Dial),
+				zap.String("destination_prefix", key), zap.Int("rank", rank))
+		}
 	}
 	if pkt != nil {
 		if i < 64 {

@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
@@ -257,6 +259,8 @@ func TestPrefixRetryGoesToNextChoice(t *testing.T) {
 		names = append(names, u.String())
 	}
 	order := ilpdest.Rank("g.a.b", names, nil)
+	core, logs := observer.New(zap.InfoLevel)
+	s.logger = zap.New(core)
 	r := destRequest("g.a.b.c")
 	for rank, i := range order {
 		if got := s.Select(pool, r, nil); got != pool[i] {
@@ -268,6 +272,12 @@ func TestPrefixRetryGoesToNextChoice(t *testing.T) {
 	}
 	if got := s.Select(pool, r, nil); got != nil {
 		t.Errorf("every upstream tried, got %s, want none", got)
+	}
+	// Two packets past the first choice, one line: once a second per
+	// skipped upstream.
+	lines := logs.FilterMessage("packet routed past its first choice").All()
+	if len(lines) != 1 || lines[0].ContextMap()["skipped"] != pool[order[0]].Dial || lines[0].ContextMap()["upstream"] != pool[order[1]].Dial {
+		t.Errorf("reroute log lines: %v", lines)
 	}
 	// Another packet starts again from its first choice.
 	if got := s.Select(pool, destRequest("g.a.b.d"), nil); got != pool[order[0]] {

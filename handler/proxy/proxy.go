@@ -130,6 +130,7 @@ type Proxy struct {
 	segments   int
 	maxFails   int32 // MaxFails, or no limit when passive health is off
 	logger     *zap.Logger
+	rerouteLog *handler.LogLimiter // packets delivered past their first choice, per skipped upstream
 	stopHealth context.CancelFunc
 }
 
@@ -145,6 +146,7 @@ func (Proxy) CaddyModule() caddy.ModuleInfo {
 // connection pools and health state.
 func (p *Proxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	p.rerouteLog = &handler.LogLimiter{Interval: time.Second}
 	p.segments = p.RoutingSegments()
 	setDefault(&p.MaxHold, handler.DefaultMaxHold)
 	setDefault(&p.DialTimeout, DefaultDialTimeout)
@@ -333,8 +335,8 @@ ranking:
 			reply, err := u.exchange(r, repl, pkt.Bytes(), deadline, (*bufp)[:0])
 			u.metrics.count(err)
 			if err == nil {
-				if rank > 0 && !p.DisableMetrics {
-					metricRerouted.Inc()
+				if rank > 0 {
+					p.logRerouted(set.names[order[0]], u.addr, key, rank)
 				}
 				w.Header()["Content-Type"] = octetStream
 				w.WriteHeader(reply.status)
@@ -359,6 +361,21 @@ ranking:
 		return handler.NewForwardError(handler.NoUpstream, "", errors.New("ilp_proxy: no upstream"))
 	}
 	return caddyhttp.Error(last.Failure.HTTPStatus(), last)
+}
+
+// logRerouted counts a packet delivered past its prefix's first choice
+// and says so at Info, at most once a second per skipped upstream.
+func (p *Proxy) logRerouted(skipped, upstream, key string, rank int) {
+	if !p.DisableMetrics {
+		metricRerouted.Inc()
+	}
+	if !p.rerouteLog.Allow(skipped, time.Now()) {
+		return
+	}
+	if c := p.logger.Check(zap.InfoLevel, "packet rerouted past its first choice"); c != nil {
+		c.Write(zap.String("skipped", skipped), zap.String("upstream", upstream),
+			zap.String("destination_prefix", key), zap.Int("rank", rank))
+	}
 }
 
 // upstreamsFor returns the upstreams to rank r's packet over: the dynamic

@@ -18,6 +18,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
@@ -181,12 +183,17 @@ func TestProxyTriesMarkedDownUpstreamsWhenNoneIsHealthy(t *testing.T) {
 	dest := destRankedFirst([]string{dead, a.addr(), b.addr()})
 	order := ilpdest.Rank(dest, []string{dead, a.addr(), b.addr()}, nil)
 	want := []string{"", "a", "b"}[order[1]]
+	core, logs := observer.New(zap.InfoLevel)
+	p.logger = zap.New(core)
 	w, r, err := send(t, e, p, dest, time.Minute)
 	if got := fulfilledBy(t, w, err); got != want {
 		t.Errorf("fulfilled by %s, want %s, the next ranked", got, want)
 	}
 	if rank := caddyhttp.GetVar(r.Context(), handler.VarUpstreamRank); rank != 1 {
 		t.Errorf("rank %v, want 1", rank)
+	}
+	if lines := logs.FilterMessage("packet rerouted past its first choice").All(); len(lines) != 1 || lines[0].ContextMap()["skipped"] != dead {
+		t.Errorf("reroute log lines: %v, want one naming %s", lines, dead)
 	}
 	// One healthy upstream again: it is tried first, whatever the rank.
 	other := map[string]int{"a": 2, "b": 1}[want]
