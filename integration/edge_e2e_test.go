@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +70,36 @@ func startInProcess(t *testing.T, sites string) (*caddytest.Tester, string) {
 		t.FailNow()
 	}
 	return tester, logPath
+}
+
+// runEdge runs ./cmd/caddy with bothDoors to upstreams on a free port,
+// its admin endpoint on another, and the global options given, and waits
+// until it fulfils a packet through ilp_proxy. It returns the process,
+// the site's host:port and the admin port.
+func runEdge(t *testing.T, globalOptions, upstreams string) (p *process, addr string, admin int) {
+	t.Helper()
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	admin = freePort(t)
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n%s\n}\n", admin, globalOptions) +
+		bothDoors(port, hostileToken, upstreams, "", "")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for deadline := time.Now().Add(20 * time.Second); sendOnce(client, "http://"+addr+"/ilp_proxy", "g.warm.up") != "fulfill"; {
+		if time.Now().After(deadline) {
+			t.Fatal("edge did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p, addr, admin
 }
 
 // bothDoors is a site on http://127.0.0.1:<port> whose peer alice (with

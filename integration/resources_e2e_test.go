@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,43 +36,20 @@ const (
 // must stay within the bounds above, and closing the connections must
 // release their file descriptors.
 func TestResourceBounds(t *testing.T) {
-	bin, err := buildCaddy()
-	if err != nil {
-		t.Fatal(err)
-	}
 	conn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Write(ilptest.Fulfill([]byte("ok")))
 	}))
 	t.Cleanup(conn.Close)
-	port, admin := freePort(t), freePort(t)
-	path := filepath.Join(t.TempDir(), "Caddyfile")
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
+	caddy, addr, admin := runEdge(t, `
 	servers {
 		timeouts {
 			read_header 5s
 			read_body 10s
 			idle 2m
 		}
-	}
-}
-`, admin) + bothDoors(port, hostileToken, hostport(conn), "", "")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	caddy := start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
+	}`, hostport(conn))
 	pid := caddy.cmd.Process.Pid
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	client := &http.Client{Timeout: 10 * time.Second}
-	for deadline := time.Now().Add(20 * time.Second); sendOnce(client, "http://"+addr+"/ilp_proxy", "g.warm.up") != "fulfill"; {
-		if time.Now().After(deadline) {
-			t.Fatal("edge did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	client.CloseIdleConnections()
 	fds := openFDs(t, pid)
 	prepare := ilptest.Prepare("g.bounds.alice", time.Minute)
 	auth := "Authorization: Bearer " + hostileToken

@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,10 +21,6 @@ import (
 // before Caddy exits (within its grace_period), and new connections must
 // be refused afterwards, not accepted and dropped.
 func TestShutdownAnswersInFlight(t *testing.T) {
-	bin, err := buildCaddy()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var holding atomic.Int32
 	conn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body)
@@ -35,26 +29,9 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 		w.Write(ilptest.Fulfill([]byte("late")))
 	}))
 	t.Cleanup(conn.Close)
-	port, admin := freePort(t), freePort(t)
-	path := filepath.Join(t.TempDir(), "Caddyfile")
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-	grace_period 10s
-}
-`, admin) + bothDoors(port, hostileToken, hostport(conn), "", "")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	caddy := start(t, bin, "run", "--config", path, "--adapter", "caddyfile")
-	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	caddy, addr, _ := runEdge(t, "\tgrace_period 10s", hostport(conn))
+	base := "http://" + addr + "/"
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
-	for deadline := time.Now().Add(20 * time.Second); sendOnce(client, base+"ilp_proxy", "g.warm.up") != "fulfill"; {
-		if time.Now().After(deadline) {
-			t.Fatal("edge did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	holding.Store(0)
 
 	const n = 200
@@ -94,7 +71,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Caddy did not exit within its grace period")
 	}
-	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Error("the port still accepts connections after Caddy exited")
 	}
