@@ -42,6 +42,9 @@ type Peer struct {
 	// identify a peer by token. If not set, the peer's Authorization header
 	// is removed before proxying. Accepts `{env.*}` and `{file.*}`.
 	UpstreamToken string `json:"upstream_token,omitempty"`
+
+	// This peer's limits, field by field over the handler's `limits`.
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 // peer is a provisioned Peer: what the per-packet path needs, precomputed.
@@ -52,6 +55,7 @@ type peer struct {
 	jwtKeys      [][]byte
 	upstreamAuth []string     // nil: remove Authorization
 	metrics      *peerMetrics // nil: metrics off
+	limits       *peerLimits  // nil: none
 }
 
 // Authentication failures, by reason. The 401 error names the reason only.

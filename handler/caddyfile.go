@@ -1,10 +1,13 @@
 package handler
 
 import (
+	"fmt"
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"strconv"
 )
 
 // ParseEdgeCaddyfile sets up an Edge from the `ilp_edge` directive; see
@@ -28,11 +31,15 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		jwt_leeway <duration>
 //		jwt_allow_missing_exp
 //		metrics on|off
+//		max_packet_amount <amount>
+//		rate <packets> per <duration> [burst <packets>]
+//		throughput <amount> per <duration> [burst <amount>]
 //		peer <name> {
 //			token <secret>
 //			jwt_secret <secret>
 //			client_cert <sha256-fingerprint>
 //			upstream_token <secret>
+//			max_packet_amount|rate|throughput …
 //		}
 //	}
 //
@@ -113,6 +120,10 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			e.DisableMetrics = off
+		case "max_packet_amount", "rate", "throughput":
+			if err := unmarshalLimit(d, &e.Limits); err != nil {
+				return err
+			}
 		case "peer":
 			p, err := unmarshalPeer(d)
 			if err != nil {
@@ -145,6 +156,13 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		switch opt {
+		case "max_packet_amount", "rate", "throughput":
+			if err := unmarshalLimit(d, &p.Limits); err != nil {
+				return nil, fmt.Errorf("peer %q: %w", p.Name, err)
+			}
+			continue
+		}
 		var v string
 		if !d.AllArgs(&v) {
 			return nil, d.Errf("peer %q: %s takes exactly one argument", p.Name, opt)
@@ -176,3 +194,55 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Edge)(nil)
+
+// unmarshalLimit reads one limit line into *l:
+//
+//	max_packet_amount <amount>
+//	rate <packets> per <duration> [burst <packets>]
+//	throughput <amount> per <duration> [burst <amount>]
+func unmarshalLimit(d *caddyfile.Dispenser, l **Limits) error {
+	opt := d.Val()
+	if *l == nil {
+		*l = new(Limits)
+	}
+	args := d.RemainingArgs()
+	number := func(s string) (uint64, error) {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			return 0, d.Errf("%s: %q is not a whole number above 0", opt, s)
+		}
+		return n, nil
+	}
+	if opt == "max_packet_amount" {
+		if len(args) != 1 {
+			return d.Errf("max_packet_amount takes one amount")
+		}
+		n, err := number(args[0])
+		(*l).MaxPacketAmount = n
+		return err
+	}
+	if (len(args) != 3 && len(args) != 5) || args[1] != "per" || (len(args) == 5 && args[3] != "burst") {
+		return d.Errf("%s takes <limit> per <duration> [burst <n>]", opt)
+	}
+	b := new(Budget)
+	var err error
+	if b.Limit, err = number(args[0]); err != nil {
+		return err
+	}
+	period, err := caddy.ParseDuration(args[2])
+	if err != nil || period <= 0 || period > maxBudgetPeriod {
+		return d.Errf("%s: per %q: want a duration above 0 and at most %v", opt, args[2], maxBudgetPeriod)
+	}
+	b.Period = caddy.Duration(period)
+	if len(args) == 5 {
+		if b.Burst, err = number(args[4]); err != nil {
+			return err
+		}
+	}
+	if opt == "rate" {
+		(*l).Rate = b
+	} else {
+		(*l).Throughput = b
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -28,10 +29,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			forward_headers X-Request-Id
 			jwt_leeway 5s
 			jwt_allow_missing_exp
+			rate 10000 per 1m burst 500
+			max_packet_amount 18446744073709551615
 			peer alice {
 				token {env.ALICE}
 				token second
 				upstream_token {file./run/alice}
+				throughput 1000000 per 1s
+				max_packet_amount 5000
 			}
 			peer bob {
 				jwt_secret s3cret
@@ -42,8 +47,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			MaxHold:           caddy.Duration(20 * time.Second),
 			DestinationHeader: "verify", PeerHeader: "X-Peer", JWTLeeway: &leeway, JWTAllowMissingExp: true,
 			ForwardHeaders: []string{"traceparent", "tracestate", "X-Request-Id"},
+			Limits:         &Limits{MaxPacketAmount: math.MaxUint64, Rate: &Budget{Limit: 10000, Period: caddy.Duration(time.Minute), Burst: 500}},
 			Peers: []*Peer{
-				{Name: "alice", Tokens: []string{"{env.ALICE}", "second"}, UpstreamToken: "{file./run/alice}"},
+				{Name: "alice", Tokens: []string{"{env.ALICE}", "second"}, UpstreamToken: "{file./run/alice}",
+					Limits: &Limits{MaxPacketAmount: 5000, Throughput: &Budget{Limit: 1000000, Period: caddy.Duration(time.Second)}}},
 				{Name: "bob", JWTSecrets: []string{"s3cret"}, ClientCerts: []string{"AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"}},
 			},
 		}},
@@ -63,6 +70,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "forward_headers hop-by-hop", input: "ilp_edge {\naddress g.e\nforward_headers Keep-Alive\n}", err: "Keep-Alive may not be forwarded"},
 		{name: "forward_headers idempotency key", input: "ilp_edge {\naddress g.e\nforward_headers idempotency-key\n}", err: "may not be forwarded"},
 		{name: "forward_headers not a name", input: "ilp_edge {\naddress g.e\nforward_headers x:y\n}", err: "not a header name"},
+		{name: "rate without per", input: "ilp_edge {\naddress g.e\nrate 10 every 1s\n}", err: "rate takes <limit> per <duration>"},
+		{name: "rate of 0", input: "ilp_edge {\naddress g.e\nrate 0 per 1s\n}", err: "not a whole number above 0"},
+		{name: "throughput over a day", input: "ilp_edge {\naddress g.e\nthroughput 5 per 48h\n}", err: "at most 24h"},
+		{name: "peer's bad burst", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\nrate 5 per 1s burst lots\n}\n}", err: `peer "a": `},
+		{name: "max_packet_amount over uint64", input: "ilp_edge {\naddress g.e\nmax_packet_amount 18446744073709551616\n}", err: "not a whole number"},
 		{name: "peer without name", input: "ilp_edge {\naddress g.e\npeer {\ntoken t\n}\n}", err: "peer needs a name"},
 		{name: "peer without secret", input: "ilp_edge {\naddress g.e\npeer a {\n}\n}", err: `peer "a" needs a token`},
 		{name: "peer twice", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\n}\npeer a {\ntoken u\n}\n}", err: `peer "a" defined twice`},

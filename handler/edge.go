@@ -103,6 +103,12 @@ type Edge struct {
 	// which ilp-plugin-http uses.
 	PeerHeader string `json:"peer_header,omitempty"`
 
+	// The limits of every peer, each of which may set its own instead
+	// (field by field): the largest Prepare amount (F08 beyond), packets
+	// per period (T05) and amount per period (T04). Each edge instance
+	// keeps its own budgets, in memory.
+	Limits *Limits `json:"limits,omitempty"`
+
 	// Request headers of the peer's, besides the ones ilp_edge sets, to
 	// pass on to the forwarder, e.g. traceparent and tracestate. Every
 	// other field is removed: the backend gets the identity, the credential
@@ -172,6 +178,15 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	auth.requireExp = !e.JWTAllowMissingExp
 	auth.peerHeader = e.peerHeader
 	e.auth, e.peers = auth, peers
+	for i, p := range peers {
+		limits := e.Limits.merged(e.Peers[i].Limits)
+		if err := limits.validate(fmt.Sprintf("peer %q:", p.name)); err != nil {
+			return err // Caddy calls Cleanup, which releases the budgets loaded so far
+		}
+		if p.limits, err = newPeerLimits(p.name, limits); err != nil {
+			return err
+		}
+	}
 	e.authLog = &LogLimiter{Interval: time.Second}
 	e.configLog = &LogLimiter{Interval: time.Minute}
 	if !e.DisableMetrics {
@@ -197,6 +212,17 @@ func (e *Edge) logReady() {
 	}
 	e.logger.Info("ilp_edge ready", zap.String("address", e.Address), zap.Strings("peers", peerKinds),
 		zap.String("destination_header", e.DestinationHeader), zap.Duration("max_hold", time.Duration(e.MaxHold)))
+}
+
+// Cleanup releases the peers' budgets: a reload that keeps a peer's
+// limits keeps what it has used of them.
+func (e *Edge) Cleanup() error {
+	for _, p := range e.peers {
+		if p.limits != nil {
+			p.limits.release()
+		}
+	}
+	return nil
 }
 
 // Validate checks the configuration.
@@ -301,6 +327,12 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 	if rej := e.readPrepare(pkt, firstValue(r.Header, destinationHeader)); rej != nil {
 		return e.writeReject(w, pkt, rej)
+	}
+	if l := p.limits; l != nil {
+		if rej := l.admit(pkt); rej != nil {
+			return e.writeReject(w, pkt, rej)
+		}
+		defer l.settle(pkt) // after the answer: a Reject gives the amount back
 	}
 	caddyhttp.SetVar(r.Context(), VarDestination, (*destinationView)(pkt))
 
@@ -480,8 +512,9 @@ func (e *Edge) readPrepare(pkt *Packet, header string) *edgeReject {
 func (e *Edge) writeReject(w http.ResponseWriter, pkt *Packet, rej *edgeReject) error {
 	level := zap.WarnLevel
 	switch {
-	case rej.code == ilpdest.CodeF01 || rej.code == ilpdest.CodeR02:
-		level = zap.DebugLevel // the peer's problem, not the fleet's
+	case rej.code == ilpdest.CodeF01 || rej.code == ilpdest.CodeR02 || rej.code == ilpdest.CodeF08 ||
+		rej.code == ilpdest.CodeT04 || rej.code == ilpdest.CodeT05:
+		level = zap.DebugLevel // the peer's problem (or its limits), not the fleet's
 	case rej.cause == errNoForwarder:
 		// A config error that rejects every packet: said loudly, but not
 		// once per packet.
@@ -496,7 +529,7 @@ func (e *Edge) writeReject(w http.ResponseWriter, pkt *Packet, rej *edgeReject) 
 			zap.String("code", rej.code.String()), zap.String("message", rej.message), zap.NamedError("cause", rej.cause))
 	}
 	buf := ilpdest.AppendReject(nil, ilpdest.Reject{
-		Code: rej.code, TriggeredBy: e.Address, Message: rej.message,
+		Code: rej.code, TriggeredBy: e.Address, Message: rej.message, Data: rej.data,
 	})
 	writeILP(w, buf)
 	e.count(pkt, buf, rej)
@@ -545,5 +578,6 @@ func writeILP(w http.ResponseWriter, b []byte) {
 var (
 	_ caddy.Provisioner           = (*Edge)(nil)
 	_ caddy.Validator             = (*Edge)(nil)
+	_ caddy.CleanerUpper          = (*Edge)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Edge)(nil)
 )

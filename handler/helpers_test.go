@@ -49,6 +49,7 @@ func testEdge(t testing.TB, mod func(*Edge)) (*Edge, *observer.ObservedLogs) {
 	if err := e.Provision(ctx); err != nil {
 		t.Fatalf("Provision: %v", err)
 	}
+	t.Cleanup(func() { e.Cleanup() }) // the peers' budgets are shared across edges, as across reloads
 	if err := e.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}

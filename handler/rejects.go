@@ -33,26 +33,28 @@ import (
 
 // edgeRejectCodes are the codes of the table above: the Rejects the edge
 // makes (the tests' wantReject checks each edge Reject against them).
-var edgeRejectCodes = []ilpdest.Code{ilpdest.CodeF01, ilpdest.CodeR02, ilpdest.CodeR00, ilpdest.CodeT01, ilpdest.CodeT00}
+var edgeRejectCodes = []ilpdest.Code{ilpdest.CodeF01, ilpdest.CodeR02, ilpdest.CodeR00, ilpdest.CodeT01, ilpdest.CodeT00,
+	ilpdest.CodeF08, ilpdest.CodeT04, ilpdest.CodeT05} // the last three: a peer's Limits
 
 // edgeReject is a Reject the edge makes instead of a reply from a backend.
 type edgeReject struct {
 	code    ilpdest.Code
 	message string
-	cause   error // for the log; never sent
+	cause   error  // for the log; never sent
+	data    []byte // the Reject's data: F08's amounts
 }
 
 func invalidPacket(err error) *edgeReject {
-	return &edgeReject{ilpdest.CodeF01, "invalid packet: " + err.Error(), err}
+	return &edgeReject{ilpdest.CodeF01, "invalid packet: " + err.Error(), err, nil}
 }
 
 var errDestinationMismatch = errors.New("ILP-Destination header does not match the packet's destination")
 
 func insufficientTimeout(expired bool) *edgeReject {
 	if expired {
-		return &edgeReject{ilpdest.CodeR02, "packet already expired", nil}
+		return &edgeReject{ilpdest.CodeR02, "packet already expired", nil, nil}
 	}
-	return &edgeReject{ilpdest.CodeR02, "packet expires too soon", nil}
+	return &edgeReject{ilpdest.CodeR02, "packet expires too soon", nil, nil}
 }
 
 // errNoForwarder is the cause of the Reject for a request that nothing
@@ -70,31 +72,31 @@ func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
 		// has already acted on it and a Reject now would leave the two
 		// sides' books apart.
 		if expired {
-			return &edgeReject{ilpdest.CodeR00, "no reply from a connector before the packet expired", err}
+			return &edgeReject{ilpdest.CodeR00, "no reply from a connector before the packet expired", err, nil}
 		}
 		switch failureOf(err) {
 		case NoUpstream:
-			return &edgeReject{ilpdest.CodeT01, "no connector available", err}
+			return &edgeReject{ilpdest.CodeT01, "no connector available", err, nil}
 		case NotDelivered:
-			return &edgeReject{ilpdest.CodeT01, "no connector reachable", err}
+			return &edgeReject{ilpdest.CodeT01, "no connector reachable", err, nil}
 		case TimedOut:
-			return &edgeReject{ilpdest.CodeT00, "no reply from a connector within the hold limit", err}
+			return &edgeReject{ilpdest.CodeT00, "no reply from a connector within the hold limit", err, nil}
 		case BadReply:
-			return &edgeReject{ilpdest.CodeT00, "connector reply is not valid HTTP", err}
+			return &edgeReject{ilpdest.CodeT00, "connector reply is not valid HTTP", err, nil}
 		}
-		return &edgeReject{ilpdest.CodeT00, "connector connection broke before its reply", err}
+		return &edgeReject{ilpdest.CodeT00, "connector connection broke before its reply", err, nil}
 	}
 	switch {
 	case c.status == 0:
-		return &edgeReject{ilpdest.CodeT00, "no connector configured", errNoForwarder}
+		return &edgeReject{ilpdest.CodeT00, "no connector configured", errNoForwarder, nil}
 	case c.status != http.StatusOK:
 		return &edgeReject{ilpdest.CodeT00, "connector answered HTTP " + strconv.Itoa(c.status),
-			fmt.Errorf("upstream status %d", c.status)}
+			fmt.Errorf("upstream status %d", c.status), nil}
 	case c.overflow:
-		return &edgeReject{ilpdest.CodeT00, "connector reply too large", fmt.Errorf("upstream reply over %d bytes", MaxReplySize)}
+		return &edgeReject{ilpdest.CodeT00, "connector reply too large", fmt.Errorf("upstream reply over %d bytes", MaxReplySize), nil}
 	}
 	if _, err := ilpdest.ReadResponseType(c.bytes()); err != nil {
-		return &edgeReject{ilpdest.CodeT00, "connector reply is not an ILP packet", err}
+		return &edgeReject{ilpdest.CodeT00, "connector reply is not an ILP packet", err, nil}
 	}
 	return nil
 }

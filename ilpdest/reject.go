@@ -10,9 +10,11 @@ func (c Code) String() string { return string(c[:]) }
 var (
 	CodeF01 = Code{'F', '0', '1'} // Invalid Packet
 	CodeF02 = Code{'F', '0', '2'} // Unreachable
+	CodeF08 = Code{'F', '0', '8'} // Amount Too Large; its data is receivedAmount and maximumAmount, UInt64 each
 	CodeT00 = Code{'T', '0', '0'} // Internal Error
 	CodeT01 = Code{'T', '0', '1'} // Peer Unreachable
 	CodeT03 = Code{'T', '0', '3'} // Connector Busy
+	CodeT04 = Code{'T', '0', '4'} // Insufficient Liquidity
 	CodeT05 = Code{'T', '0', '5'} // Rate Limited
 	CodeR00 = Code{'R', '0', '0'} // Transfer Timed Out
 	CodeR02 = Code{'R', '0', '2'} // Insufficient Timeout
