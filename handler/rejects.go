@@ -22,7 +22,7 @@ import (
 //
 //	what happened                                    Reject
 //	packet expired before a reply came                R00
-//	no connector available (all marked down)          T01
+//	no connector to try (none, or every one full)     T01
 //	no connector reached (dial failed, nothing sent)  T01
 //	connector may have it, exchange broke off         T00
 //	no reply within the forwarder's hold limit        T00
@@ -30,6 +30,8 @@ import (
 //	connector answered a status other than 200        T00
 //	200 whose body is not a Fulfill or Reject         T00
 //	no forwarder answered at all                      T00
+//	over the peer's max_packet_amount (limits.go)     F08
+//	beyond the peer's rate / throughput               T05 / T04
 
 // edgeRejectCodes are the codes of the table above: the Rejects the edge
 // makes (the tests' wantReject checks each edge Reject against them).
