@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -62,8 +65,18 @@ func benchServe(b *testing.B, e *Edge, next func() *http.Request) {
 	}
 }
 
-func benchEdge(b *testing.B) *Edge {
-	e, _ := testEdge(b, nil)
+func benchEdge(b *testing.B) *Edge { return benchEdgeWith(b, nil) }
+
+// benchEdgeWith is testEdge for a benchmark: its provisioning line goes
+// nowhere (a Caddy context without a config logs to os.Stderr, which go
+// test interleaves with the results), and so does everything after.
+func benchEdgeWith(b *testing.B, mod func(*Edge)) *Edge {
+	stderr := os.Stderr
+	if devNull, err := os.Open(os.DevNull); err == nil {
+		os.Stderr = devNull
+		defer func() { os.Stderr = stderr; devNull.Close() }()
+	}
+	e, _ := testEdge(b, mod)
 	e.logger = zap.NewNop()
 	return e
 }
@@ -87,6 +100,16 @@ func BenchmarkServeHTTPTokenHeader(b *testing.B) {
 func BenchmarkServeHTTPTokenOER(b *testing.B) {
 	benchServe(b, benchEdge(b), benchRequest(prepareBytes("g.us.bank.alice", time.Hour),
 		"Authorization", "Bearer "+aliceToken))
+}
+
+// BenchmarkServeHTTPTokenOERLimits is TokenOER with every limit on (and
+// never reached): what a peer's in-process budgets cost per packet.
+func BenchmarkServeHTTPTokenOERLimits(b *testing.B) {
+	e := benchEdgeWith(b, func(e *Edge) {
+		huge := &Budget{Limit: math.MaxUint64, Period: caddy.Duration(time.Second)}
+		e.Limits = &Limits{MaxPacketAmount: math.MaxUint64, Rate: huge, Throughput: huge}
+	})
+	benchServe(b, e, benchRequest(prepareBytes("g.us.bank.alice", time.Hour), "Authorization", "Bearer "+aliceToken))
 }
 
 func BenchmarkServeHTTPJWTCached(b *testing.B) {
