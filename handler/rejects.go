@@ -47,16 +47,16 @@ type edgeReject struct {
 }
 
 func invalidPacket(err error) *edgeReject {
-	return &edgeReject{ilpdest.CodeF01, "invalid packet: " + err.Error(), err, nil}
+	return &edgeReject{code: ilpdest.CodeF01, message: "invalid packet: " + err.Error(), cause: err}
 }
 
 var errDestinationMismatch = errors.New("ILP-Destination header does not match the packet's destination")
 
 func insufficientTimeout(expired bool) *edgeReject {
 	if expired {
-		return &edgeReject{ilpdest.CodeR02, "packet already expired", nil, nil}
+		return &edgeReject{code: ilpdest.CodeR02, message: "packet already expired"}
 	}
-	return &edgeReject{ilpdest.CodeR02, "packet expires too soon", nil, nil}
+	return &edgeReject{code: ilpdest.CodeR02, message: "packet expires too soon"}
 }
 
 // errNoForwarder is the cause of the Reject for a request that nothing
@@ -74,31 +74,30 @@ func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
 		// has already acted on it and a Reject now would leave the two
 		// sides' books apart.
 		if expired {
-			return &edgeReject{ilpdest.CodeR00, "no reply from a connector before the packet expired", err, nil}
+			return &edgeReject{code: ilpdest.CodeR00, message: "no reply from a connector before the packet expired", cause: err}
 		}
 		switch failureOf(err) {
 		case NoUpstream:
-			return &edgeReject{ilpdest.CodeT01, "no connector available", err, nil}
+			return &edgeReject{code: ilpdest.CodeT01, message: "no connector available", cause: err}
 		case NotDelivered:
-			return &edgeReject{ilpdest.CodeT01, "no connector reachable", err, nil}
+			return &edgeReject{code: ilpdest.CodeT01, message: "no connector reachable", cause: err}
 		case TimedOut:
-			return &edgeReject{ilpdest.CodeT00, "no reply from a connector within the hold limit", err, nil}
+			return &edgeReject{code: ilpdest.CodeT00, message: "no reply from a connector within the hold limit", cause: err}
 		case BadReply:
-			return &edgeReject{ilpdest.CodeT00, "connector reply is not valid HTTP", err, nil}
+			return &edgeReject{code: ilpdest.CodeT00, message: "connector reply is not valid HTTP", cause: err}
 		}
-		return &edgeReject{ilpdest.CodeT00, "connector connection broke before its reply", err, nil}
+		return &edgeReject{code: ilpdest.CodeT00, message: "connector connection broke before its reply", cause: err}
 	}
 	switch {
 	case c.status == 0:
-		return &edgeReject{ilpdest.CodeT00, "no connector configured", errNoForwarder, nil}
+		return &edgeReject{code: ilpdest.CodeT00, message: "no connector configured", cause: errNoForwarder}
 	case c.status != http.StatusOK:
-		return &edgeReject{ilpdest.CodeT00, "connector answered HTTP " + strconv.Itoa(c.status),
-			fmt.Errorf("upstream status %d", c.status), nil}
+		return &edgeReject{code: ilpdest.CodeT00, message: "connector answered HTTP " + strconv.Itoa(c.status), cause: fmt.Errorf("upstream status %d", c.status)}
 	case c.overflow:
-		return &edgeReject{ilpdest.CodeT00, "connector reply too large", fmt.Errorf("upstream reply over %d bytes", MaxReplySize), nil}
+		return &edgeReject{code: ilpdest.CodeT00, message: "connector reply too large", cause: fmt.Errorf("upstream reply over %d bytes", MaxReplySize)}
 	}
 	if _, err := ilpdest.ReadResponseType(c.bytes()); err != nil {
-		return &edgeReject{ilpdest.CodeT00, "connector reply is not an ILP packet", err, nil}
+		return &edgeReject{code: ilpdest.CodeT00, message: "connector reply is not an ILP packet", cause: err}
 	}
 	return nil
 }
