@@ -1,0 +1,111 @@
+'use strict'
+// A real STREAM payment (ilp-protocol-stream 2.7.1) over ilp-plugin-http
+// 1.6.1, for the edge's limits tests.
+//
+//   node stream.js receive --port 0 --token T
+//     a STREAM server behind an ilp-plugin-http server (the "connector");
+//     prints READY <port> <destination> <shared secret, base64>, then
+//     RECEIVED <total so far> whenever a connection closes
+//   node stream.js send --url U --token T --destination D --secret S --amount N
+//     pays N to D through U; prints PAID <sent> <delivered> or FAILED <reason>
+//
+// Neither side has a parent connector to ask its ILP address (ILDCP), so
+// each plugin answers peer.config itself. Runs at most 60 s.
+
+const ILDCP = require('ilp-protocol-ildcp')
+const IlpPacket = require('ilp-packet')
+const PluginHttp = require('ilp-plugin-http').default
+const { loopbackPort, connectLoopback, parseArgs, println } = require('./lib')
+
+const hard = setTimeout(() => { println('FAILED hard time limit of 60 s'); process.exit(3) }, 60 * 1000)
+hard.unref()
+
+// ilp-protocol-stream 2.7.1 assigns `this.closed` in its Duplex subclass,
+// which Node >= 18 defines as a getter only, so createStream() throws
+// (interledgerjs/interledgerjs#284: fixed upstream, never published).
+// Rename the field in its source before the module is first loaded.
+function loadStream () {
+  const fs = require('fs')
+  const Module = require('module')
+  const file = require.resolve('ilp-protocol-stream/dist/src/stream.js')
+  const m = new Module(file, module)
+  m.filename = file
+  m.paths = Module._nodeModulePaths(require('path').dirname(file))
+  m._compile(fs.readFileSync(file, 'utf8').replace(/this\.closed\b/g, 'this._streamClosed'), file)
+  m.loaded = true
+  require.cache[file] = m
+  return require('ilp-protocol-stream')
+}
+const STREAM = loadStream()
+
+// withAddress makes plugin answer ILDCP (peer.config) with address. With
+// oneWay, every other packet it would send gets F02 instead: the receiver
+// has no route back to the sender (its STREAM packets are only updates,
+// which it can do without).
+function withAddress (plugin, address, oneWay) {
+  const sendData = plugin.sendData.bind(plugin)
+  plugin.sendData = async (data) => {
+    if (data[0] === 12 && data.includes(Buffer.from('peer.config'))) {
+      return ILDCP.serializeIldcpResponse({ clientAddress: address, assetScale: 9, assetCode: 'XRP' })
+    }
+    if (oneWay) {
+      return IlpPacket.serializeIlpReject({ code: 'F02', triggeredBy: address, message: 'no route back', data: Buffer.alloc(0) })
+    }
+    return sendData(data)
+  }
+  return plugin
+}
+
+async function receive (args) {
+  const plugin = withAddress(new PluginHttp({
+    incoming: { port: loopbackPort(args.port), staticToken: args.token },
+    outgoing: { url: 'http://127.0.0.1:9/unused', staticToken: 'unused' }
+  }), 'test.receiver', true)
+  const port = await connectLoopback(plugin)
+  const server = await STREAM.createServer({ plugin, serverSecret: Buffer.alloc(32, 7) })
+  const { destinationAccount, sharedSecret } = server.generateAddressAndSecret()
+  // Without a route back, the receiver's own STREAM packets fail and it
+  // may close a connection, which the sender reopens: count across them.
+  let total = 0n
+  server.on('connection', (conn) => {
+    conn.on('stream', (stream) => {
+      stream.setReceiveMax('18446744073709551615')
+      stream.on('money', (amount) => { total += BigInt(amount) })
+    })
+    conn.on('close', () => println('RECEIVED ' + total))
+  })
+  println(`READY ${port} ${destinationAccount} ${sharedSecret.toString('base64')}`)
+}
+
+async function send (args) {
+  const plugin = withAddress(new PluginHttp({
+    incoming: { port: loopbackPort(0), staticToken: 'unused' },
+    outgoing: { url: args.url, staticToken: args.token, sendIlpDestination: true }
+  }), 'test.sender')
+  await connectLoopback(plugin)
+  const conn = await STREAM.createConnection({
+    plugin,
+    destinationAccount: args.destination,
+    sharedSecret: Buffer.from(args.secret, 'base64'),
+    slippage: 0
+  })
+  const stream = conn.createStream()
+  try {
+    await stream.sendTotal(args.amount, { timeout: 45000 })
+    println(`PAID ${stream.totalSent} ${conn.totalDelivered}`)
+  } catch (e) {
+    println(`FAILED ${String(e.message).replace(/\n/g, ' ')} (sent ${stream.totalSent})`)
+  }
+  await conn.end().catch(() => {})
+  await plugin.disconnect()
+  process.exit(0)
+}
+
+const [role, ...rest] = process.argv.slice(2)
+const spec = {
+  port: { type: 'string', default: '0' }, token: { type: 'string' }, url: { type: 'string' },
+  destination: { type: 'string' }, secret: { type: 'string' }, amount: { type: 'string' }
+}
+const main = { receive, send }[role]
+if (!main) { println('FAILED usage: node stream.js receive|send …'); process.exit(2) }
+main(parseArgs(rest, spec)).catch((e) => { println('FAILED ' + String(e.stack).replace(/\n/g, ' ')); process.exit(1) })
