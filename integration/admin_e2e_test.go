@@ -81,7 +81,7 @@ func TestAdminUpstreamsAndRoute(t *testing.T) {
 			dest = d
 		}
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := testClient(t, 10*time.Second)
 	first := fulfiller(t, client, "http://127.0.0.1:9080/ilp_proxy", dest) // refused by the dead one, moved on
 	r := getAdmin(t, "/ilp/route?address="+dest, http.StatusOK)[0]
 	if r.Key != strings.TrimSuffix(dest, ".alice") || r.Upstreams[0].Address != dead || r.Upstreams[0].Healthy ||

@@ -72,6 +72,16 @@ func startInProcess(t *testing.T, sites string) (*caddytest.Tester, string) {
 	return tester, logPath
 }
 
+// testClient is an HTTP client with a connection pool of its own, closed
+// when the test ends. http.DefaultTransport would hand a test a keep-alive
+// connection to the Caddy of the test before it, on the same fixed port,
+// and a POST on it fails (EOF) without being retried.
+func testClient(t *testing.T, timeout time.Duration) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
 // runEdge runs ./cmd/caddy with bothDoors to upstreams on a free port,
 // its admin endpoint on another, and the global options given, and waits
 // until it fulfils a packet through ilp_proxy. It returns the process,

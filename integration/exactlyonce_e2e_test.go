@@ -29,7 +29,7 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	for _, door := range []string{"reverse_proxy", "ilp_proxy"} {
 		stop := make(chan struct{})
 		killed := fleet.killEvery(2*time.Second, 300*time.Millisecond, stop) // the chaos
-		results := sendSteadily(perDoor, "http://127.0.0.1:9080/"+door, func(i int) string {
+		results := sendSteadily(t, perDoor, "http://127.0.0.1:9080/"+door, func(i int) string {
 			return fmt.Sprintf("g.once.r%d.%s-%d", i%30, door, i)
 		})
 		close(stop)
@@ -66,11 +66,11 @@ type outcome struct{ dest, answer string }
 
 // sendSteadily sends n Prepares to url, the i-th to dest(i), from 8
 // workers at about 200 packets per second in all.
-func sendSteadily(n int, url string, dest func(i int) string) []outcome {
+func sendSteadily(t *testing.T, n int, url string, dest func(i int) string) []outcome {
 	const workers = 8
 	results := make(chan outcome, n)
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := testClient(t, 30*time.Second)
 	for w := range workers {
 		wg.Add(1)
 		go func() {

@@ -74,7 +74,7 @@ func TestRouteCommandAgreesWithTheEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := testClient(t, 10*time.Second)
 	chosen := map[string]bool{}
 	for i := range 10 {
 		dest := fmt.Sprintf("g.route%d.bank.alice", i)

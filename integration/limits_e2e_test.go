@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
@@ -42,11 +43,12 @@ func TestPeerLimitsEndToEnd(t *testing.T) {
 			ilp_proxy %[2]s
 		}
 	}`, hostileToken, hostport(conn.Server)))
+	client := testClient(t, 10*time.Second)
 	send := func(door string, amount uint64) (string, []byte) {
 		body := ilptest.NewPrepare(ilpdest.Prepare{Amount: amount, Destination: []byte("g.limits.alice")})
 		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9080/"+door, strings.NewReader(string(body)))
 		req.Header.Set("Authorization", "Bearer "+hostileToken)
-		res, err := http.DefaultClient.Do(req)
+		res, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,7 @@ func TestRollingRestarts(t *testing.T) {
 	for _, door := range []string{"reverse_proxy", "ilp_proxy"} {
 		stop := make(chan struct{})
 		killed := fleet.killEvery(3*time.Second, 300*time.Millisecond, stop)
-		results := sendSteadily(perDoor, "http://127.0.0.1:9080/"+door, func(i int) string {
+		results := sendSteadily(t, perDoor, "http://127.0.0.1:9080/"+door, func(i int) string {
 			return fmt.Sprintf("g.roll.r%d.%s-%d", i%30, door, i)
 		})
 		close(stop)

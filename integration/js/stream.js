@@ -5,7 +5,7 @@
 //   node stream.js receive --port 0 --token T
 //     a STREAM server behind an ilp-plugin-http server (the "connector");
 //     prints READY <port> <destination> <shared secret, base64>, then
-//     RECEIVED <total so far> whenever a connection closes
+//     RECEIVED <total so far> at every payment it receives
 //   node stream.js send --url U --token T --destination D --secret S --amount N
 //     pays N to D through U; prints PAID <sent> <delivered> or FAILED <reason>
 //
@@ -65,14 +65,18 @@ async function receive (args) {
   const server = await STREAM.createServer({ plugin, serverSecret: Buffer.alloc(32, 7) })
   const { destinationAccount, sharedSecret } = server.generateAddressAndSecret()
   // Without a route back, the receiver's own STREAM packets fail and it
-  // may close a connection, which the sender reopens: count across them.
+  // may close a connection, which the sender reopens: count across them,
+  // and say the total at every payment (a closing connection's last
+  // packets may never come).
   let total = 0n
   server.on('connection', (conn) => {
     conn.on('stream', (stream) => {
       stream.setReceiveMax('18446744073709551615')
-      stream.on('money', (amount) => { total += BigInt(amount) })
+      stream.on('money', (amount) => {
+        total += BigInt(amount)
+        println('RECEIVED ' + total)
+      })
     })
-    conn.on('close', () => println('RECEIVED ' + total))
   })
   println(`READY ${port} ${destinationAccount} ${sharedSecret.toString('base64')}`)
 }
