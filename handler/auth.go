@@ -45,6 +45,10 @@ type Peer struct {
 
 	// This peer's limits, field by field over the handler's `limits`.
 	Limits *Limits `json:"limits,omitempty"`
+
+	// Answer this peer's ILDCP requests at the edge, in place of the
+	// handler's `ildcp`.
+	ILDCP *ILDCP `json:"ildcp,omitempty"`
 }
 
 // peer is a provisioned Peer: what the per-packet path needs, precomputed.
@@ -56,6 +60,7 @@ type peer struct {
 	upstreamAuth []string     // nil: remove Authorization
 	metrics      *peerMetrics // nil: metrics off
 	limits       *peerLimits  // nil: none
+	ildcpReply   []byte       // the Fulfill to its peer.config requests; nil: forward them
 }
 
 // Authentication failures, by reason. The 401 error names the reason only.

@@ -2,12 +2,15 @@ package handler
 
 import (
 	"fmt"
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
-	"strconv"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
 // ParseEdgeCaddyfile sets up an Edge from the `ilp_edge` directive; see
@@ -34,12 +37,17 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		max_packet_amount <amount>
 //		rate <packets> per <duration> [burst <packets>]
 //		throughput <amount> per <duration> [burst <amount>]
+//		ildcp {
+//			address_prefix <ilp-address>
+//			asset_code <code>
+//			asset_scale <n>
+//		}
 //		peer <name> {
 //			token <secret>
 //			jwt_secret <secret>
 //			client_cert <sha256-fingerprint>
 //			upstream_token <secret>
-//			max_packet_amount|rate|throughput …
+//			max_packet_amount|rate|throughput|ildcp …
 //		}
 //	}
 //
@@ -124,6 +132,12 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := unmarshalLimit(d, &e.Limits); err != nil {
 				return err
 			}
+		case "ildcp":
+			c, err := unmarshalILDCP(d)
+			if err != nil {
+				return err
+			}
+			e.ILDCP = c
 		case "peer":
 			p, err := unmarshalPeer(d)
 			if err != nil {
@@ -161,6 +175,13 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 			if err := unmarshalLimit(d, &p.Limits); err != nil {
 				return nil, fmt.Errorf("peer %q: %w", p.Name, err)
 			}
+			continue
+		case "ildcp":
+			c, err := unmarshalILDCP(d)
+			if err != nil {
+				return nil, fmt.Errorf("peer %q: %w", p.Name, err)
+			}
+			p.ILDCP = c
 			continue
 		}
 		var v string
@@ -245,4 +266,46 @@ func unmarshalLimit(d *caddyfile.Dispenser, l **Limits) error {
 		(*l).Throughput = b
 	}
 	return nil
+}
+
+// unmarshalILDCP reads an ildcp block:
+//
+//	ildcp {
+//		address_prefix <ilp-address>
+//		asset_code <code>
+//		asset_scale <0-255>
+//	}
+func unmarshalILDCP(d *caddyfile.Dispenser) (*ILDCP, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	c := new(ILDCP)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return nil, d.Errf("ildcp: %s takes exactly one argument", opt)
+		}
+		switch opt {
+		case "address_prefix":
+			if !ilpdest.ValidAddress(v) {
+				return nil, d.Errf("ildcp: address_prefix %q is not a valid ILP address", v)
+			}
+			c.AddressPrefix = v
+		case "asset_code":
+			c.AssetCode = v
+		case "asset_scale":
+			n, err := strconv.ParseUint(v, 10, 8)
+			if err != nil {
+				return nil, d.Errf("ildcp: asset_scale %q: want a whole number from 0 to 255", v)
+			}
+			c.AssetScale = uint8(n)
+		default:
+			return nil, d.Errf("unrecognized ildcp option %q", opt)
+		}
+	}
+	if c.AddressPrefix == "" || c.AssetCode == "" {
+		return nil, d.Err("ildcp needs address_prefix and asset_code")
+	}
+	return c, nil
 }

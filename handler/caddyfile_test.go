@@ -37,6 +37,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				upstream_token {file./run/alice}
 				throughput 1000000 per 1s
 				max_packet_amount 5000
+				ildcp {
+					address_prefix g.child
+					asset_code USD
+					asset_scale 2
+				}
 			}
 			peer bob {
 				jwt_secret s3cret
@@ -50,7 +55,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			Limits:         &Limits{MaxPacketAmount: math.MaxUint64, Rate: &Budget{Limit: 10000, Period: caddy.Duration(time.Minute), Burst: 500}},
 			Peers: []*Peer{
 				{Name: "alice", Tokens: []string{"{env.ALICE}", "second"}, UpstreamToken: "{file./run/alice}",
-					Limits: &Limits{MaxPacketAmount: 5000, Throughput: &Budget{Limit: 1000000, Period: caddy.Duration(time.Second)}}},
+					Limits: &Limits{MaxPacketAmount: 5000, Throughput: &Budget{Limit: 1000000, Period: caddy.Duration(time.Second)}},
+					ILDCP:  &ILDCP{AddressPrefix: "g.child", AssetCode: "USD", AssetScale: 2}},
 				{Name: "bob", JWTSecrets: []string{"s3cret"}, ClientCerts: []string{"AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"}},
 			},
 		}},
@@ -75,6 +81,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "throughput over a day", input: "ilp_edge {\naddress g.e\nthroughput 5 per 48h\n}", err: "at most 24h"},
 		{name: "peer's bad burst", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\nrate 5 per 1s burst lots\n}\n}", err: `peer "a": `},
 		{name: "max_packet_amount over uint64", input: "ilp_edge {\naddress g.e\nmax_packet_amount 18446744073709551616\n}", err: "not a whole number"},
+		{name: "ildcp without asset", input: "ilp_edge {\naddress g.e\nildcp {\naddress_prefix g.e\n}\n}", err: "needs address_prefix and asset_code"},
+		{name: "ildcp scale too big", input: "ilp_edge {\naddress g.e\nildcp {\nasset_scale 256\n}\n}", err: "0 to 255"},
+		{name: "ildcp unknown option", input: "ilp_edge {\naddress g.e\nildcp {\ncurrency x\n}\n}", err: `unrecognized ildcp option "currency"`},
 		{name: "peer without name", input: "ilp_edge {\naddress g.e\npeer {\ntoken t\n}\n}", err: "peer needs a name"},
 		{name: "peer without secret", input: "ilp_edge {\naddress g.e\npeer a {\n}\n}", err: `peer "a" needs a token`},
 		{name: "peer twice", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\n}\npeer a {\ntoken u\n}\n}", err: `peer "a" defined twice`},

@@ -109,6 +109,11 @@ type Edge struct {
 	// keeps its own budgets, in memory.
 	Limits *Limits `json:"limits,omitempty"`
 
+	// Answer every peer's ILDCP (peer.config) request at the edge: each
+	// peer may set its own instead. Without it, they are forwarded like
+	// any Prepare.
+	ILDCP *ILDCP `json:"ildcp,omitempty"`
+
 	// Request headers of the peer's, besides the ones ilp_edge sets, to
 	// pass on to the forwarder, e.g. traceparent and tracestate. Every
 	// other field is removed: the backend gets the identity, the credential
@@ -185,6 +190,13 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		}
 		if p.limits, err = newPeerLimits(p.name, limits); err != nil {
 			return err
+		}
+		ildcp := e.ILDCP
+		if e.Peers[i].ILDCP != nil {
+			ildcp = e.Peers[i].ILDCP
+		}
+		if p.ildcpReply, err = ildcp.fulfillFor(p.name); err != nil {
+			return fmt.Errorf("peer %q: %w", p.name, err)
 		}
 	}
 	e.authLog = &LogLimiter{Interval: time.Second}
@@ -327,6 +339,15 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 	if rej := e.readPrepare(pkt, firstValue(r.Header, destinationHeader)); rej != nil {
 		return e.writeReject(w, pkt, rej)
+	}
+	if p.ildcpReply != nil {
+		if ildcp, rej := isILDCPRequest(pkt); rej != nil {
+			return e.writeReject(w, pkt, rej)
+		} else if ildcp {
+			writeILP(w, p.ildcpReply)
+			e.count(pkt, p.ildcpReply, nil)
+			return nil
+		}
 	}
 	if l := p.limits; l != nil {
 		if rej := l.admit(pkt); rej != nil {
