@@ -123,9 +123,9 @@ func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 	if i < 0 {
 		return nil // reverse_proxy answers 503, which ilp_edge turns into T01
 	}
-	if rank > 0 && s.rerouteLog.Allow(pool[order[0]].Dial, now()) {
+	if rank > 0 && s.rerouteLog.Allow(names[order[0]], now()) {
 		if c := s.logger.Check(zap.InfoLevel, "packet routed past its first choice"); c != nil {
-			c.Write(zap.String("skipped", pool[order[0]].Dial), zap.String("upstream", pool[i].Dial),
+			c.Write(zap.String("skipped", names[order[0]]), zap.String("upstream", names[i]),
 				zap.String("destination_prefix", key), zap.Int("rank", rank))
 		}
 	}
@@ -133,7 +133,7 @@ func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 		if i < 64 {
 			pkt.tried |= 1 << i
 		}
-		pkt.SetRoute(r, key, pool[i].Dial, rank)
+		pkt.SetRoute(r, key, names[i], rank)
 	} else {
 		caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
 	}

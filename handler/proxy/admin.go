@@ -84,7 +84,7 @@ type proxyStatus struct {
 
 func (u *upstream) status(maxFails int32) upstreamStatus {
 	return upstreamStatus{Address: u.addr, Scheme: u.scheme, Healthy: u.healthy(maxFails),
-		PassiveFailures: uint32(u.state.passive.Load()), HealthCheckFailing: u.state.down.Load()}
+		PassiveFailures: u.state.failures(), HealthCheckFailing: u.state.down.Load()}
 }
 
 // statuses describes every running handler; with dest, in dest's rank order.

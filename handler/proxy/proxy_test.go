@@ -223,7 +223,7 @@ func TestProxyHealthCheckClearsPassiveFailures(t *testing.T) {
 	u.clearFailures()
 	u.countFailure(time.Hour, 1)
 	time.Sleep(50 * time.Millisecond)
-	if n := uint32(u.state.passive.Load()); n != 1 {
+	if n := u.state.failures(); n != 1 {
 		t.Errorf("%d passive failures, want 1", n)
 	}
 }

@@ -144,8 +144,11 @@ func (u *upstream) release() bool {
 // check (if any) passed and it has failed fewer than maxFails times within
 // fail_duration (if passive health is on).
 func (u *upstream) healthy(maxFails int32) bool {
-	return !u.state.down.Load() && int32(uint32(u.state.passive.Load())) < maxFails
+	return !u.state.down.Load() && int64(u.state.failures()) < int64(maxFails)
 }
+
+// failures is how many passive failures count now.
+func (s *upstreamState) failures() uint32 { return uint32(s.passive.Load()) }
 
 // countFailure records a failed exchange for failDuration, or until a
 // passing health check clears it.
