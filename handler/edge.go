@@ -106,8 +106,13 @@ type Edge struct {
 	// The limits of every peer, each of which may set its own instead
 	// (field by field): the largest Prepare amount (F08 beyond), packets
 	// per period (T05) and amount per period (T04). Each edge instance
-	// keeps its own budgets, in memory.
+	// keeps its own budgets, in memory, unless Redis is set.
 	Limits *Limits `json:"limits,omitempty"`
+
+	// Keep the Limits' budgets on Redis, shared by every edge instance
+	// that uses the same server and key prefix: a peer gets its limit
+	// once for the whole fleet, not once per instance.
+	Redis *RedisStore `json:"redis,omitempty"`
 
 	// Answer every peer's ILDCP (peer.config) request at the edge: each
 	// peer may set its own instead. Without it, they are forwarded like
@@ -136,6 +141,7 @@ type Edge struct {
 
 	auth       *authenticator
 	peers      []*peer
+	store      *limitStore // from Redis; nil: budgets in process
 	peerHeader string              // PeerHeader in canonical form, to set without allocating
 	forward    map[string]struct{} // ForwardHeaders in canonical form
 	logger     *zap.Logger
@@ -183,12 +189,17 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	auth.requireExp = !e.JWTAllowMissingExp
 	auth.peerHeader = e.peerHeader
 	e.auth, e.peers = auth, peers
+	if e.Redis != nil {
+		if e.store, err = e.Redis.provision(e.logger); err != nil {
+			return err
+		}
+	}
 	for i, p := range peers {
 		limits := e.Limits.merged(e.Peers[i].Limits)
 		if err := limits.validate(fmt.Sprintf("peer %q:", p.name)); err != nil {
 			return err // Caddy calls Cleanup, which releases the budgets loaded so far
 		}
-		if p.limits, err = newPeerLimits(p.name, limits); err != nil {
+		if p.limits, err = newPeerLimits(p.name, limits, e.store); err != nil {
 			return err
 		}
 		ildcp := e.ILDCP
@@ -202,7 +213,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	e.authLog = &LogLimiter{Interval: time.Second}
 	e.configLog = &LogLimiter{Interval: time.Minute}
 	if !e.DisableMetrics {
-		if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		if err := registerMetrics(ctx.GetMetricsRegistry(), e.store != nil); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
 		for _, p := range peers {
@@ -226,13 +237,17 @@ func (e *Edge) logReady() {
 		zap.String("destination_header", e.DestinationHeader), zap.Duration("max_hold", time.Duration(e.MaxHold)))
 }
 
-// Cleanup releases the peers' budgets: a reload that keeps a peer's
-// limits keeps what it has used of them.
+// Cleanup releases the peers' budgets and the Redis client: a reload
+// that keeps a peer's limits keeps what it has used of them.
 func (e *Edge) Cleanup() error {
 	for _, p := range e.peers {
 		if p.limits != nil {
 			p.limits.release()
 		}
+	}
+	if e.store != nil {
+		e.store.release()
+		e.store = nil
 	}
 	return nil
 }
@@ -350,7 +365,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		}
 	}
 	if l := p.limits; l != nil {
-		if rej := l.admit(pkt); rej != nil {
+		if rej := l.admit(r.Context(), pkt); rej != nil {
 			return e.writeReject(w, pkt, rej)
 		}
 		defer l.settle(pkt) // after the answer: a Reject gives the amount back

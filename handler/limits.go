@@ -1,7 +1,9 @@
 package handler
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -103,40 +105,79 @@ func (l *Limits) validate(what string) error {
 	return nil
 }
 
+// budget is one of a peer's budgets: kept in process (localBudget), or
+// shared by every edge instance through Redis (sharedBudget).
+type budget interface {
+	// take spends n units. It returns errOverBudget if the budget does
+	// not have them, or, when a shared budget's store cannot answer and
+	// on_store_failure is deny, the store's error. It returns by
+	// deadline, the packet's expiry.
+	take(ctx context.Context, deadline time.Time, n uint64) error
+	// refund gives n units back, never more than a full budget.
+	refund(n uint64)
+}
+
+var errOverBudget = errors.New("over budget")
+
+// localBudget is a budget this instance keeps alone.
+type localBudget struct{ *gcra }
+
+func (b localBudget) take(_ context.Context, _ time.Time, n uint64) error {
+	if !b.gcra.take(now(), n) {
+		return errOverBudget
+	}
+	return nil
+}
+
+func (b localBudget) refund(n uint64) { b.gcra.refund(now(), n) }
+
 // peerLimits is a peer's Limits, provisioned. Its budgets are shared
 // through a caddy.UsagePool, keyed by peer and settings, so that a reload
 // that keeps them keeps what the peer has used.
 type peerLimits struct {
 	maxAmount        uint64 // the largest Prepare that can ever pass; 0: any
-	rate, throughput *gcra
+	rate, throughput budget
 	keys             []string // in budgets, released on Cleanup
 }
 
 // budgets holds every peer's budgets.
 var budgets = caddy.NewUsagePool()
 
-type budgetState struct{ *gcra }
+type budgetState struct{ budget }
 
 func (budgetState) Destruct() error { return nil }
 
-func newPeerLimits(peer string, l *Limits) (*peerLimits, error) {
+// newPeerLimits provisions a peer's limits, kept in process, or shared
+// through store when it is not nil.
+func newPeerLimits(peer string, l *Limits, store *limitStore) (*peerLimits, error) {
 	if l == nil {
 		return nil, nil
 	}
 	pl := &peerLimits{maxAmount: l.MaxPacketAmount}
-	load := func(kind string, b *Budget) (*gcra, error) {
+	load := func(kind string, b *Budget) (budget, error) {
 		if b == nil {
 			return nil, nil
 		}
 		key := fmt.Sprintf("%s %s %d/%v burst %d", peer, kind, b.Limit, time.Duration(b.Period), b.burst())
+		name := key
+		if store != nil {
+			key = store.id + " " + key
+		}
 		v, _, err := budgets.LoadOrNew(key, func() (caddy.Destructor, error) {
-			return budgetState{newGCRA(b.Limit, time.Duration(b.Period), b.burst(), now())}, nil
+			if store != nil {
+				sb, err := newSharedBudget(store, name, b)
+				if err != nil {
+					return nil, fmt.Errorf("peer %q: %s: %w", peer, kind, err)
+				}
+				return budgetState{sb}, nil
+			}
+			return budgetState{localBudget{newGCRA(b.Limit, time.Duration(b.Period), b.burst(), now())}}, nil
 		})
 		if err != nil {
 			return nil, err
 		}
 		pl.keys = append(pl.keys, key)
-		return v.(budgetState).gcra, nil
+		return v.(budgetState).budget, nil
 	}
 	var err error
 	if pl.rate, err = load("rate", l.Rate); err != nil {
@@ -161,7 +202,7 @@ func (pl *peerLimits) release() {
 
 // admit spends the packet's share of the peer's budgets, or returns the
 // Reject it gets instead.
-func (pl *peerLimits) admit(pkt *Packet) *edgeReject {
+func (pl *peerLimits) admit(ctx context.Context, pkt *Packet) *edgeReject {
 	amount := pkt.prepare.Amount
 	if pl.maxAmount > 0 && amount > pl.maxAmount {
 		data := make([]byte, 16)
@@ -169,22 +210,35 @@ func (pl *peerLimits) admit(pkt *Packet) *edgeReject {
 		binary.BigEndian.PutUint64(data[8:], pl.maxAmount)
 		return &edgeReject{code: ilpdest.CodeF08, message: "packet amount too large", data: data}
 	}
-	t := now()
-	if pl.rate != nil && !pl.rate.take(t, 1) {
-		return &edgeReject{code: ilpdest.CodeT05, message: "rate limit exceeded"}
+	expiry := pkt.prepare.ExpiresAt
+	if pl.rate != nil {
+		if err := pl.rate.take(ctx, expiry, 1); err != nil {
+			return overBudget(ilpdest.CodeT05, "rate limit exceeded", err)
+		}
 	}
 	if pl.throughput != nil {
-		if !pl.throughput.take(t, amount) {
-			return &edgeReject{code: ilpdest.CodeT04, message: "throughput limit exceeded"}
+		if err := pl.throughput.take(ctx, expiry, amount); err != nil {
+			// The packet's rate unit stays spent: it was sent.
+			return overBudget(ilpdest.CodeT04, "throughput limit exceeded", err)
 		}
 		pkt.charged = true
 	}
 	return nil
 }
 
+// overBudget is the Reject for a budget's take error: code, or T05 when
+// the shared store could not say (on_store_failure deny), which makes a
+// sender back off and retry as it does for a rate limit.
+func overBudget(code ilpdest.Code, message string, err error) *edgeReject {
+	if errors.Is(err, errOverBudget) {
+		return &edgeReject{code: code, message: message}
+	}
+	return &edgeReject{code: ilpdest.CodeT05, message: "limit store unavailable", cause: err}
+}
+
 // settle gives a rejected packet's amount back to the throughput budget.
 func (pl *peerLimits) settle(pkt *Packet) {
 	if pkt.charged && pkt.answer.result != resultFulfill {
-		pl.throughput.refund(now(), pkt.prepare.Amount)
+		pl.throughput.refund(pkt.prepare.Amount)
 	}
 }

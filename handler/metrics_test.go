@@ -84,10 +84,10 @@ func TestRegisterMetricsTwice(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 	defer cancel()
 	reg := ctx.GetMetricsRegistry()
-	if err := registerMetrics(reg); err != nil {
+	if err := registerMetrics(reg, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := registerMetrics(reg); err != nil {
+	if err := registerMetrics(reg, true); err != nil {
 		t.Fatalf("second registration: %v", err)
 	}
 }

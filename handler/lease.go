@@ -1,0 +1,161 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"sync"
+	"time"
+)
+
+// leasesPerBurst is how many leases a burst is taken in: the larger, the
+// more round trips to Redis and the fewer units an instance holds that
+// another could have used.
+const leasesPerBurst = 20
+
+// A budget's burst, in microseconds, must be at least minToleranceUS, so
+// that rounding each lease to whole microseconds costs at most 2% of it
+// (a lease is a twentieth of the burst); and at most maxToleranceUS, so
+// that it stays exact in Lua's doubles (below 2^53) with Redis' clock
+// added to it.
+const (
+	minToleranceUS = 1000
+	maxToleranceUS = 1 << 50
+)
+
+// sharedBudget is a budget kept on Redis for every edge instance (see
+// RedisStore), of which this instance holds a lease: units taken from
+// Redis and not yet spent. On Redis, the budget is time: a unit costs
+// period/limit, and the budget's tolerance, its burst, is burst units'
+// worth, both in microseconds.
+type sharedBudget struct {
+	store                  *limitStore
+	key                    string // on Redis
+	limit, burst, periodUS uint64
+	toleranceUS, leaseUS   uint64
+	fallback               *gcra // this instance's share, while Redis cannot answer
+
+	mu          sync.Mutex
+	units       uint64    // leased, not spent
+	deniedUntil time.Time // Redis said that no take of deniedFrom or more fits until then
+	deniedFrom  uint64
+}
+
+func newSharedBudget(store *limitStore, name string, b *Budget) (*sharedBudget, error) {
+	period := time.Duration(b.Period)
+	periodUS := uint64(period / time.Microsecond)
+	burst := b.burst()
+	if periodUS == 0 {
+		return nil, fmt.Errorf("a period of %v is below a microsecond, the resolution of a shared budget", period)
+	}
+	hi, lo := bits.Mul64(burst, periodUS)
+	if hi >= b.Limit {
+		return nil, fmt.Errorf("burst %d at %d per %v lasts too long for a shared budget", burst, b.Limit, period)
+	}
+	tolerance, _ := bits.Div64(hi, lo, b.Limit)
+	switch {
+	case tolerance < minToleranceUS:
+		return nil, fmt.Errorf("burst %d at %d per %v lasts less than a millisecond, too little for a shared budget: raise burst", burst, b.Limit, period)
+	case tolerance > maxToleranceUS:
+		return nil, fmt.Errorf("burst %d at %d per %v lasts too long for a shared budget", burst, b.Limit, period)
+	}
+	share := func(n uint64) uint64 { return max(n/store.instances, 1) }
+	sb := &sharedBudget{
+		store: store, key: store.keyPrefix + name,
+		limit: b.Limit, burst: burst, periodUS: periodUS, toleranceUS: tolerance,
+		fallback: newGCRA(share(b.Limit), period, share(burst), now()),
+	}
+	// A lease is whole units, so that none is lost to rounding.
+	sb.leaseUS = sb.costUS(max(burst/leasesPerBurst, 1))
+	return sb, nil
+}
+
+// costUS is what n units cost in microseconds, rounded up; n ≤ burst.
+func (b *sharedBudget) costUS(n uint64) uint64 {
+	hi, lo := bits.Mul64(n, b.periodUS)
+	q, r := bits.Div64(hi, lo, b.limit)
+	if r != 0 {
+		q++
+	}
+	return q
+}
+
+// unitsIn is how many units us microseconds hold, rounded down; us is at
+// most the tolerance, so the result is at most burst.
+func (b *sharedBudget) unitsIn(us uint64) uint64 {
+	hi, lo := bits.Mul64(us, b.limit)
+	if hi >= b.periodUS {
+		return b.burst
+	}
+	q, _ := bits.Div64(hi, lo, b.periodUS)
+	return q
+}
+
+func (b *sharedBudget) take(ctx context.Context, expiry time.Time, n uint64) error {
+	if n > b.burst {
+		return errOverBudget
+	}
+	t := now()
+	b.mu.Lock()
+	if b.units >= n {
+		b.units -= n
+		b.mu.Unlock()
+		return nil
+	}
+	if n >= b.deniedFrom && t.Before(b.deniedUntil) {
+		b.mu.Unlock()
+		return errOverBudget
+	}
+	short := n - b.units
+	b.mu.Unlock()
+
+	if !b.store.asking(t) {
+		return b.takeFallback(t, n, errStoreUnavailable)
+	}
+	need := b.costUS(short)
+	granted, wait, err := b.store.lease(ctx, expiry, b.key, need, max(need, b.leaseUS), b.toleranceUS)
+	if err != nil {
+		return b.takeFallback(t, n, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if granted == 0 {
+		b.deniedUntil, b.deniedFrom = t.Add(wait), n
+		return errOverBudget
+	}
+	b.deniedUntil = time.Time{}
+	b.units = addSaturating(b.units, b.unitsIn(granted))
+	if b.units < n { // others spent what was here while Redis answered
+		return errOverBudget
+	}
+	b.units -= n
+	return nil
+}
+
+// takeFallback is take while Redis cannot answer (err): this instance's
+// share of the budget, or, with on_store_failure deny, nothing.
+func (b *sharedBudget) takeFallback(t time.Time, n uint64, err error) error {
+	if b.store.deny {
+		return err
+	}
+	if !b.fallback.take(t, n) {
+		return errOverBudget
+	}
+	return nil
+}
+
+// refund puts n units back in the lease, where this instance's next
+// packets spend them first.
+func (b *sharedBudget) refund(n uint64) {
+	b.mu.Lock()
+	b.units = max(b.units, min(addSaturating(b.units, n), b.burst))
+	b.mu.Unlock()
+}
+
+func addSaturating(a, b uint64) uint64 {
+	s, c := bits.Add64(a, b, 0)
+	if c != 0 {
+		return ^uint64(0)
+	}
+	return s
+}

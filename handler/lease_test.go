@@ -1,0 +1,317 @@
+package handler
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+	"github.com/ilp-edge/caddy-ilp/internal/redistest"
+)
+
+// testStore is one edge instance's view of the Redis at addr: a store of
+// its own (not the shared pool's), under the test's key prefix.
+func testStore(t *testing.T, addr string, mod func(*RedisStore)) (*limitStore, *observer.ObservedLogs) {
+	t.Helper()
+	c := &RedisStore{Address: addr, KeyPrefix: t.Name() + ":"}
+	if mod != nil {
+		mod(c)
+	}
+	r, err := c.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	s := newLimitStore(&r, "test", zap.New(core))
+	t.Cleanup(func() { s.Destruct() })
+	return s, logs
+}
+
+func testSharedBudget(t *testing.T, s *limitStore, b Budget) *sharedBudget {
+	t.Helper()
+	sb, err := newSharedBudget(s, "alice rate", &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
+}
+
+// takes counts how many of n takes of amount each succeed, alternating
+// between the budgets (instances).
+func takes(t *testing.T, n int, amount uint64, bs ...*sharedBudget) int {
+	t.Helper()
+	ok := 0
+	for i := range n {
+		err := bs[i%len(bs)].take(t.Context(), time.Now().Add(time.Minute), amount)
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, errOverBudget):
+			t.Fatalf("take %d: %v", i, err)
+		}
+	}
+	return ok
+}
+
+// hour is a budget that refills too slowly to matter during a test.
+var hour = caddy.Duration(time.Hour)
+
+func TestSharedBudgetIsOneBudgetForAllInstances(t *testing.T) {
+	r := redistest.Start(t)
+	s1, _ := testStore(t, r.Addr, nil)
+	s2, _ := testStore(t, r.Addr, nil)
+	b := Budget{Limit: 40, Period: hour}
+	a, c := testSharedBudget(t, s1, b), testSharedBudget(t, s2, b)
+	// Each instance leases a share at a time: together, exactly the burst.
+	if got := takes(t, 100, 1, a, c); got != 40 {
+		t.Errorf("two instances admitted %d packets, want the budget's 40", got)
+	}
+	// A third instance, started later, finds the budget spent.
+	s3, _ := testStore(t, r.Addr, nil)
+	if got := takes(t, 5, 1, testSharedBudget(t, s3, b)); got != 0 {
+		t.Errorf("a new instance admitted %d, want 0", got)
+	}
+}
+
+func TestSharedBudgetIsExactAtTheLimit(t *testing.T) {
+	r := redistest.Start(t)
+	s, _ := testStore(t, r.Addr, nil)
+	sb := testSharedBudget(t, s, Budget{Limit: 3, Period: hour})
+	if got := takes(t, 3, 1, sb); got != 3 {
+		t.Errorf("%d of 3 admitted, want all", got)
+	}
+	if got := takes(t, 1, 1, sb); got != 0 {
+		t.Error("the fourth was admitted")
+	}
+	if got := takes(t, 1, 0, sb); got != 1 {
+		t.Error("a take of 0 (a zero-amount Prepare's throughput) was refused")
+	}
+}
+
+func TestSharedBudgetBurst(t *testing.T) {
+	r := redistest.Start(t)
+	s, _ := testStore(t, r.Addr, nil)
+	sb := testSharedBudget(t, s, Budget{Limit: 10, Period: hour, Burst: 25})
+	if got := takes(t, 30, 1, sb); got != 25 {
+		t.Errorf("%d admitted, want the burst, 25", got)
+	}
+}
+
+func TestSharedBudgetConvertsExactlyToUint64Max(t *testing.T) {
+	s := &limitStore{instances: 1}
+	sb, err := newSharedBudget(s, "x", &Budget{Limit: math.MaxUint64, Period: caddy.Duration(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := uint64(24 * time.Hour / time.Microsecond)
+	if sb.toleranceUS != day {
+		t.Fatalf("tolerance %d µs, want a day's %d", sb.toleranceUS, day)
+	}
+	// A float64 cannot tell these apart; 128-bit integers can.
+	if got := sb.unitsIn(day); got != math.MaxUint64 {
+		t.Errorf("a day holds %d units, want 2^64-1", got)
+	}
+	if got := sb.unitsIn(day - 1); got != math.MaxUint64-213503983 {
+		t.Errorf("a day less 1 µs holds %d units, want 2^64-1 - ceil((2^64-1)/86400e6)", got)
+	}
+	if got := sb.costUS(math.MaxUint64 - 5); got != day {
+		t.Errorf("2^64-6 units cost %d µs, want %d (rounded up)", got, day)
+	}
+	if got := sb.costUS(1); got != 1 {
+		t.Errorf("1 unit costs %d µs, want 1 (rounded up)", got)
+	}
+}
+
+func TestSharedBudgetAdmitsAmountsNearUint64Max(t *testing.T) {
+	r := redistest.Start(t)
+	s1, _ := testStore(t, r.Addr, nil)
+	s2, _ := testStore(t, r.Addr, nil)
+	// A burst of 2^64-1 that refills 2^64/10000 a day: ~2.1e10 units a
+	// second, far less than the margins below during the test.
+	b := Budget{Limit: math.MaxUint64 / 10000, Period: caddy.Duration(24 * time.Hour), Burst: math.MaxUint64}
+	a, c := testSharedBudget(t, s1, b), testSharedBudget(t, s2, b)
+	if got := takes(t, 1, math.MaxUint64-1<<41, a); got != 1 {
+		t.Fatal("a Prepare of 2^64-1-2^41 was refused by a burst of 2^64-1")
+	}
+	if got := takes(t, 1, 1<<42, c); got != 0 {
+		t.Error("the other instance was given 2^42 of a spent budget")
+	}
+	if got := takes(t, 1, 1<<40, a); got != 1 {
+		t.Error("2^40 of the lease's rest was refused")
+	}
+}
+
+func TestSharedBudgetRefundGoesBackToTheLease(t *testing.T) {
+	r := redistest.Start(t)
+	s, _ := testStore(t, r.Addr, nil)
+	sb := testSharedBudget(t, s, Budget{Limit: 1000, Period: hour})
+	if got := takes(t, 1, 1000, sb); got != 1 {
+		t.Fatal("the whole budget was refused")
+	}
+	sb.refund(400)
+	if got := takes(t, 2, 400, sb); got != 1 {
+		t.Errorf("after a refund of 400: %d takes of 400 admitted, want 1", got)
+	}
+	sb.refund(math.MaxUint64) // bounded: never more than a burst
+	if sb.units != 1000 {
+		t.Errorf("a refund of 2^64-1 left %d units, want the burst, 1000", sb.units)
+	}
+}
+
+func TestSharedBudgetRemembersADenial(t *testing.T) {
+	r := redistest.Start(t)
+	s, _ := testStore(t, r.Addr, nil)
+	sb := testSharedBudget(t, s, Budget{Limit: 2, Period: hour})
+	takes(t, 3, 1, sb)
+	denied := testutil.ToFloat64(metricStoreRequests.WithLabelValues("denied"))
+	if got := takes(t, 50, 1, sb); got != 0 {
+		t.Fatalf("%d admitted from a spent budget", got)
+	}
+	if d := testutil.ToFloat64(metricStoreRequests.WithLabelValues("denied")) - denied; d != 0 {
+		t.Errorf("Redis was asked %v more times within the wait it gave", d)
+	}
+}
+
+func TestSharedBudgetIgnoresTheInstancesClocks(t *testing.T) {
+	r := redistest.Start(t)
+	s, _ := testStore(t, r.Addr, nil)
+	sb := testSharedBudget(t, s, Budget{Limit: 5, Period: hour})
+	takes(t, 5, 1, sb)
+	// An instance whose clock is an hour ahead gets nothing more: Redis'
+	// clock decides when a budget refills.
+	ahead := time.Now().Add(time.Hour)
+	setClock(t, func() time.Time { return ahead })
+	s2, _ := testStore(t, r.Addr, nil)
+	if got := takes(t, 5, 1, testSharedBudget(t, s2, Budget{Limit: 5, Period: hour})); got != 0 {
+		t.Errorf("an instance with a clock an hour ahead admitted %d", got)
+	}
+}
+
+func TestSharedBudgetAllowsAShareWhileRedisIsDown(t *testing.T) {
+	r := redistest.Start(t)
+	s, logs := testStore(t, r.Addr, func(c *RedisStore) { c.Instances = 4 })
+	sb := testSharedBudget(t, s, Budget{Limit: 40, Period: hour})
+	clock := time.Now()
+	setClock(t, func() time.Time { return clock })
+	r.Kill()
+	// limit/instances: 10 of 40.
+	if got := takes(t, 20, 1, sb); got != 10 {
+		t.Errorf("with Redis down, %d admitted, want this instance's share, 10", got)
+	}
+	if testutil.ToFloat64(metricStoreDegraded) != 1 {
+		t.Error("caddy_ilp_limit_store_degraded is not 1 while Redis is down")
+	}
+	if n := logs.FilterMessageSnippet("limit store unreachable").Len(); n != 1 {
+		t.Errorf("%d warnings for 20 packets, want 1", n)
+	}
+	r.Restart()
+	clock = clock.Add(storeRetryInterval)
+	// The first packet after the retry interval asks Redis, which is back
+	// (and empty: a restarted Redis without persistence forgets).
+	if got := takes(t, 40, 1, sb); got != 40 {
+		t.Errorf("with Redis back, %d admitted, want the budget's 40", got)
+	}
+	if testutil.ToFloat64(metricStoreDegraded) != 0 {
+		t.Error("caddy_ilp_limit_store_degraded is not back to 0")
+	}
+	if logs.FilterMessage("limit store answering again").Len() != 1 {
+		t.Error("no log line saying the store answers again")
+	}
+}
+
+func TestSharedBudgetDeniesWhileRedisIsDownWhenAsked(t *testing.T) {
+	r := redistest.Start(t)
+	e, _ := testEdge(t, func(e *Edge) {
+		e.Limits = &Limits{Rate: &Budget{Limit: 100, Period: hour}}
+		e.Redis = &RedisStore{Address: r.Addr, KeyPrefix: t.Name() + ":", OnStoreFailure: StoreFailureDeny}
+	})
+	be := &backend{}
+	if got := sendAmount(t, e, be, "Bearer "+aliceToken, 1); got != "fulfill" {
+		t.Fatalf("with Redis up: %s", got)
+	}
+	r.Kill()
+	// What the lease holds was paid for on Redis: it is spent first.
+	fulfilled := 1
+	for {
+		got := sendAmount(t, e, be, "Bearer "+aliceToken, 1)
+		if got == "T05" {
+			break
+		}
+		if got != "fulfill" || fulfilled > 100 {
+			t.Fatalf("after %d packets with Redis down: %s", fulfilled, got)
+		}
+		fulfilled++
+	}
+	body := ilptest.NewPrepare(ilpdest.Prepare{Amount: 1, Destination: []byte("g.us.bank.alice"), ExpiresAt: now().Add(time.Minute)})
+	w, err := serve(t, e, newRequest(http.MethodPost, body, "Authorization", "Bearer "+aliceToken), be)
+	wantReject(t, w, err, "T05")
+	rej, _ := ilpdest.ReadReject(w.Body.Bytes())
+	if !strings.Contains(string(rej.Message), "limit store unavailable") {
+		t.Errorf("T05 message %q does not say the store is unavailable", rej.Message)
+	}
+}
+
+func TestSharedBudgetNeverWaitsPastTheExpiry(t *testing.T) {
+	r := redistest.Start(t)
+	s, _ := testStore(t, r.Addr, func(c *RedisStore) {
+		c.Timeout = caddy.Duration(time.Hour)
+		c.OnStoreFailure = StoreFailureDeny
+	})
+	sb := testSharedBudget(t, s, Budget{Limit: 10, Period: hour})
+	r.Pause()
+	defer r.Resume()
+	// With a timeout of an hour, only the packet's expiry ends this (or
+	// the test binary's timeout fails it).
+	err := sb.take(t.Context(), time.Now().Add(100*time.Millisecond), 1)
+	if !errors.Is(err, errStoreUnavailable) {
+		t.Fatalf("a take with Redis hung: %v, want the store unavailable at the packet's deadline", err)
+	}
+	// Running out of its own time is the packet's matter: Redis is not
+	// counted as down for it.
+	if s.downUntil.Load() != 0 {
+		t.Error("a packet's expiry marked the store down")
+	}
+}
+
+func TestSharedBudgetFallsBackWhenRedisIsSlow(t *testing.T) {
+	r := redistest.Start(t)
+	s, _ := testStore(t, r.Addr, func(c *RedisStore) { c.Timeout = caddy.Duration(20 * time.Millisecond) })
+	sb := testSharedBudget(t, s, Budget{Limit: 10, Period: hour})
+	r.Pause()
+	defer r.Resume()
+	if got := takes(t, 20, 1, sb); got != 10 {
+		t.Errorf("with Redis hung: %d admitted, want the fallback's 10", got)
+	}
+	if s.downUntil.Load() == 0 {
+		t.Error("a store slower than its timeout was not marked down")
+	}
+}
+
+func TestSharedBudgetSettings(t *testing.T) {
+	s := &limitStore{keyPrefix: "p:", instances: 1}
+	for _, tc := range []struct {
+		b   Budget
+		err string
+	}{
+		{Budget{Limit: 1, Period: caddy.Duration(time.Nanosecond)}, "below a microsecond"},
+		{Budget{Limit: 10_000_000, Period: caddy.Duration(time.Second), Burst: 9999}, "raise burst"},
+		{Budget{Limit: 10_000_000, Period: caddy.Duration(time.Second), Burst: 10000}, ""},
+		{Budget{Limit: 1, Period: caddy.Duration(24 * time.Hour), Burst: 1 << 40}, "too long"},
+		{Budget{Limit: math.MaxUint64, Period: caddy.Duration(time.Second)}, ""},
+	} {
+		_, err := newSharedBudget(s, "x", &tc.b)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%+v: %v, want %q", tc.b, err, tc.err)
+		}
+	}
+}
