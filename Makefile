@@ -31,8 +31,16 @@ fmt-check:
 # that needs it: make expands a prerequisite as it reads the rule.)
 JS_DEPS = integration/js/node_modules/.package-lock.json
 
-race: $(JS_DEPS)
+race: $(JS_DEPS) redis-server
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The tests of limits shared on Redis run a real redis-server on loopback
+# (internal/redistest), from Debian's package, installed here if missing.
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: redis-server
+redis-server:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends redis-server; }
 
 $(JS_DEPS): integration/js/package-lock.json integration/js/package.json
 	cd integration/js && npm ci --no-audit --no-fund

@@ -24,10 +24,14 @@ const (
 )
 
 // sharedBudget is a budget kept on Redis for every edge instance (see
-// RedisStore), of which this instance holds a lease: units taken from
+// RedisStore), of which this instance holds a lease: time taken from
 // Redis and not yet spent. On Redis, the budget is time: a unit costs
 // period/limit, and the budget's tolerance, its burst, is burst units'
 // worth, both in microseconds.
+//
+// The lease is kept exactly, scaled by periodUS·limit like gcra's clock:
+// a unit is periodUS, a microsecond is limit. So no fraction of a unit is
+// lost when Redis grants a time that is not a whole number of units.
 type sharedBudget struct {
 	store                  *limitStore
 	key                    string // on Redis
@@ -36,7 +40,7 @@ type sharedBudget struct {
 	fallback               *gcra // this instance's share, while Redis cannot answer
 
 	mu          sync.Mutex
-	units       uint64    // leased, not spent
+	lease       u128      // leased and not spent, scaled
 	deniedUntil time.Time // Redis said that no take of deniedFrom or more fits until then
 	deniedFrom  uint64
 }
@@ -65,29 +69,20 @@ func newSharedBudget(store *limitStore, name string, b *Budget) (*sharedBudget, 
 		limit: b.Limit, burst: burst, periodUS: periodUS, toleranceUS: tolerance,
 		fallback: newGCRA(share(b.Limit), period, share(burst), now()),
 	}
-	// A lease is whole units, so that none is lost to rounding.
 	sb.leaseUS = sb.costUS(max(burst/leasesPerBurst, 1))
 	return sb, nil
 }
 
 // costUS is what n units cost in microseconds, rounded up; n ≤ burst.
-func (b *sharedBudget) costUS(n uint64) uint64 {
-	hi, lo := bits.Mul64(n, b.periodUS)
-	q, r := bits.Div64(hi, lo, b.limit)
+func (b *sharedBudget) costUS(n uint64) uint64 { return b.toUS(mul64(n, b.periodUS)) }
+
+// toUS is a scaled quantity (at most burst units' worth) in microseconds,
+// rounded up.
+func (b *sharedBudget) toUS(x u128) uint64 {
+	q, r := bits.Div64(x.hi, x.lo, b.limit)
 	if r != 0 {
 		q++
 	}
-	return q
-}
-
-// unitsIn is how many units us microseconds hold, rounded down; us is at
-// most the tolerance, so the result is at most burst.
-func (b *sharedBudget) unitsIn(us uint64) uint64 {
-	hi, lo := bits.Mul64(us, b.limit)
-	if hi >= b.periodUS {
-		return b.burst
-	}
-	q, _ := bits.Div64(hi, lo, b.periodUS)
 	return q
 }
 
@@ -95,10 +90,11 @@ func (b *sharedBudget) take(ctx context.Context, expiry time.Time, n uint64) err
 	if n > b.burst {
 		return errOverBudget
 	}
+	cost := mul64(n, b.periodUS)
 	t := now()
 	b.mu.Lock()
-	if b.units >= n {
-		b.units -= n
+	if !b.lease.less(cost) {
+		b.lease = b.lease.sub(cost)
 		b.mu.Unlock()
 		return nil
 	}
@@ -106,13 +102,12 @@ func (b *sharedBudget) take(ctx context.Context, expiry time.Time, n uint64) err
 		b.mu.Unlock()
 		return errOverBudget
 	}
-	short := n - b.units
+	need := b.toUS(cost.sub(b.lease))
 	b.mu.Unlock()
 
 	if !b.store.asking(t) {
 		return b.takeFallback(t, n, errStoreUnavailable)
 	}
-	need := b.costUS(short)
 	granted, wait, err := b.store.lease(ctx, expiry, b.key, need, max(need, b.leaseUS), b.toleranceUS)
 	if err != nil {
 		return b.takeFallback(t, n, err)
@@ -124,11 +119,11 @@ func (b *sharedBudget) take(ctx context.Context, expiry time.Time, n uint64) err
 		return errOverBudget
 	}
 	b.deniedUntil = time.Time{}
-	b.units = addSaturating(b.units, b.unitsIn(granted))
-	if b.units < n { // others spent what was here while Redis answered
+	b.lease = b.lease.add(mul64(granted, b.limit))
+	if b.lease.less(cost) { // others spent what was here while Redis answered
 		return errOverBudget
 	}
-	b.units -= n
+	b.lease = b.lease.sub(cost)
 	return nil
 }
 
@@ -145,17 +140,14 @@ func (b *sharedBudget) takeFallback(t time.Time, n uint64, err error) error {
 }
 
 // refund puts n units back in the lease, where this instance's next
-// packets spend them first.
+// packets spend them first; never beyond a burst.
 func (b *sharedBudget) refund(n uint64) {
+	full := mul64(b.burst, b.periodUS)
 	b.mu.Lock()
-	b.units = max(b.units, min(addSaturating(b.units, n), b.burst))
-	b.mu.Unlock()
-}
-
-func addSaturating(a, b uint64) uint64 {
-	s, c := bits.Add64(a, b, 0)
-	if c != 0 {
-		return ^uint64(0)
+	if l := b.lease.add(mul64(n, b.periodUS)); l.less(full) {
+		b.lease = l
+	} else if b.lease.less(full) {
+		b.lease = full
 	}
-	return s
+	b.mu.Unlock()
 }

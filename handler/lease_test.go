@@ -117,18 +117,22 @@ func TestSharedBudgetConvertsExactlyToUint64Max(t *testing.T) {
 	if sb.toleranceUS != day {
 		t.Fatalf("tolerance %d µs, want a day's %d", sb.toleranceUS, day)
 	}
-	// A float64 cannot tell these apart; 128-bit integers can.
-	if got := sb.unitsIn(day); got != math.MaxUint64 {
-		t.Errorf("a day holds %d units, want 2^64-1", got)
-	}
-	if got := sb.unitsIn(day - 1); got != math.MaxUint64-213503983 {
-		t.Errorf("a day less 1 µs holds %d units, want 2^64-1 - ceil((2^64-1)/86400e6)", got)
-	}
 	if got := sb.costUS(math.MaxUint64 - 5); got != day {
 		t.Errorf("2^64-6 units cost %d µs, want %d (rounded up)", got, day)
 	}
 	if got := sb.costUS(1); got != 1 {
 		t.Errorf("1 unit costs %d µs, want 1 (rounded up)", got)
+	}
+	// A day's lease holds exactly 2^64-1 units: a float64 cannot tell
+	// 2^64-1 from 2^64-6, or either from 2^64.
+	sb.lease = mul64(day, sb.limit)
+	for _, n := range []uint64{math.MaxUint64 - 5, 4, 1} {
+		if err := sb.take(t.Context(), time.Now().Add(time.Minute), n); err != nil {
+			t.Fatalf("take %d of a lease of 2^64-1: %v", n, err)
+		}
+	}
+	if sb.lease != (u128{}) {
+		t.Errorf("%+v left of the lease after taking 2^64-1, want 0", sb.lease)
 	}
 }
 
@@ -163,8 +167,8 @@ func TestSharedBudgetRefundGoesBackToTheLease(t *testing.T) {
 		t.Errorf("after a refund of 400: %d takes of 400 admitted, want 1", got)
 	}
 	sb.refund(math.MaxUint64) // bounded: never more than a burst
-	if sb.units != 1000 {
-		t.Errorf("a refund of 2^64-1 left %d units, want the burst, 1000", sb.units)
+	if full := mul64(1000, sb.periodUS); sb.lease != full {
+		t.Errorf("a refund of 2^64-1 left %+v, want the burst, %+v", sb.lease, full)
 	}
 }
 

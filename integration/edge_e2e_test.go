@@ -88,6 +88,15 @@ func testClient(t *testing.T, timeout time.Duration) *http.Client {
 // the site's host:port and the admin port.
 func runEdge(t *testing.T, globalOptions, upstreams string) (p *process, addr string, admin int) {
 	t.Helper()
+	return runSite(t, globalOptions, func(port int) string { return bothDoors(port, hostileToken, upstreams, "", "") })
+}
+
+// runSite runs ./cmd/caddy with the global options and the Caddyfile
+// site(port), for a free port, and waits until alice (hostileToken) gets
+// a packet fulfilled at /ilp_proxy on it. It returns the process, the
+// site's host:port and the admin port.
+func runSite(t *testing.T, globalOptions string, site func(port int) string) (p *process, addr string, admin int) {
+	t.Helper()
 	bin, err := buildCaddy()
 	if err != nil {
 		t.Fatal(err)
@@ -95,8 +104,7 @@ func runEdge(t *testing.T, globalOptions, upstreams string) (p *process, addr st
 	port := freePort(t)
 	admin = freePort(t)
 	path := filepath.Join(t.TempDir(), "Caddyfile")
-	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n%s\n}\n", admin, globalOptions) +
-		bothDoors(port, hostileToken, upstreams, "", "")
+	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n%s\n}\n", admin, globalOptions) + site(port)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
