@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/internal/redistest"
 )
 
 // TestSTREAMPaysThroughLimits pays 50,000 with a real STREAM sender
@@ -14,8 +16,16 @@ import (
 // while the edge holds the sender to packets of 1,000 (F08), 20 packets a
 // second (T05) and 15,000 a second (T04). STREAM must resize its packets
 // and back off rather than fail, and the whole amount must arrive, exactly.
+// Once with the budgets in process, once on a real redis-server.
 func TestSTREAMPaysThroughLimits(t *testing.T) {
 	needNode(t)
+	t.Run("in process", func(t *testing.T) { testSTREAMPaysThroughLimits(t, "") })
+	t.Run("on Redis", func(t *testing.T) {
+		testSTREAMPaysThroughLimits(t, "redis "+redistest.Start(t).Addr)
+	})
+}
+
+func testSTREAMPaysThroughLimits(t *testing.T, store string) {
 	recv := start(t, "node", "js/stream.js", "receive", "--port", "0", "--token", connToken)
 	var ready string
 	select {
@@ -31,6 +41,7 @@ func TestSTREAMPaysThroughLimits(t *testing.T) {
 	http://127.0.0.1:9080 {
 		ilp_edge {
 			address test.edge
+			%s
 			peer alice {
 				token %s
 				upstream_token %s
@@ -40,7 +51,7 @@ func TestSTREAMPaysThroughLimits(t *testing.T) {
 			}
 		}
 		ilp_proxy 127.0.0.1:%s
-	}`, hostileToken, connToken, f[1]))
+	}`, store, hostileToken, connToken, f[1]))
 
 	// The series are the process's, shared with other tests: count the
 	// difference.
