@@ -319,3 +319,40 @@ func TestSharedBudgetSettings(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSharedBudgetTake is a packet's cost when its lease has room:
+// no round trip.
+func BenchmarkSharedBudgetTake(b *testing.B) {
+	s := &limitStore{instances: 1}
+	sb, err := newSharedBudget(s, "bench", &Budget{Limit: math.MaxUint64, Period: caddy.Duration(time.Second)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb.lease = mul64(sb.toleranceUS, sb.limit)
+	ctx, expiry := b.Context(), time.Now().Add(time.Hour)
+	for b.Loop() {
+		if err := sb.take(ctx, expiry, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSharedBudgetLease is one lease from a real redis-server on
+// loopback: the round trip a lease costs, spread over the packets it
+// covers (a twentieth of the burst).
+func BenchmarkSharedBudgetLease(b *testing.B) {
+	r := redistest.Start(b)
+	c := &RedisStore{Address: r.Addr, KeyPrefix: "bench:"}
+	cfg, err := c.withDefaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := newLimitStore(&cfg, "bench", zap.NewNop())
+	defer s.Destruct()
+	ctx, expiry := b.Context(), time.Now().Add(time.Hour)
+	for b.Loop() {
+		if _, _, err := s.lease(ctx, expiry, "bench", 1, 1, 1<<40); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,6 +38,8 @@ type bench struct {
 	caddy     string // ./cmd/caddy, built
 	stubs     []*proc.Process
 	stubAddrs []string
+	redis     *proc.Process // for the limits on Redis
+	redisAddr string
 	fulfill   []byte // what a stub answers
 	prepares  map[string][]byte
 	jwt       string
@@ -86,6 +89,11 @@ func setUp(ctx context.Context) (*bench, error) {
 		b.stubAddrs = append(b.stubAddrs, addr)
 	}
 
+	if err := b.startRedis(ctx); err != nil {
+		b.tearDown()
+		return nil, err
+	}
+
 	// The stubs do not check the condition, but the packets should be
 	// ones a real connector would fulfill: learn the fulfillment first.
 	probe := ilptest.Prepare("g.bench.probe", time.Minute)
@@ -103,9 +111,31 @@ func setUp(ctx context.Context) (*bench, error) {
 	return b, nil
 }
 
+// startRedis runs redis-server on a loopback port, without persistence.
+func (b *bench) startRedis(ctx context.Context) error {
+	b.redisAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
+	_, port, _ := net.SplitHostPort(b.redisAddr)
+	p, err := proc.Start(b.dir, "redis", nil, "redis-server", "--bind", "127.0.0.1", "--port", port,
+		"--save", "", "--appendonly", "no")
+	if err != nil {
+		return err
+	}
+	b.redis = p
+	return p.WaitReady(ctx, 10*time.Second, func() error {
+		c, err := net.Dial("tcp", b.redisAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
 func (b *bench) tearDown() {
 	for _, p := range b.stubs {
 		p.Stop()
+	}
+	if b.redis != nil {
+		b.redis.Stop()
 	}
 	os.RemoveAll(b.dir)
 }
@@ -381,7 +411,7 @@ func freePort() int {
 // Debian packages if they are missing.
 func installTools() error {
 	var pkgs []string
-	for bin, pkg := range map[string]string{"nginx": "nginx-light", "haproxy": "haproxy", "h2load": "nghttp2-client"} {
+	for bin, pkg := range map[string]string{"nginx": "nginx-light", "haproxy": "haproxy", "h2load": "nghttp2-client", "redis-server": "redis-server"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			pkgs = append(pkgs, pkg)
 		}

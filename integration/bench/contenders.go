@@ -33,6 +33,8 @@ const (
 	idNginx   = "nginx"
 	idILP     = "caddy-ilp"
 	idProxy   = "caddy-ilp-proxy"
+	idLimits  = "caddy-ilp-proxy-limits"
+	idRedis   = "caddy-ilp-proxy-redis"
 )
 
 // contenders are the benchmark's rows, in report order.
@@ -45,11 +47,13 @@ var contenders = []contender{
 	{id: idILP, label: "caddy-ilp: `ilp_edge` token + `ilp_prefix`, header", header: true, start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
-	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", ""))},
-	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", ""))},
-	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n"))},
+	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", "", ""))},
+	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", "", ""))},
+	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n", "\t\tmetrics off\n"))},
+	{id: idLimits, label: "caddy-ilp with `ilp_proxy`, rate and throughput limits in process", header: true, start: caddyfileStarter(caddyLimitsSite(false))},
+	{id: idRedis, label: "caddy-ilp with `ilp_proxy`, rate and throughput limits on Redis", header: true, start: caddyfileStarter(caddyLimitsSite(true))},
 	{id: "caddy-ilp-proxy-alone", label: "`ilp_proxy` alone, no `ilp_edge`: the forwarding floor", start: caddyfileStarter(caddyProxyAloneSite)},
-	{id: "caddy-ilp-proxy-h2c", label: "caddy-ilp with `ilp_proxy`, h2c upstreams", header: true, start: caddyfileStarter(caddyProxySite("h2c", ""))},
+	{id: "caddy-ilp-proxy-h2c", label: "caddy-ilp with `ilp_proxy`, h2c upstreams", header: true, start: caddyfileStarter(caddyProxySite("h2c", "", ""))},
 }
 
 func startDirect(b *bench, _ string) (*server, error) {
@@ -98,8 +102,8 @@ func caddyILPSite(jwt bool) func(b *bench) string {
 }
 
 // caddyProxySite is ilp_edge + ilp_proxy to the stubs over scheme, with
-// extra lines in both blocks.
-func caddyProxySite(scheme, extra string) func(b *bench) string {
+// extra lines in each block.
+func caddyProxySite(scheme, edgeExtra, proxyExtra string) func(b *bench) string {
 	return func(b *bench) string {
 		var ups []string
 		for _, a := range b.stubAddrs {
@@ -112,8 +116,23 @@ func caddyProxySite(scheme, extra string) func(b *bench) string {
 		}
 	}
 	ilp_proxy %[2]s {
-%[3]s	}
-`, benchToken, strings.Join(ups, " "), extra)
+%[4]s	}
+`, benchToken, strings.Join(ups, " "), edgeExtra, proxyExtra)
+	}
+}
+
+// caddyLimitsSite is caddyProxySite with the peer's packet rate and
+// amount throughput limited, in process or on the harness' Redis: limits
+// above any load here (so no packet is refused), whose leases from Redis
+// (a twentieth of a burst: 2,500 packets) are still renewed several
+// times a second at full load.
+func caddyLimitsSite(redis bool) func(b *bench) string {
+	return func(b *bench) string {
+		limits := "\t\trate 50000 per 1s\n\t\tthroughput 2000000000 per 1s\n"
+		if redis {
+			limits += "\t\tredis " + b.redisAddr + "\n"
+		}
+		return caddyProxySite("http", limits, "")(b)
 	}
 }
 

@@ -115,6 +115,24 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	}
 	fmt.Fprintln(&w)
 
+	fmt.Fprintf(&w, "## What limits cost\n\n")
+	fmt.Fprintf(&w, "`ilp_edge` + `ilp_proxy` with a peer's rate and throughput limits (in process, or on Redis on loopback) "+
+		"against the same without limits: proxy CPU per packet and p99 latency.\n\n")
+	fmt.Fprintf(&w, "| workload | limits | CPU ratio | p99 added, ms |\n|---|---|---:|---:|\n")
+	for _, wl := range wls {
+		base, ok := sums[idProxy+"/"+wl.name]
+		if !ok {
+			continue
+		}
+		for _, id := range []string{idLimits, idRedis} {
+			if l, ok := sums[id+"/"+wl.name]; ok {
+				fmt.Fprintf(&w, "| %s | %s | %.2f× | %+.2f |\n", wl.name, map[string]string{idLimits: "in process", idRedis: "on Redis"}[id],
+					l.proxyCPU/base.proxyCPU, l.p99-base.p99)
+			}
+		}
+	}
+	fmt.Fprintln(&w)
+
 	for _, c := range cs {
 		profile, ok := profiles[c.id]
 		if !ok {
