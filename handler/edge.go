@@ -141,7 +141,7 @@ type Edge struct {
 
 	auth       *authenticator
 	peers      []*peer
-	store      *limitStore // from Redis; nil: budgets in process
+	store      *limitStore         // from Redis; nil: budgets in process
 	peerHeader string              // PeerHeader in canonical form, to set without allocating
 	forward    map[string]struct{} // ForwardHeaders in canonical form
 	logger     *zap.Logger
