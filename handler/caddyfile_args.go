@@ -88,3 +88,16 @@ func UnmarshalInlineModule[T any](d *caddyfile.Dispenser, namespace, inlineKey s
 	}
 	return caddyconfig.JSONModuleObject(mod, inlineKey, name, nil), nil
 }
+
+// ParseRouteKeyArg reads the argument of `key destination|peer|
+// peer_destination`, what ilp_prefix and ilp_proxy route by.
+func ParseRouteKeyArg(d *caddyfile.Dispenser) (string, error) {
+	var key string
+	if !d.AllArgs(&key) {
+		return "", d.ArgErr()
+	}
+	if err := CheckRouteKey(key); err != nil {
+		return "", d.Errf("%v", err)
+	}
+	return key, nil
+}

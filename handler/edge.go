@@ -492,7 +492,7 @@ func (e *Edge) count(pkt *Packet, reply []byte, rej *edgeReject) {
 		fields := []zap.Field{zap.String("peer", pkt.peer.name),
 			zap.String("result", result), zap.Duration("duration", elapsed)}
 		if pkt.routeKey != "" { // the prefix ilp_prefix or ilp_proxy routed by
-			fields = append(fields, zap.String("destination_prefix", pkt.routeKey))
+			fields = append(fields, zap.String("route_key", pkt.routeKey))
 		}
 		if result != resultFulfill {
 			fields = append(fields, zap.String("code", code.String()))

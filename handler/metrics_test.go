@@ -135,8 +135,8 @@ func TestPacketDebugLog(t *testing.T) {
 		}
 		m := l[0].ContextMap()
 		want := map[int]any{-1: nil, 2: "g.usd", 4: "g.usd.bank.alice"}[segments]
-		if m["peer"] != "alice" || m["destination_prefix"] != want || m["result"] != "fulfill" {
-			t.Errorf("segments %d: packet log %v, want destination_prefix %v", segments, m, want)
+		if m["peer"] != "alice" || m["route_key"] != want || m["result"] != "fulfill" {
+			t.Errorf("segments %d: packet log %v, want route_key %v", segments, m, want)
 		}
 	}
 }

@@ -55,6 +55,15 @@ func (p *Packet) Bytes() []byte { return p.body }
 // packet, or from the ILP-Destination header when ilp_edge trusts it.
 func (p *Packet) Destination() string { return p.destination }
 
+// Peer returns the name of the peer that sent the packet, as ilp_edge
+// authenticated it; "" without ilp_edge.
+func (p *Packet) Peer() string {
+	if p.peer == nil {
+		return ""
+	}
+	return p.peer.name
+}
+
 // getBody is the request's GetBody: net/http calls it to resend the body
 // when it retries a request that never reached the backend.
 func (p *Packet) getBody() (io.ReadCloser, error) {

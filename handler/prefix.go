@@ -43,6 +43,13 @@ type PrefixSelection struct {
 	// warning) so that existing JSON configs keep working.
 	Segments *int `json:"segments,omitempty"`
 
+	// What is hashed to choose the upstream: "destination" (default), the
+	// destination's prefix; "peer", the peer ilp_edge authenticated, so
+	// that all of a peer's packets reach one connector (for connectors
+	// that keep balances in memory); or "peer_destination", both. Without
+	// ilp_edge, the destination.
+	Key string `json:"key,omitempty"`
+
 	// The policy for requests without a destination. Default: random.
 	FallbackRaw json.RawMessage `json:"fallback,omitempty" caddy:"namespace=http.reverse_proxy.selection_policies inline_key=policy"`
 
@@ -66,6 +73,9 @@ func (s *PrefixSelection) Provision(ctx caddy.Context) error {
 		ctx.Logger().Warn("ilp_prefix: the JSON field segments is deprecated; use prefix_segments")
 	}
 	s.segments = s.RoutingSegments()
+	if s.Key == "" {
+		s.Key = KeyDestination
+	}
 	if s.FallbackRaw == nil {
 		s.FallbackRaw = caddyconfig.JSONModuleObject(reverseproxy.RandomSelection{}, "policy", "random", nil)
 	}
@@ -76,7 +86,7 @@ func (s *PrefixSelection) Provision(ctx caddy.Context) error {
 	s.fallback = mod.(reverseproxy.Selector)
 	s.logger = ctx.Logger()
 	s.rerouteLog = &LogLimiter{Interval: time.Second}
-	s.logger.Info("ilp_prefix ready", zap.Int("prefix_segments", s.segments))
+	s.logger.Info("ilp_prefix ready", zap.Int("prefix_segments", s.segments), zap.String("key", s.Key))
 	return nil
 }
 
@@ -85,7 +95,7 @@ func (s *PrefixSelection) Validate() error {
 	if s.segments < 0 {
 		return fmt.Errorf("prefix_segments must not be negative, got %d", s.segments)
 	}
-	return nil
+	return CheckRouteKey(s.Key)
 }
 
 // maxStackUpstreams is how many upstreams Select ranks without allocating.
@@ -94,16 +104,16 @@ const maxStackUpstreams = 32
 // Select implements reverseproxy.Selector.
 func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, w http.ResponseWriter) *reverseproxy.Upstream {
 	pkt := PacketFrom(r)
-	var dest string
+	var dest, peer string
 	if pkt != nil {
-		dest = pkt.destination
+		dest, peer = pkt.destination, pkt.Peer()
 	} else if h := firstValue(r.Header, destinationHeader); ilpdest.ValidAddress(h) {
 		dest = h
 	}
 	if dest == "" {
 		return s.fallback.Select(pool, r, w)
 	}
-	key := ilpdest.Prefix(dest, s.segments)
+	key := RouteKey(s.Key, peer, dest, s.segments)
 	var nameBuf [maxStackUpstreams]string
 	var orderBuf [maxStackUpstreams]int
 	names := nameBuf[:0]
@@ -126,7 +136,7 @@ func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request
 	if rank > 0 && s.rerouteLog.Allow(names[order[0]], now()) {
 		if c := s.logger.Check(zap.InfoLevel, "packet routed past its first choice"); c != nil {
 			c.Write(zap.String("skipped", names[order[0]]), zap.String("upstream", names[i]),
-				zap.String("destination_prefix", key), zap.Int("rank", rank))
+				zap.String("route_key", key), zap.Int("rank", rank))
 		}
 	}
 	if pkt != nil {
@@ -162,6 +172,7 @@ func firstUsable(order []int, usable func(int) bool) (index, rank int) {
 //
 //	lb_policy ilp_prefix [<prefix_segments>] {
 //		prefix_segments <n>
+//		key destination|peer|peer_destination
 //		fallback <policy> [<options>...]
 //	}
 func (s *PrefixSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -186,6 +197,8 @@ func (s *PrefixSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var n int
 			n, err = ParseCountArg(d)
 			s.PrefixSegments = &n
+		case "key":
+			s.Key, err = ParseRouteKeyArg(d)
 		case "fallback":
 			if s.FallbackRaw != nil {
 				return d.Err("ilp_prefix: fallback given twice")

@@ -197,6 +197,8 @@ func TestPrefixCaddyfile(t *testing.T) {
 		{"ilp_prefix 0", &PrefixSelection{PrefixSegments: &zero}, ""},
 		{"ilp_prefix {\nprefix_segments 0\n}", &PrefixSelection{PrefixSegments: &zero}, ""},
 		{"ilp_prefix 2 {\nfallback first\n}", &PrefixSelection{PrefixSegments: &two, FallbackRaw: []byte(`{"policy":"first"}`)}, ""},
+		{"ilp_prefix {\nkey peer\n}", &PrefixSelection{Key: "peer"}, ""},
+		{"ilp_prefix {\nkey receiver\n}", nil, "want destination, peer or peer_destination"},
 		{"ilp_prefix 2 {\nprefix_segments 3\n}", nil, "given twice"},
 		{"ilp_prefix -1", nil, "want a whole number"},
 		{"ilp_prefix x", nil, "want a whole number"},

@@ -20,7 +20,7 @@ import (
 
 func routeCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "route <ilp-address> [--config <file> [--adapter <name>] | --admin <host:port>] [--json]",
+		Use:   "route <ilp-address> [--peer <name>] [--config <file> [--adapter <name>] | --admin <host:port>] [--json]",
 		Short: "Show which upstream each ilp_proxy and ilp_prefix in a config sends an address to",
 		Long: `
 Loads the config as 'caddy run' would (the Caddyfile in the current
@@ -29,6 +29,9 @@ reverse_proxy with lb_policy ilp_prefix in it, prints the routing key the
 address has there and the upstreams in the order they are chosen: the first
 healthy one gets the packet. The ranking is the data path's own.
 Dynamic upstreams are known only to the running edge and are not listed.
+A forwarder whose key is peer or peer_destination ranks by the peer too:
+give it with --peer (without, the destination alone, as for a packet
+that came through no ilp_edge).
 
 With --admin, asks the running edge instead (its admin endpoint's
 /ilp/route): for each ilp_proxy, the upstreams in rank order with their
@@ -40,13 +43,14 @@ are at the admin endpoint's /reverse_proxy/upstreams.`,
 	adapter := cmd.Flags().StringP("adapter", "a", "", "name of the config adapter, e.g. caddyfile")
 	asJSON := cmd.Flags().Bool("json", false, "print JSON")
 	admin := cmd.Flags().String("admin", "", "the running edge's admin endpoint, e.g. localhost:2019")
+	peer := cmd.Flags().String("peer", "", "the peer that sends the packet, for forwarders whose key is peer or peer_destination")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		dest := args[0]
 		if !ilpdest.ValidAddress(dest) {
 			return fmt.Errorf("%q is not a valid ILP address", dest)
 		}
 		if *admin != "" {
-			return printLiveRoute(cmd.OutOrStdout(), *admin, dest)
+			return printLiveRoute(cmd.OutOrStdout(), *admin, dest, *peer)
 		}
 		cfg, _, _, err := caddycmd.LoadConfig(*config, *adapter)
 		if err != nil {
@@ -55,7 +59,7 @@ are at the admin endpoint's /reverse_proxy/upstreams.`,
 		if len(cfg) == 0 {
 			return fmt.Errorf("no config: give --config, or run where a Caddyfile is")
 		}
-		routes, err := routesIn(cfg, dest)
+		routes, err := routesIn(cfg, dest, *peer)
 		if err != nil {
 			return err
 		}
@@ -85,8 +89,8 @@ type forwarderRoute struct {
 }
 
 // routesIn finds every ILP-routing forwarder in a JSON config and ranks
-// its upstreams for dest.
-func routesIn(cfg []byte, dest string) ([]forwarderRoute, error) {
+// its upstreams for a packet from peer to dest.
+func routesIn(cfg []byte, dest, peer string) ([]forwarderRoute, error) {
 	var doc struct {
 		Apps struct {
 			HTTP struct {
@@ -115,7 +119,7 @@ func routesIn(cfg []byte, dest string) ([]forwarderRoute, error) {
 			}
 		}
 		err := walk(routes, "routes", func(where string, m map[string]any) error {
-			r, ok, err := routeOf(m, dest)
+			r, ok, err := routeOf(m, dest, peer)
 			if err != nil {
 				return fmt.Errorf("server %s, %s: %w", name, where, err)
 			}
@@ -159,9 +163,9 @@ func walk(v any, where string, f func(where string, m map[string]any) error) err
 	return nil
 }
 
-// routeOf ranks dest on m if m is an ilp_proxy handler or a reverse_proxy
-// with the ilp_prefix policy.
-func routeOf(m map[string]any, dest string) (forwarderRoute, bool, error) {
+// routeOf ranks a packet from peer to dest on m if m is an ilp_proxy
+// handler or a reverse_proxy with the ilp_prefix policy.
+func routeOf(m map[string]any, dest, peer string) (forwarderRoute, bool, error) {
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return forwarderRoute{}, false, err
@@ -177,7 +181,7 @@ func routeOf(m map[string]any, dest string) (forwarderRoute, bool, error) {
 			return forwarderRoute{}, false, err
 		}
 		return forwarderRoute{Forwarder: "ilp_proxy", Segments: p.RoutingSegments(),
-			Ranking: handler.RankUpstreams(dest, p.RoutingSegments(), keys), Dynamic: m["dynamic_upstreams"] != nil}, true, nil
+			Ranking: handler.RankUpstreams(p.Key, peer, dest, p.RoutingSegments(), keys), Dynamic: m["dynamic_upstreams"] != nil}, true, nil
 	case "reverse_proxy":
 		var rp struct {
 			Upstreams []struct {
@@ -208,14 +212,18 @@ func routeOf(m map[string]any, dest string) (forwarderRoute, bool, error) {
 		}
 		segments := policy.RoutingSegments()
 		return forwarderRoute{Forwarder: "reverse_proxy (ilp_prefix)", Segments: segments,
-			Ranking: handler.RankUpstreams(dest, segments, keys), Dynamic: m["dynamic_upstreams"] != nil}, true, nil
+			Ranking: handler.RankUpstreams(policy.Key, peer, dest, segments, keys), Dynamic: m["dynamic_upstreams"] != nil}, true, nil
 	}
 	return forwarderRoute{}, false, nil
 }
 
 // printLiveRoute prints the running edge's answer to GET /ilp/route.
-func printLiveRoute(w io.Writer, admin, dest string) error {
-	res, err := http.Get("http://" + admin + "/ilp/route?address=" + url.QueryEscape(dest))
+func printLiveRoute(w io.Writer, admin, dest, peer string) error {
+	q := url.Values{"address": {dest}}
+	if peer != "" {
+		q.Set("peer", peer)
+	}
+	res, err := http.Get("http://" + admin + "/ilp/route?" + q.Encode())
 	if err != nil {
 		return err
 	}

@@ -112,6 +112,64 @@ func TestRouteCommandAgreesWithTheEdge(t *testing.T) {
 	caddyILP(t, nil, "no ilp_proxy", "route", "g.a.b", "--config", empty, "--adapter", "caddyfile")
 }
 
+// TestRouteCommandWithKeyPeer: for an ilp_proxy with key peer, the route
+// command (from the config, and from the running edge's admin endpoint)
+// ranks by the peer given with --peer, and every packet of alice's, to
+// any destination, goes to the upstream it names first.
+func TestRouteCommandWithKeyPeer(t *testing.T) {
+	var upstreams []string
+	for i := range 3 {
+		name := fmt.Sprintf("c%d", i)
+		c := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+			w.Write(ilptest.Fulfill([]byte(name)))
+		})
+		upstreams = append(upstreams, hostport(c.Server))
+	}
+	byAddr := map[string]string{upstreams[0]: "c0", upstreams[1]: "c1", upstreams[2]: "c2"}
+	sites := bothDoors(9080, hostileToken, strings.Join(upstreams, " "), "", "key peer")
+	startInProcess(t, sites)
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(config, []byte(sites), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var routes []struct {
+		Forwarder string   `json:"forwarder"`
+		Key       string   `json:"key"`
+		Upstreams []string `json:"upstreams"`
+	}
+	out := caddyILP(t, nil, "", "route", "g.any.where", "--peer", "alice", "--config", config, "--adapter", "caddyfile", "--json")
+	if err := json.Unmarshal(out, &routes); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	var want string
+	for _, r := range routes {
+		if r.Forwarder == "ilp_proxy" {
+			if r.Key != "alice" {
+				t.Fatalf("ilp_proxy's route key %q, want the peer's name", r.Key)
+			}
+			want = byAddr[r.Upstreams[0]]
+		}
+	}
+	var live []struct {
+		RouteBy     string `json:"route_by"`
+		Key         string `json:"key"`
+		WouldSendTo string `json:"would_send_to"`
+	}
+	if err := json.Unmarshal(caddyILP(t, nil, "", "route", "g.any.where", "--peer", "alice", "--admin", "localhost:2999"), &live); err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 1 || live[0].RouteBy != "peer" || live[0].Key != "alice" || byAddr[live[0].WouldSendTo] != want {
+		t.Errorf("the running edge says %+v, want route_by peer, key alice, to %s", live, want)
+	}
+	client := testClient(t, 10*time.Second)
+	for i := range 10 {
+		dest := fmt.Sprintf("g.route%d.bank.alice", i)
+		if got := fulfiller(t, client, "http://127.0.0.1:9080/ilp_proxy", dest); got != want {
+			t.Errorf("alice's packet to %s: fulfilled by %s, the command said %s for all of hers", dest, got, want)
+		}
+	}
+}
+
 // fulfiller sends one Prepare to dest and returns the data of its
 // Fulfill: the name of the connector that answered.
 func fulfiller(t *testing.T, client *http.Client, url, dest string) string {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
@@ -76,8 +77,10 @@ type upstreamStatus struct {
 type proxyStatus struct {
 	Upstreams      []upstreamStatus `json:"upstreams"`
 	PrefixSegments int              `json:"prefix_segments"`
+	RouteBy        string           `json:"route_by"`                    // the key setting: destination, peer or peer_destination
 	Dynamic        bool             `json:"dynamic_upstreams,omitempty"` // only the static ones are listed
-	// With ?address=: its routing key, and the upstreams in rank order.
+	// With ?address= (and &peer=): its routing key, and the upstreams in
+	// rank order.
 	Key         string `json:"key,omitempty"`
 	WouldSendTo string `json:"would_send_to,omitempty"` // the first healthy one, else the first (see Proxy)
 }
@@ -87,19 +90,20 @@ func (u *upstream) status(maxFails int32) upstreamStatus {
 		PassiveFailures: u.state.failures(), HealthCheckFailing: u.state.down.Load()}
 }
 
-// statuses describes every running handler; with dest, in dest's rank order.
-func statuses(dest string) []proxyStatus {
+// statuses describes every running handler; with dest, in the rank order
+// of a packet from peer to dest.
+func statuses(dest, peer string) []proxyStatus {
 	running.Lock()
 	defer running.Unlock()
 	out := make([]proxyStatus, 0, len(running.proxies))
 	for _, p := range running.proxies {
-		s := proxyStatus{PrefixSegments: p.segments, Dynamic: p.dynamic != nil}
+		s := proxyStatus{PrefixSegments: p.segments, RouteBy: p.Key, Dynamic: p.dynamic != nil}
 		order := make([]int, len(p.static.upstreams))
 		for i := range order {
 			order[i] = i
 		}
 		if dest != "" {
-			s.Key = ilpdest.Prefix(dest, p.segments)
+			s.Key = handler.RouteKey(p.Key, peer, dest, p.segments)
 			order = ilpdest.Rank(s.Key, p.static.names, nil)
 		}
 		for _, i := range order {
@@ -123,7 +127,7 @@ func serveUpstreams(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	return writeJSON(w, statuses(""))
+	return writeJSON(w, statuses("", ""))
 }
 
 func serveRoute(w http.ResponseWriter, r *http.Request) error {
@@ -134,7 +138,7 @@ func serveRoute(w http.ResponseWriter, r *http.Request) error {
 	if !ilpdest.ValidAddress(dest) {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("address %q is not a valid ILP address", dest)}
 	}
-	return writeJSON(w, statuses(dest))
+	return writeJSON(w, statuses(dest, r.URL.Query().Get("peer")))
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {

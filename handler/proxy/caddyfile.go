@@ -29,6 +29,7 @@ func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		tls_client_auth <cert_file> <key_file>
 //		tls_server_name <name>
 //		prefix_segments <n>
+//		key destination|peer|peer_destination
 //		max_hold <duration>
 //		dial_timeout <duration>
 //		keepalive <duration>
@@ -109,6 +110,8 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var n int
 			n, err = handler.ParseCountArg(d)
 			p.PrefixSegments = &n
+		case "key":
+			p.Key, err = handler.ParseRouteKeyArg(d)
 		case "max_fails":
 			p.MaxFails, err = handler.ParseCountArg(d)
 		case "keepalive_idle_conns":

@@ -86,6 +86,11 @@ type Proxy struct {
 	// as in ilp_prefix. 0 uses the whole address. Default: 3.
 	PrefixSegments *int `json:"prefix_segments,omitempty"`
 
+	// What is hashed to choose the upstream, as in ilp_prefix:
+	// "destination" (default), "peer" (all of a peer's packets on one
+	// connector) or "peer_destination".
+	Key string `json:"key,omitempty"`
+
 	// The longest a packet waits for its reply, whatever its expiry.
 	// Default: 30s.
 	MaxHold caddy.Duration `json:"max_hold,omitempty"`
@@ -148,6 +153,9 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
 	p.rerouteLog = &handler.LogLimiter{Interval: time.Second}
 	p.segments = p.RoutingSegments()
+	if p.Key == "" {
+		p.Key = handler.KeyDestination
+	}
 	setDefault(&p.MaxHold, handler.DefaultMaxHold)
 	setDefault(&p.DialTimeout, DefaultDialTimeout)
 	setDefault(&p.KeepAlive, DefaultKeepAlive)
@@ -209,7 +217,7 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 		go p.checkHealthEvery(hctx)
 	}
 	register(p) // for the admin API
-	p.logger.Info("ilp_proxy ready", zap.Strings("upstreams", p.static.names), zap.Int("prefix_segments", p.segments),
+	p.logger.Info("ilp_proxy ready", zap.Strings("upstreams", p.static.names), zap.Int("prefix_segments", p.segments), zap.String("key", p.Key),
 		zap.Bool("dynamic_upstreams", p.dynamic != nil), zap.Bool("passive_health", p.FailDuration > 0),
 		zap.Bool("active_health", p.HealthURI != ""))
 	return nil
@@ -249,6 +257,9 @@ func (p *Proxy) Validate() error {
 	}
 	if p.segments < 0 {
 		return fmt.Errorf("prefix_segments must not be negative, got %d", p.segments)
+	}
+	if err := handler.CheckRouteKey(p.Key); err != nil {
+		return err
 	}
 	if p.MaxFails < 0 {
 		return fmt.Errorf("max_fails must not be negative, got %d", p.MaxFails)
@@ -306,7 +317,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 		}
 	}
 	set := p.upstreamsFor(r)
-	key := ilpdest.Prefix(pkt.Destination(), p.segments)
+	key := handler.RouteKey(p.Key, pkt.Peer(), pkt.Destination(), p.segments)
 	var orderBuf [stackUpstreams]int
 	order := ilpdest.Rank(key, set.names, orderBuf[:0])
 
@@ -374,7 +385,7 @@ func (p *Proxy) logRerouted(skipped, upstream, key string, rank int) {
 	}
 	if c := p.logger.Check(zap.InfoLevel, "packet rerouted past its first choice"); c != nil {
 		c.Write(zap.String("skipped", skipped), zap.String("upstream", upstream),
-			zap.String("destination_prefix", key), zap.Int("rank", rank))
+			zap.String("route_key", key), zap.Int("rank", rank))
 	}
 }
 

@@ -61,6 +61,27 @@ func TestProxyRoutesLikeILPPrefix(t *testing.T) {
 	}
 }
 
+// TestProxyKeyPeer: with key peer, all of a peer's packets, whatever
+// their destinations, reach the one connector its name ranks first.
+func TestProxyKeyPeer(t *testing.T) {
+	cs := []*connector{startConnector(t, "c0", false), startConnector(t, "c1", false), startConnector(t, "c2", false)}
+	var ups, names []string
+	for _, c := range cs {
+		ups = append(ups, "http://"+c.addr())
+		names = append(names, c.addr())
+	}
+	e := testEdge(t)
+	p := testProxy(t, func(p *Proxy) { p.Key = handler.KeyPeer }, ups...)
+	want := cs[ilpdest.Rank("alice", names, nil)[0]].name
+	for i := range 30 {
+		dest := fmt.Sprintf("g.usd.acct%d.receiver", i)
+		w, _, err := send(t, e, p, dest, time.Minute)
+		if got := fulfilledBy(t, w, err); got != want {
+			t.Fatalf("alice's packet to %s went to %s, want %s, where all of hers go", dest, got, want)
+		}
+	}
+}
+
 func TestProxyPathPlaceholders(t *testing.T) {
 	c := startConnector(t, "rs", false)
 	e := testEdge(t)
@@ -368,6 +389,7 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 		{name: "full", input: `ilp_proxy h2c://10.0.0.1:7768 h2c://10.0.0.2:7768 {
 			to http://10.0.0.3:7768/accounts/{http.ilp.peer}/ilp
 			prefix_segments 2
+			key peer_destination
 			max_hold 1s
 			dial_timeout 1s
 			keepalive 1s
@@ -380,7 +402,7 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 			metrics off
 		}`, want: &Proxy{
 			Upstreams:      []string{"h2c://10.0.0.1:7768", "h2c://10.0.0.2:7768", "http://10.0.0.3:7768/accounts/{http.ilp.peer}/ilp"},
-			PrefixSegments: &two, MaxHold: second, DialTimeout: second, KeepAlive: second, KeepAliveIdleConns: 8,
+			PrefixSegments: &two, Key: "peer_destination", MaxHold: second, DialTimeout: second, KeepAlive: second, KeepAliveIdleConns: 8,
 			FailDuration: second, MaxFails: 3, HealthURI: "/health", HealthInterval: second, HealthTimeout: second,
 			DisableMetrics: true,
 		}},
@@ -418,6 +440,7 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad scheme", input: "ilp_proxy ws://a:1", err: "scheme must be"},
 		{name: "unknown option", input: "ilp_proxy a:1 {\nlb_policy random\n}", err: `unrecognized ilp_proxy option "lb_policy"`},
 		{name: "bad count", input: "ilp_proxy a:1 {\nmax_fails -1\n}", err: "want a whole number"},
+		{name: "bad key", input: "ilp_proxy a:1 {\nkey sender\n}", err: `key "sender": want destination, peer or peer_destination`},
 		{name: "bad duration", input: "ilp_proxy a:1 {\nmax_hold forever\n}", err: "max_hold"},
 		{name: "empty to", input: "ilp_proxy a:1 {\nto\n}", err: "wrong argument count"},
 	} {
