@@ -57,16 +57,24 @@ func caddyILP(t *testing.T, stdin []byte, wantErr string, args ...string) []byte
 // a running edge has, and sends a packet to each address through both
 // front doors: the connector that fulfils it must be the command's first
 // choice for that forwarder.
-func TestRouteCommandAgreesWithTheEdge(t *testing.T) {
-	var upstreams []string
-	for i := range 3 {
+// namedConnectors starts n stand-in connectors, c0 to c<n-1>, each of
+// which fulfils with its name as the data, and returns their host:port
+// and the name at each.
+func namedConnectors(t *testing.T, n int) (upstreams []string, byAddr map[string]string) {
+	byAddr = map[string]string{}
+	for i := range n {
 		name := fmt.Sprintf("c%d", i)
 		c := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 			w.Write(ilptest.Fulfill([]byte(name)))
 		})
 		upstreams = append(upstreams, hostport(c.Server))
+		byAddr[hostport(c.Server)] = name
 	}
-	byAddr := map[string]string{upstreams[0]: "c0", upstreams[1]: "c1", upstreams[2]: "c2"}
+	return upstreams, byAddr
+}
+
+func TestRouteCommandAgreesWithTheEdge(t *testing.T) {
+	upstreams, byAddr := namedConnectors(t, 3)
 	sites := bothDoors(9080, hostileToken, strings.Join(upstreams, " "), "", "")
 	startInProcess(t, sites)
 	config := filepath.Join(t.TempDir(), "Caddyfile")
@@ -117,15 +125,7 @@ func TestRouteCommandAgreesWithTheEdge(t *testing.T) {
 // ranks by the peer given with --peer, and every packet of alice's, to
 // any destination, goes to the upstream it names first.
 func TestRouteCommandWithKeyPeer(t *testing.T) {
-	var upstreams []string
-	for i := range 3 {
-		name := fmt.Sprintf("c%d", i)
-		c := newConnector(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
-			w.Write(ilptest.Fulfill([]byte(name)))
-		})
-		upstreams = append(upstreams, hostport(c.Server))
-	}
-	byAddr := map[string]string{upstreams[0]: "c0", upstreams[1]: "c1", upstreams[2]: "c2"}
+	upstreams, byAddr := namedConnectors(t, 3)
 	sites := bothDoors(9080, hostileToken, strings.Join(upstreams, " "), "", "key peer")
 	startInProcess(t, sites)
 	config := filepath.Join(t.TempDir(), "Caddyfile")
