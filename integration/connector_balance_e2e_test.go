@@ -34,6 +34,7 @@ func TestKeyPeerKeepsAPeerOnOneLedger(t *testing.T) {
 				p := start(t, "node", "js/connector.js", "--port", fmt.Sprint(port), "--token", connToken,
 					"--up-port", fmt.Sprint(recv.port), "--up-token", connToken, "--balance-max", "2000")
 				p.waitReady(t)
+				waitListening(t, p, port) // READY comes when ilp-connector has connected, maybe before the bind
 				ups = append(ups, fmt.Sprintf("127.0.0.1:%d", port))
 			}
 			startInProcess(t, fmt.Sprintf(`

@@ -264,8 +264,8 @@ http://127.0.0.1:%d {
 	return f
 }
 
-// waitListening waits for the edge process p to accept connections on
-// port, for up to 20 s.
+// waitListening waits for the process p (an edge, a connector) to accept
+// connections on port, for up to 20 s.
 func waitListening(t *testing.T, p *process, port int) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -274,7 +274,7 @@ func waitListening(t *testing.T, p *process, port int) {
 			return
 		}
 		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
-			t.Fatal("edge did not start listening")
+			t.Fatalf("%s did not start listening on %d", p.cmd.Args[0], port)
 		}
 	}
 }
