@@ -14,10 +14,9 @@ import (
 const leasesPerBurst = 20
 
 // A budget's burst, in microseconds, must be at least minToleranceUS, so
-// that rounding each lease to whole microseconds costs at most 2% of it
-// (a lease is a twentieth of the burst); and at most maxToleranceUS, so
-// that it stays exact in Lua's doubles (below 2^53) with Redis' clock
-// added to it.
+// that cutting it to whole microseconds costs at most 0.1% of it; and at
+// most maxToleranceUS, so that it stays exact in Lua's doubles (below
+// 2^53) with Redis' clock added to it.
 const (
 	minToleranceUS = 1000
 	maxToleranceUS = 1 << 50
