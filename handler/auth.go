@@ -49,6 +49,9 @@ type Peer struct {
 	// Answer this peer's ILDCP requests at the edge, in place of the
 	// handler's `ildcp`.
 	ILDCP *ILDCP `json:"ildcp,omitempty"`
+
+	// This peer's routing_protocol, in place of the handler's.
+	RoutingProtocol string `json:"routing_protocol,omitempty"`
 }
 
 // peer is a provisioned Peer: what the per-packet path needs, precomputed.
@@ -61,6 +64,7 @@ type peer struct {
 	metrics      *peerMetrics // nil: metrics off
 	limits       *peerLimits  // nil: none
 	ildcpReply   []byte       // the Fulfill to its peer.config requests; nil: forward them
+	routingLocal bool         // routing_protocol local: the edge accepts its CCP requests
 }
 
 // Authentication failures, by reason. The 401 error names the reason only.

@@ -42,6 +42,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //			asset_code <code>
 //			asset_scale <n>
 //		}
+//		routing_protocol sticky|local
 //		redis <host:port> {
 //			username <name>
 //			password <secret>
@@ -56,7 +57,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //			jwt_secret <secret>
 //			client_cert <sha256-fingerprint>
 //			upstream_token <secret>
-//			max_packet_amount|rate|throughput|ildcp …
+//			max_packet_amount|rate|throughput|ildcp|routing_protocol …
 //		}
 //	}
 //
@@ -147,6 +148,13 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			e.ILDCP = c
+		case "routing_protocol":
+			if !d.AllArgs(&e.RoutingProtocol) {
+				return d.ArgErr()
+			}
+			if err := checkRoutingProtocol(e.RoutingProtocol); err != nil {
+				return d.Errf("%v", err)
+			}
 		case "redis":
 			r, err := unmarshalRedis(d)
 			if err != nil {
@@ -213,6 +221,11 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 				return nil, d.Errf("peer %q: client_cert %q: %v", p.Name, v, err)
 			}
 			p.ClientCerts = append(p.ClientCerts, v)
+		case "routing_protocol":
+			if err := checkRoutingProtocol(v); err != nil {
+				return nil, d.Errf("peer %q: %v", p.Name, err)
+			}
+			p.RoutingProtocol = v
 		case "upstream_token":
 			if p.UpstreamToken != "" {
 				return nil, d.Errf("peer %q: upstream_token given twice", p.Name)

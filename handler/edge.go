@@ -5,6 +5,7 @@
 package handler
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -119,6 +120,13 @@ type Edge struct {
 	// any Prepare.
 	ILDCP *ILDCP `json:"ildcp,omitempty"`
 
+	// What to do with every peer's routing protocol (CCP) Prepares, to
+	// peer.route.control and peer.route.update; each peer may set its
+	// own. "sticky" (default): forward them like any Prepare, to one
+	// connector. "local": accept them at the edge, as a connector would,
+	// and drop them, for fleets whose routes are configured.
+	RoutingProtocol string `json:"routing_protocol,omitempty"`
+
 	// Request headers of the peer's, besides the ones ilp_edge sets, to
 	// pass on to the forwarder, e.g. traceparent and tracestate. Every
 	// other field is removed: the backend gets the identity, the credential
@@ -209,6 +217,11 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		if p.ildcpReply, err = ildcp.fulfillFor(p.name); err != nil {
 			return fmt.Errorf("peer %q: %w", p.name, err)
 		}
+		routing := cmp.Or(e.Peers[i].RoutingProtocol, e.RoutingProtocol)
+		if err := checkRoutingProtocol(routing); err != nil {
+			return fmt.Errorf("peer %q: %w", p.name, err)
+		}
+		p.routingLocal = routing == RoutingLocal
 	}
 	e.authLog = &LogLimiter{Interval: time.Second}
 	e.configLog = &LogLimiter{Interval: time.Minute}
@@ -355,14 +368,12 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if rej := e.readPrepare(pkt, firstValue(r.Header, destinationHeader)); rej != nil {
 		return e.writeReject(w, pkt, rej)
 	}
-	if p.ildcpReply != nil {
-		if ildcp, rej := isILDCPRequest(pkt); rej != nil {
-			return e.writeReject(w, pkt, rej)
-		} else if ildcp {
-			writeILP(w, p.ildcpReply)
-			e.count(pkt, p.ildcpReply, nil)
-			return nil
-		}
+	if reply, rej := p.peerProtocolReply(pkt); rej != nil {
+		return e.writeReject(w, pkt, rej)
+	} else if reply != nil {
+		writeILP(w, reply)
+		e.count(pkt, reply, nil)
+		return nil
 	}
 	if l := p.limits; l != nil {
 		if rej := l.admit(r.Context(), pkt); rej != nil {

@@ -1,7 +1,6 @@
 package handler
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
@@ -38,19 +37,4 @@ func (c *ILDCP) fulfillFor(peer string) ([]byte, error) {
 		return nil, errors.New("ildcp: asset_code is required")
 	}
 	return ilpdest.AppendILDCPFulfill(nil, ilpdest.ILDCPResponse{ClientAddress: addr, AssetScale: c.AssetScale, AssetCode: c.AssetCode}), nil
-}
-
-var errILDCPCondition = errors.New("a peer.config request whose condition is not the peer protocol's")
-
-// isILDCPRequest reports whether pkt asks for its sender's ILDCP config,
-// or returns the Reject a malformed request gets. The packet's own
-// destination decides, whatever ILP-Destination says.
-func isILDCPRequest(pkt *Packet) (bool, *edgeReject) {
-	if string(pkt.prepare.Destination) != ilpdest.PeerConfig {
-		return false, nil
-	}
-	if !bytes.Equal(pkt.prepare.ExecutionCondition, ilpdest.PeerProtocolCondition) {
-		return true, invalidPacket(errILDCPCondition)
-	}
-	return true, nil
 }

@@ -22,3 +22,12 @@ func TestILDCPVectors(t *testing.T) {
 		t.Errorf("a 302-byte address (a two-byte length): %v, data %d bytes", err, len(f.Data))
 	}
 }
+
+// The vector is ilp-protocol-ccp 1.2.3's serializeCcpResponse(), what
+// ilp-connector 23 answers CCP requests with.
+func TestCCPFulfillVector(t *testing.T) {
+	want := "0d21" + strings.Repeat("00", 32) + "00"
+	if got := hex.EncodeToString(AppendCCPFulfill(nil)); got != want {
+		t.Errorf("CCP Fulfill\n got %s\nwant %s", got, want)
+	}
+}
