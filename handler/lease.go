@@ -90,13 +90,13 @@ func (b *sharedBudget) take(ctx context.Context, expiry time.Time, n uint64) err
 		return errOverBudget
 	}
 	cost := mul64(n, b.periodUS)
-	t := now()
 	b.mu.Lock()
 	if !b.lease.less(cost) {
 		b.lease = b.lease.sub(cost)
 		b.mu.Unlock()
 		return nil
 	}
+	t := now() // only past the lease: most packets never read the clock
 	if n >= b.deniedFrom && t.Before(b.deniedUntil) {
 		b.mu.Unlock()
 		return errOverBudget

@@ -203,6 +203,13 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%.0f
 return {grant, 0}
 `)
 
+// The series of metricStoreRequests, looked up once.
+var (
+	storeRequestsGranted = metricStoreRequests.WithLabelValues("granted")
+	storeRequestsDenied  = metricStoreRequests.WithLabelValues("denied")
+	storeRequestsError   = metricStoreRequests.WithLabelValues("error")
+)
+
 // errStoreUnavailable marks the store's failures; the packet's own
 // cancellation is not one.
 var errStoreUnavailable = errors.New("limit store unavailable")
@@ -225,7 +232,7 @@ func (s *limitStore) lease(parent context.Context, expiry time.Time, key string,
 		err = fmt.Errorf("unexpected reply %v", res)
 	}
 	if err != nil {
-		metricStoreRequests.WithLabelValues("error").Inc()
+		storeRequestsError.Inc()
 		// Redis' fault is an error of its own, or no answer within
 		// timeout; not the packet running out of time or its peer going
 		// away. (The client's read deadline may fire before ctx's.)
@@ -239,10 +246,10 @@ func (s *limitStore) lease(parent context.Context, expiry time.Time, key string,
 	}
 	s.answered()
 	if res[0] == 0 {
-		metricStoreRequests.WithLabelValues("denied").Inc()
+		storeRequestsDenied.Inc()
 		return 0, time.Duration(res[1]) * time.Microsecond, nil
 	}
-	metricStoreRequests.WithLabelValues("granted").Inc()
+	storeRequestsGranted.Inc()
 	return uint64(res[0]), 0, nil
 }
 

@@ -32,6 +32,7 @@ import (
 //	no forwarder answered at all                      T00
 //	over the peer's max_packet_amount (limits.go)     F08
 //	beyond the peer's rate / throughput               T05 / T04
+//	limits on Redis, Redis silent, on_store_failure deny  T05
 
 // edgeRejectCodes are the codes of the table above: the Rejects the edge
 // makes (the tests' wantReject checks each edge Reject against them).

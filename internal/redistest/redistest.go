@@ -4,6 +4,7 @@ package redistest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -78,7 +79,7 @@ func (s *Server) ping() error {
 		return err
 	}
 	buf := make([]byte, 7)
-	if _, err := c.Read(buf); err != nil {
+	if _, err := io.ReadFull(c, buf); err != nil {
 		return err
 	}
 	if string(buf) != "+PONG\r\n" {
