@@ -64,7 +64,7 @@ type peer struct {
 	metrics      *peerMetrics // nil: metrics off
 	limits       *peerLimits  // nil: none
 	ildcpReply   []byte       // the Fulfill to its peer.config requests; nil: forward them
-	routingLocal bool         // routing_protocol local: the edge accepts its CCP requests
+	routing      string       // routing_protocol: RoutingSticky, RoutingLocal or RoutingFanout
 }
 
 // Authentication failures, by reason. The 401 error names the reason only.

@@ -124,7 +124,10 @@ type Edge struct {
 	// peer.route.control and peer.route.update; each peer may set its
 	// own. "sticky" (default): forward them like any Prepare, to one
 	// connector. "local": accept them at the edge, as a connector would,
-	// and drop them, for fleets whose routes are configured.
+	// and drop them, for fleets whose routes are configured. "fanout":
+	// deliver route updates to every healthy connector (with ilp_proxy)
+	// and route control to the one the peer's name ranks first, so that
+	// a fleet of ilp-connectors learns a peer's routes as one connector.
 	RoutingProtocol string `json:"routing_protocol,omitempty"`
 
 	// Request headers of the peer's, besides the ones ilp_edge sets, to
@@ -221,7 +224,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		if err := checkRoutingProtocol(routing); err != nil {
 			return fmt.Errorf("peer %q: %w", p.name, err)
 		}
-		p.routingLocal = routing == RoutingLocal
+		p.routing = cmp.Or(routing, RoutingSticky)
 	}
 	e.authLog = &LogLimiter{Interval: time.Second}
 	e.configLog = &LogLimiter{Interval: time.Minute}
@@ -421,6 +424,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	defer pkt.ctx.cancel()
 	pkt.capture.reset(w)
 	err = e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)
+	if pkt.FanOut() && !pkt.fannedOut && e.configLog.Allow("no fan-out", now()) {
+		e.logger.Warn("routing_protocol fanout: the forwarder sent a route update to one connector",
+			zap.String("peer", pkt.peer.name), zap.String("fix", "forward with ilp_proxy, which delivers it to every connector"))
+	}
 	// The clock, not the context, says whether the packet expired: a
 	// forwarder's connection deadline can fire a moment before the
 	// context's timer does.

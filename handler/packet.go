@@ -32,6 +32,7 @@ type Packet struct {
 	rank        int       // set by the forwarder (SetRoute): upstream's place in the ranking
 	answer      answer    // what the peer got, for the placeholders
 	charged     bool      // its amount was taken from the peer's throughput budget
+	fannedOut   bool      // set by the forwarder (SetFannedOut)
 	tried       uint64    // ilp_prefix: the pool indexes (below 64) it chose for this packet
 	start       time.Time // arrival; zero when neither metrics nor debug logs need it
 	reader      bytes.Reader

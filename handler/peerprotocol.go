@@ -18,15 +18,41 @@ const (
 	// dropped, so that no connector gets the peer's routes, nor asks it
 	// for them: for fleets with static routes (rafiki's case).
 	RoutingLocal = "local"
+	// Route updates delivered to every healthy connector, so that each
+	// learns the peer's routes, and route control to the one connector
+	// the peer's name ranks first, so that one routing table speaks to
+	// the peer. Fan-out needs ilp_proxy; behind reverse_proxy, which sends
+	// a request to one upstream, updates go where route control goes.
+	RoutingFanout = "fanout"
 )
 
 func checkRoutingProtocol(v string) error {
 	switch v {
-	case "", RoutingSticky, RoutingLocal:
+	case "", RoutingSticky, RoutingLocal, RoutingFanout:
 		return nil
 	}
-	return fmt.Errorf("routing_protocol %q: want %s or %s", v, RoutingSticky, RoutingLocal)
+	return fmt.Errorf("routing_protocol %q: want %s, %s or %s", v, RoutingSticky, RoutingLocal, RoutingFanout)
 }
+
+// isCCP reports whether a Prepare's own destination is the routing
+// protocol's.
+func isCCP(destination []byte) bool {
+	d := string(destination)
+	return d == ilpdest.PeerRouteControl || d == ilpdest.PeerRouteUpdate
+}
+
+// FanOut reports whether the packet is a route update (peer.route.update)
+// from a peer whose routing_protocol is fanout: a forwarder that can
+// delivers it to every healthy upstream, answers the peer once, and calls
+// SetFannedOut.
+func (p *Packet) FanOut() bool {
+	return p.peer != nil && p.peer.routing == RoutingFanout &&
+		string(p.prepare.Destination) == ilpdest.PeerRouteUpdate
+}
+
+// SetFannedOut records that the forwarder delivered a FanOut packet to
+// every healthy upstream; ilp_edge warns about the ones it did not.
+func (p *Packet) SetFannedOut() { p.fannedOut = true }
 
 // ccpFulfill accepts a CCP request, as a connector does.
 var ccpFulfill = ilpdest.AppendCCPFulfill(nil)
@@ -45,7 +71,7 @@ func (p *peer) peerProtocolReply(pkt *Packet) ([]byte, *edgeReject) {
 	case ilpdest.PeerConfig:
 		reply = p.ildcpReply
 	case ilpdest.PeerRouteControl, ilpdest.PeerRouteUpdate:
-		if p.routingLocal {
+		if p.routing == RoutingLocal {
 			reply = ccpFulfill
 		}
 	}

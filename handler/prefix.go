@@ -104,16 +104,14 @@ const maxStackUpstreams = 32
 // Select implements reverseproxy.Selector.
 func (s *PrefixSelection) Select(pool reverseproxy.UpstreamPool, r *http.Request, w http.ResponseWriter) *reverseproxy.Upstream {
 	pkt := PacketFrom(r)
-	var dest, peer string
+	var key string
 	if pkt != nil {
-		dest, peer = pkt.destination, pkt.Peer()
+		key = PacketRouteKey(pkt, s.Key, s.segments)
 	} else if h := firstValue(r.Header, destinationHeader); ilpdest.ValidAddress(h) {
-		dest = h
-	}
-	if dest == "" {
+		key = RouteKey(s.Key, "", h, s.segments)
+	} else {
 		return s.fallback.Select(pool, r, w)
 	}
-	key := RouteKey(s.Key, peer, dest, s.segments)
 	var nameBuf [maxStackUpstreams]string
 	var orderBuf [maxStackUpstreams]int
 	names := nameBuf[:0]

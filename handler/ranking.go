@@ -47,6 +47,18 @@ func RouteKey(key, peer, dest string, segments int) string {
 	return peer + " " + ilpdest.Prefix(dest, segments)
 }
 
+// PacketRouteKey is pkt's rendezvous key for a forwarder configured
+// with key and segments: RouteKey, except that the CCP Prepares of a peer
+// whose routing_protocol is fanout are ranked by the peer's name under
+// every key. Its route control then reaches one connector, the same one
+// while it is healthy, so one routing table speaks to the peer.
+func PacketRouteKey(pkt *Packet, key string, segments int) string {
+	if pkt.peer != nil && pkt.peer.routing == RoutingFanout && isCCP(pkt.prepare.Destination) {
+		key = KeyPeer
+	}
+	return RouteKey(key, pkt.Peer(), pkt.destination, segments)
+}
+
 // Ranking is where ilp_prefix and ilp_proxy send a packet: its routing
 // key (see RouteKey), and the upstreams (by their host:port rendezvous
 // keys) in the order they are chosen, the first healthy one first.

@@ -40,7 +40,17 @@ const aliceToken = "alice-static-token-0123456789"
 // testEdge returns a provisioned ilp_edge with one peer, alice.
 func testEdge(t *testing.T) *handler.Edge {
 	t.Helper()
+	return testEdgeWith(t, nil)
+}
+
+// testEdgeWith returns a provisioned ilp_edge with one peer, alice, and
+// the settings mod makes.
+func testEdgeWith(t *testing.T, mod func(*handler.Edge)) *handler.Edge {
+	t.Helper()
 	e := &handler.Edge{Address: "test.edge", Peers: []*handler.Peer{{Name: "alice", Tokens: []string{aliceToken}}}}
+	if mod != nil {
+		mod(e)
+	}
 	ctx, cancel := caddy.NewContext(caddy.ActiveContext())
 	t.Cleanup(cancel)
 	if err := e.Provision(ctx); err != nil {
@@ -84,7 +94,13 @@ func newRequest(body []byte) *http.Request {
 // send passes one packet to dest through ilp_edge (as alice) and p.
 func send(t *testing.T, e *handler.Edge, p *Proxy, dest string, ttl time.Duration) (*httptest.ResponseRecorder, *http.Request, error) {
 	t.Helper()
-	r := newRequest(ilptest.Prepare(dest, ttl))
+	return sendPacket(t, e, p, ilptest.Prepare(dest, ttl))
+}
+
+// sendPacket passes the Prepare body through ilp_edge (as alice) and p.
+func sendPacket(t *testing.T, e *handler.Edge, p *Proxy, body []byte) (*httptest.ResponseRecorder, *http.Request, error) {
+	t.Helper()
+	r := newRequest(body)
 	r.Header.Set("Authorization", "Bearer "+aliceToken)
 	var seen *http.Request
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
@@ -157,7 +173,9 @@ type connector struct {
 	packets atomic.Int32
 	mu      sync.Mutex
 	paths   []string
+	bodies  []string     // the packets received, in order
 	health  atomic.Int32 // status for GET /health; 0 = 200
+	reject  atomic.Bool  // answer T00 rather than fulfill
 }
 
 func startConnector(t *testing.T, name string, h2c bool) *connector {
@@ -170,11 +188,16 @@ func startConnector(t *testing.T, name string, h2c bool) *connector {
 			}
 			return
 		}
-		io.ReadAll(r.Body)
+		body, _ := io.ReadAll(r.Body)
 		c.packets.Add(1)
 		c.mu.Lock()
 		c.paths = append(c.paths, r.URL.Path+" "+r.Proto+" "+r.Header.Get("Ilp-Peer-Name"))
+		c.bodies = append(c.bodies, string(body))
 		c.mu.Unlock()
+		if c.reject.Load() {
+			w.Write(ilptest.Reject("T00", "test."+name, "refused"))
+			return
+		}
 		w.Write(ilptest.Fulfill([]byte(name)))
 	}))
 	if h2c {

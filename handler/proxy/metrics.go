@@ -17,6 +17,10 @@ var (
 		Namespace: "caddy", Subsystem: "ilp", Name: "upstream_requests_total",
 		Help: "ilp_proxy exchanges by upstream and result: reply, not_sent (dial or write failed first), failed (may have been delivered), timeout.",
 	}, []string{"upstream", "result"})
+	metricRouteUpdates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "route_updates_total",
+		Help: "Peers' route updates (routing_protocol fanout) ilp_proxy delivered, by upstream and result: accepted (Fulfill), refused (any other reply), failed (no reply).",
+	}, []string{"upstream", "result"})
 	metricRerouted = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "rerouted_total",
 		Help: "Packets ilp_proxy delivered to an upstream other than their prefix's first choice.",
@@ -25,7 +29,7 @@ var (
 
 // registerMetrics registers ilp_proxy's collectors with a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
-	return handler.RegisterCollectors(reg, metricUpstreamHealthy, metricUpstreamRequests, metricRerouted)
+	return handler.RegisterCollectors(reg, metricUpstreamHealthy, metricUpstreamRequests, metricRouteUpdates, metricRerouted)
 }
 
 // upstreamMetrics are one ilp_proxy upstream's series. Its methods do
@@ -33,6 +37,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 type upstreamMetrics struct {
 	healthy                            prometheus.Gauge
 	replies, notSent, failed, timedOut prometheus.Counter
+	updatesAccepted, updatesRefused    prometheus.Counter
+	updatesFailed                      prometheus.Counter
 }
 
 func newUpstreamMetrics(addr string) *upstreamMetrics {
@@ -42,6 +48,10 @@ func newUpstreamMetrics(addr string) *upstreamMetrics {
 		notSent:  metricUpstreamRequests.WithLabelValues(addr, "not_sent"),
 		failed:   metricUpstreamRequests.WithLabelValues(addr, "failed"),
 		timedOut: metricUpstreamRequests.WithLabelValues(addr, "timeout"),
+
+		updatesAccepted: metricRouteUpdates.WithLabelValues(addr, "accepted"),
+		updatesRefused:  metricRouteUpdates.WithLabelValues(addr, "refused"),
+		updatesFailed:   metricRouteUpdates.WithLabelValues(addr, "failed"),
 	}
 }
 
@@ -50,6 +60,7 @@ func newUpstreamMetrics(addr string) *upstreamMetrics {
 func deleteUpstreamMetrics(addr string) {
 	metricUpstreamHealthy.DeleteLabelValues(addr)
 	metricUpstreamRequests.DeletePartialMatch(prometheus.Labels{"upstream": addr})
+	metricRouteUpdates.DeletePartialMatch(prometheus.Labels{"upstream": addr})
 }
 
 // count records the outcome of one exchange: err is nil for a reply.
@@ -66,6 +77,19 @@ func (m *upstreamMetrics) count(err *handler.ForwardError) {
 		m.notSent.Inc()
 	default:
 		m.failed.Inc()
+	}
+}
+
+// countRouteUpdate records one upstream's part in a fan-out.
+func (m *upstreamMetrics) countRouteUpdate(accepted bool, err *handler.ForwardError) {
+	switch {
+	case m == nil:
+	case accepted:
+		m.updatesAccepted.Inc()
+	case err != nil:
+		m.updatesFailed.Inc()
+	default:
+		m.updatesRefused.Inc()
 	}
 }
 

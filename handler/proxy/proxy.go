@@ -305,6 +305,8 @@ const stackUpstreams = 32
 
 var octetStream = []string{"application/octet-stream"}
 
+var errNoUpstream = errors.New("ilp_proxy: no upstream")
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It is a terminal
 // handler: next is never called.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
@@ -317,7 +319,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 		}
 	}
 	set := p.upstreamsFor(r)
-	key := handler.RouteKey(p.Key, pkt.Peer(), pkt.Destination(), p.segments)
+	key := handler.PacketRouteKey(pkt, p.Key, p.segments)
 	var orderBuf [stackUpstreams]int
 	order := ilpdest.Rank(key, set.names, orderBuf[:0])
 
@@ -326,6 +328,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 		deadline = expiry
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if pkt.FanOut() {
+		return p.fanOut(w, r, repl, pkt, set, order, key, deadline)
+	}
 	bufp := replyBufPool.Get().(*[]byte)
 	defer replyBufPool.Put(bufp)
 
@@ -369,7 +374,7 @@ ranking:
 		}
 	}
 	if last == nil {
-		return handler.NewForwardError(handler.NoUpstream, "", errors.New("ilp_proxy: no upstream"))
+		return handler.NewForwardError(handler.NoUpstream, "", errNoUpstream)
 	}
 	return caddyhttp.Error(last.Failure.HTTPStatus(), last)
 }
