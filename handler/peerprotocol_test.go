@@ -55,12 +55,12 @@ func TestRoutingProtocolLocal(t *testing.T) {
 
 func TestRoutingProtocolSettings(t *testing.T) {
 	var e Edge
-	err := e.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ilp_edge {\naddress g.e\nrouting_protocol local\npeer a {\ntoken t\nrouting_protocol sticky\n}\n}"))
-	if err != nil || e.RoutingProtocol != RoutingLocal || e.Peers[0].RoutingProtocol != RoutingSticky {
-		t.Errorf("parsed %q and %q, %v", e.RoutingProtocol, e.Peers[0].RoutingProtocol, err)
+	err := e.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ilp_edge {\naddress g.e\nrouting_protocol local\npeer a {\ntoken t\nrouting_protocol sticky\n}\npeer b {\ntoken u\nrouting_protocol fanout\n}\n}"))
+	if err != nil || e.RoutingProtocol != RoutingLocal || e.Peers[0].RoutingProtocol != RoutingSticky || e.Peers[1].RoutingProtocol != RoutingFanout {
+		t.Errorf("parsed %q, %q and %q, %v", e.RoutingProtocol, e.Peers[0].RoutingProtocol, e.Peers[1].RoutingProtocol, err)
 	}
-	for _, in := range []string{"ilp_edge {\naddress g.e\nrouting_protocol fanout\n}", "ilp_edge {\naddress g.e\npeer a {\ntoken t\nrouting_protocol none\n}\n}"} {
-		if err := new(Edge).UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil || !strings.Contains(err.Error(), "want sticky or local") {
+	for _, in := range []string{"ilp_edge {\naddress g.e\nrouting_protocol everywhere\n}", "ilp_edge {\naddress g.e\npeer a {\ntoken t\nrouting_protocol none\n}\n}"} {
+		if err := new(Edge).UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil || !strings.Contains(err.Error(), "want sticky, local or fanout") {
 			t.Errorf("%q: %v, want an error naming the choices", in, err)
 		}
 	}

@@ -53,7 +53,7 @@ func TestKeyPeerKeepsAPeerOnOneLedger(t *testing.T) {
 
 			client := testClient(t, 10*time.Second)
 			answers := map[string]int{}
-			for _, dest := range receiversPerUpstream(ups, 2) {
+			for _, dest := range receiversPerUpstream(ups, 2, "g.recv.r%d.alice", 3) {
 				body := ilptest.NewPrepare(ilpdest.Prepare{Amount: 900, Destination: []byte(dest), ExpiresAt: time.Now().Add(10 * time.Second)})
 				req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9080/", strings.NewReader(string(body)))
 				req.Header.Set("Authorization", "Bearer "+aliceToken)
@@ -73,14 +73,15 @@ func TestKeyPeerKeepsAPeerOnOneLedger(t *testing.T) {
 	}
 }
 
-// receiversPerUpstream returns n destinations under g.recv for each
-// upstream, each of whose 3-segment prefixes ranks that upstream first.
-func receiversPerUpstream(ups []string, n int) []string {
+// receiversPerUpstream returns n destinations (format with a number) for
+// each upstream, each of whose prefixes of segments ranks that upstream
+// first.
+func receiversPerUpstream(ups []string, n int, format string, segments int) []string {
 	var out []string
 	count := map[int]int{}
 	for i := 0; len(out) < n*len(ups); i++ {
-		dest := fmt.Sprintf("g.recv.r%d.alice", i)
-		first := ilpdest.Rank(ilpdest.Prefix(dest, 3), ups, nil)[0]
+		dest := fmt.Sprintf(format, i)
+		first := ilpdest.Rank(ilpdest.Prefix(dest, segments), ups, nil)[0]
 		if count[first] < n {
 			count[first]++
 			out = append(out, dest)

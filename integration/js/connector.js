@@ -3,6 +3,7 @@
 //
 //   node connector.js --port 7101 --token EDGE_TOKEN --up-port 7201 --up-token UP_TOKEN
 //                     [--balance-max 2000] [--route-prefix g.recv]
+//                     [--peer-port 7301 --peer-url http://127.0.0.1:7401/ --peer-token T]
 //
 // The account "edge" is an ilp-plugin-http server on 127.0.0.1:<port>
 // (what caddy-ilp forwards into), with ilp-connector's balance middleware
@@ -10,7 +11,11 @@
 // account's balance above it gets T04 "exceeded maximum balance", as a
 // peer's credit limit does. The account "up" is an ilp-plugin-http client
 // to 127.0.0.1:<up-port> (backend.js), the static route for
-// --route-prefix. Route broadcasting is off: the routes are configured.
+// --route-prefix. With --peer-port, the account "peer" (relation peer)
+// is one more ilp-plugin-http server on 127.0.0.1:<peer-port>, for what
+// the edge forwards from a peer connector (peer.js), whose own server at
+// --peer-url the instance sends to directly: ilp-connector exchanges
+// routes with it over CCP, every second.
 //
 // stdout: READY <port>, once every account is connected.
 
@@ -30,7 +35,10 @@ try {
     'up-port': { type: 'string' },
     'up-token': { type: 'string' },
     'balance-max': { type: 'string' },
-    'route-prefix': { type: 'string', default: 'g.recv' }
+    'route-prefix': { type: 'string', default: 'g.recv' },
+    'peer-port': { type: 'string' },
+    'peer-url': { type: 'string' },
+    'peer-token': { type: 'string' }
   })
 } catch (e) {
   fail(e.message)
@@ -38,8 +46,8 @@ try {
 for (const k of ['port', 'up-port']) if (!/^\d+$/.test(args[k] || '')) fail(`--${k} <n> is required`)
 if (!args.token || !args['up-token']) fail('--token and --up-token are required')
 
-const account = (incoming, outgoing, balance) => ({
-  relation: 'child',
+const account = (incoming, outgoing, balance, relation = 'child') => ({
+  relation,
   assetCode: 'XRP',
   assetScale: 9,
   plugin: 'ilp-plugin-http',
@@ -55,7 +63,14 @@ const app = createApp({
   spread: 0,
   store: 'memory',
   routeBroadcastEnabled: true, // with false, ilp-connector 23 never loads the configured routes
+  routeBroadcastInterval: 1000,
   accounts: {
+    ...(args['peer-port']
+      ? {
+          peer: account({ port: loopbackPort(args['peer-port']), staticToken: args['peer-token'] },
+            { url: args['peer-url'], staticToken: args['peer-token'] }, undefined, 'peer')
+        }
+      : {}),
     edge: account({ port: loopbackPort(args.port), staticToken: args.token },
       { url: 'http://127.0.0.1:9/', staticToken: 'unused' }, args['balance-max']),
     up: account({ port: loopbackPort(0), staticToken: 'unused' },

@@ -1,0 +1,67 @@
+'use strict'
+// A real ilp-connector 23.0.1 peered with the fleet behind the edge, with
+// a receiver behind it: the peer whose routes the fleet must learn.
+//
+//   node peer.js --port 7401 --token FLEET_TOKEN --edge-url http://127.0.0.1:9080/
+//                --edge-token PEER_TOKEN --recv-port 7501 --recv-token T
+//
+// Its address is test.peer. The account "fleet" (relation peer, so that
+// routes are exchanged over CCP, every second) is an ilp-plugin-http
+// server on 127.0.0.1:<port>, which the fleet's instances send to
+// directly, and a client of the edge, where the peer's route updates and
+// packets go. The account "recv" (child) is a client of backend.js at
+// <recv-port>, the static route for test.peer.recv, which the peer
+// advertises.
+//
+// stdout: READY <port>, once every account is connected.
+
+const { createApp } = require('ilp-connector')
+const { loopbackPort, parseArgs, println } = require('./lib')
+
+function fail (msg) {
+  process.stderr.write('peer: ' + msg + '\n')
+  process.exit(2)
+}
+
+let args
+try {
+  args = parseArgs(process.argv.slice(2), {
+    port: { type: 'string' },
+    token: { type: 'string' },
+    'edge-url': { type: 'string' },
+    'edge-token': { type: 'string' },
+    'recv-port': { type: 'string' },
+    'recv-token': { type: 'string' }
+  })
+} catch (e) {
+  fail(e.message)
+}
+for (const k of ['port', 'recv-port']) if (!/^\d+$/.test(args[k] || '')) fail(`--${k} <n> is required`)
+for (const k of ['token', 'edge-url', 'edge-token', 'recv-token']) if (!args[k]) fail(`--${k} is required`)
+
+const account = (relation, incoming, outgoing) => ({
+  relation,
+  assetCode: 'XRP',
+  assetScale: 9,
+  plugin: 'ilp-plugin-http',
+  options: { incoming, outgoing }
+})
+
+const app = createApp({
+  ilpAddress: 'test.peer',
+  backend: 'one-to-one',
+  spread: 0,
+  store: 'memory',
+  routeBroadcastEnabled: true,
+  routeBroadcastInterval: 1000,
+  accounts: {
+    fleet: account('peer', { port: loopbackPort(args.port), staticToken: args.token },
+      { url: args['edge-url'], staticToken: args['edge-token'] }),
+    recv: account('child', { port: loopbackPort(0), staticToken: 'unused' },
+      { url: `http://127.0.0.1:${args['recv-port']}/`, staticToken: args['recv-token'] })
+  },
+  routes: [{ targetPrefix: 'test.peer.recv', peerId: 'recv' }]
+})
+
+app.listen().then(() => println('READY ' + args.port)).catch(e => fail(e.stack || String(e)))
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0))
