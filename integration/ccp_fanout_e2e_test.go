@@ -40,6 +40,17 @@ func startCCPFleet(t *testing.T, routing string) *ccpFleet {
 		f.alice = append(f.alice, fmt.Sprintf("127.0.0.1:%d", port))
 		peerUps = append(peerUps, fmt.Sprintf("127.0.0.1:%d", fromPeer))
 	}
+	peer := start(t, "node", "js/peer.js", "--port", fmt.Sprint(peerPort), "--token", connToken,
+		"--edge-url", "http://127.0.0.1:9080/", "--edge-token", peerToken,
+		"--recv-port", fmt.Sprint(recv.port), "--recv-token", connToken)
+	peer.waitReady(t)
+	waitListening(t, peer, peerPort)
+	for i := range f.args {
+		f.instances = append(f.instances, f.startInstance(t, i))
+	}
+	// The edge last: the peer's updates fail until it listens, and the
+	// peer resends them every second. Started earlier, the edge would hand
+	// sticky updates to whichever instance was up yet, not to one.
 	startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
@@ -64,14 +75,6 @@ func startCCPFleet(t *testing.T, routing string) *ccpFleet {
 			prefix_segments 4
 		}
 	}`, routing, peerToken, connToken, strings.Join(peerUps, " "), aliceToken, connToken, strings.Join(f.alice, " ")))
-	peer := start(t, "node", "js/peer.js", "--port", fmt.Sprint(peerPort), "--token", connToken,
-		"--edge-url", "http://127.0.0.1:9080/", "--edge-token", peerToken,
-		"--recv-port", fmt.Sprint(recv.port), "--recv-token", connToken)
-	peer.waitReady(t)
-	waitListening(t, peer, peerPort)
-	for i := range f.args {
-		f.instances = append(f.instances, f.startInstance(t, i))
-	}
 	return &f
 }
 

@@ -19,19 +19,20 @@ var fanOutLocks sync.Map
 
 // fanOutReply is one upstream's part in a fan-out.
 type fanOutReply struct {
-	reply upstreamReply
-	err   *handler.ForwardError
-	rank  int
+	reply    upstreamReply
+	err      *handler.ForwardError
+	rank     int
+	accepted bool // a 200 carrying a Fulfill
 }
 
-// accepted reports whether the upstream took the route update: a 200
-// carrying a Fulfill.
-func (f *fanOutReply) accepted() bool {
-	if f.err != nil || f.reply.status != http.StatusOK {
+// acceptedUpdate reports whether an upstream's reply takes the route
+// update: a 200 carrying a Fulfill.
+func acceptedUpdate(reply upstreamReply, err *handler.ForwardError) bool {
+	if err != nil || reply.status != http.StatusOK {
 		return false
 	}
-	t, err := ilpdest.ReadResponseType(f.reply.body)
-	return err == nil && t == ilpdest.TypeFulfill
+	t, terr := ilpdest.ReadResponseType(reply.body)
+	return terr == nil && t == ilpdest.TypeFulfill
 }
 
 // fanOut delivers a peer's route update (pkt.FanOut) to every healthy
@@ -74,8 +75,8 @@ func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 			if err != nil {
 				u.countFailure(time.Duration(p.FailDuration), p.maxFails)
 			}
-			replies[n] = fanOutReply{reply: reply, err: err, rank: rank}
-			u.metrics.countRouteUpdate(replies[n].accepted(), err)
+			replies[n] = fanOutReply{reply: reply, err: err, rank: rank, accepted: acceptedUpdate(reply, err)}
+			u.metrics.countRouteUpdate(replies[n].accepted, err)
 		}()
 	}
 	wg.Wait()
@@ -83,7 +84,7 @@ func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 
 	answer := &replies[0]
 	for i := range replies {
-		if !replies[i].accepted() {
+		if !replies[i].accepted {
 			answer = &replies[i]
 			break
 		}

@@ -20,7 +20,7 @@
 // stdout: READY <port>, once every account is connected.
 
 const { createApp } = require('ilp-connector')
-const { loopbackPort, parseArgs, println } = require('./lib')
+const { loopbackPort, parseArgs, println, connectorAccount } = require('./lib')
 
 function fail (msg) {
   process.stderr.write('connector: ' + msg + '\n')
@@ -46,16 +46,10 @@ try {
 for (const k of ['port', 'up-port']) if (!/^\d+$/.test(args[k] || '')) fail(`--${k} <n> is required`)
 if (!args.token || !args['up-token']) fail('--token and --up-token are required')
 
-const account = (incoming, outgoing, balance, relation = 'child') => ({
-  relation,
-  assetCode: 'XRP',
-  assetScale: 9,
-  plugin: 'ilp-plugin-http',
-  ...(balance ? { balance: { maximum: balance } } : {}),
-  // ilp-plugin-http hands incoming.port to server.listen: an object binds
-  // to loopback only.
-  options: { incoming, outgoing }
-})
+// ilp-plugin-http hands incoming.port to server.listen: loopbackPort's
+// object binds to loopback only.
+const account = (incoming, outgoing, balance, relation = 'child') =>
+  connectorAccount(relation, incoming, outgoing, balance ? { balance: { maximum: balance } } : {})
 
 const app = createApp({
   ilpAddress: 'test.fleet',

@@ -1,5 +1,5 @@
 'use strict'
-// Shared helpers for backend.js and client.js.
+// Shared helpers for the test scripts.
 
 const crypto = require('crypto')
 
@@ -80,4 +80,11 @@ function println (line) {
   process.stdout.write(line + '\n')
 }
 
-module.exports = { FULFILLMENT, CONDITION, loopbackPort, connectLoopback, parseArgs, println }
+// connectorAccount is an ilp-connector account in XRP at scale 9 whose
+// plugin is ilp-plugin-http, with its incoming and outgoing options; extra
+// adds settings such as a balance.
+function connectorAccount (relation, incoming, outgoing, extra = {}) {
+  return { relation, assetCode: 'XRP', assetScale: 9, plugin: 'ilp-plugin-http', ...extra, options: { incoming, outgoing } }
+}
+
+module.exports = { FULFILLMENT, CONDITION, loopbackPort, connectLoopback, parseArgs, println, connectorAccount }

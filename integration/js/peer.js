@@ -16,7 +16,7 @@
 // stdout: READY <port>, once every account is connected.
 
 const { createApp } = require('ilp-connector')
-const { loopbackPort, parseArgs, println } = require('./lib')
+const { loopbackPort, parseArgs, println, connectorAccount } = require('./lib')
 
 function fail (msg) {
   process.stderr.write('peer: ' + msg + '\n')
@@ -39,14 +39,6 @@ try {
 for (const k of ['port', 'recv-port']) if (!/^\d+$/.test(args[k] || '')) fail(`--${k} <n> is required`)
 for (const k of ['token', 'edge-url', 'edge-token', 'recv-token']) if (!args[k]) fail(`--${k} is required`)
 
-const account = (relation, incoming, outgoing) => ({
-  relation,
-  assetCode: 'XRP',
-  assetScale: 9,
-  plugin: 'ilp-plugin-http',
-  options: { incoming, outgoing }
-})
-
 const app = createApp({
   ilpAddress: 'test.peer',
   backend: 'one-to-one',
@@ -55,9 +47,9 @@ const app = createApp({
   routeBroadcastEnabled: true,
   routeBroadcastInterval: 1000,
   accounts: {
-    fleet: account('peer', { port: loopbackPort(args.port), staticToken: args.token },
+    fleet: connectorAccount('peer', { port: loopbackPort(args.port), staticToken: args.token },
       { url: args['edge-url'], staticToken: args['edge-token'] }),
-    recv: account('child', { port: loopbackPort(0), staticToken: 'unused' },
+    recv: connectorAccount('child', { port: loopbackPort(0), staticToken: 'unused' },
       { url: `http://127.0.0.1:${args['recv-port']}/`, staticToken: args['recv-token'] })
   },
   routes: [{ targetPrefix: 'test.peer.recv', peerId: 'recv' }]
