@@ -52,6 +52,10 @@ func (p *Packet) WriteTo(w io.Writer) (int64, error) { return p.reader.WriteTo(w
 // Bytes returns the packet as the peer sent it. It must not be modified.
 func (p *Packet) Bytes() []byte { return p.body }
 
+// Prepare returns the Prepare as ilp_edge read it. Its slices alias the
+// packet's bytes and must not be modified.
+func (p *Packet) Prepare() ilpdest.Prepare { return p.prepare }
+
 // Destination returns the ILP address the packet is routed by: from the
 // packet, or from the ILP-Destination header when ilp_edge trusts it.
 func (p *Packet) Destination() string { return p.destination }

@@ -45,9 +45,17 @@ func isCCP(destination []byte) bool {
 // from a peer whose routing_protocol is fanout: a forwarder that can
 // delivers it to every healthy upstream, answers the peer once, and calls
 // SetFannedOut.
-func (p *Packet) FanOut() bool {
-	return p.peer != nil && p.peer.routing == RoutingFanout &&
-		string(p.prepare.Destination) == ilpdest.PeerRouteUpdate
+func (p *Packet) FanOut() bool { return p.fanoutCCP(ilpdest.PeerRouteUpdate) }
+
+// RouteControl reports whether the packet is a route control request
+// (peer.route.control) from a peer whose routing_protocol is fanout: a
+// forwarder that keeps the peer's routing table sends it to the one
+// connector that speaks to the peer, and remembers it, to hand it to the
+// next one when that connector is gone.
+func (p *Packet) RouteControl() bool { return p.fanoutCCP(ilpdest.PeerRouteControl) }
+
+func (p *Packet) fanoutCCP(destination string) bool {
+	return p.peer != nil && p.peer.routing == RoutingFanout && string(p.prepare.Destination) == destination
 }
 
 // SetFannedOut records that the forwarder delivered a FanOut packet to

@@ -2,7 +2,6 @@ package ilpdest
 
 import (
 	"encoding/binary"
-	"errors"
 )
 
 // The destinations of the connector-to-connector routing protocol's
@@ -24,16 +23,6 @@ func AppendCCPFulfill(dst []byte) []byte { return AppendFulfill(dst, make([]byte
 const (
 	ModeIdle uint8 = 0
 	ModeSync uint8 = 1
-)
-
-// Errors of ReadRouteControl and ReadRouteUpdate besides the package's
-// others, wrapped by a *ParseError too.
-var (
-	// ErrTrailing means bytes follow the last field of a CCP request.
-	ErrTrailing = errors.New("trailing bytes")
-	// ErrPropFlags means a route property's flag byte is one that
-	// ilp-protocol-ccp never writes.
-	ErrPropFlags = errors.New("invalid route property flags")
 )
 
 // RouteControl is the data of a peer.route.control Prepare. The fields are

@@ -12,6 +12,11 @@
 //   - ReadFulfill and ReadReject read a connector's reply whole, every field
 //     checked; ReadResponseType and ReadRejectCode classify one.
 //   - AppendReject encodes a Reject, byte for byte as ilp-packet does.
+//   - The peer protocols' data, byte for byte as their reference encoders:
+//     ILDCP's answer (AppendILDCPFulfill) and CCP's route control and route
+//     update (ReadRouteControl, AppendRouteControl, ReadRouteUpdate,
+//     AppendRouteUpdate; vectors from ilp-protocol-ccp 1.2.3 in
+//     testdata/ccp-vectors.json, and fuzzed).
 //   - Weight and Rank implement rendezvous (highest-random-weight) hashing
 //     with no seed, so separate edge instances agree on every key.
 //

@@ -17,6 +17,11 @@ var (
 	ErrTimestamp = errors.New("invalid timestamp")
 	// ErrAddress means an ILP address does not satisfy RFC 15.
 	ErrAddress = errors.New("invalid ILP address")
+	// ErrTrailing means bytes follow the last field of a CCP request.
+	ErrTrailing = errors.New("trailing bytes")
+	// ErrPropFlags means a route property's flag byte is one that
+	// ilp-protocol-ccp never writes.
+	ErrPropFlags = errors.New("invalid route property flags")
 )
 
 // ParseError reports which field of a packet is wrong and at which byte

@@ -2,20 +2,17 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
-
-// fanOutLocks holds a *sync.Mutex per peer that sent route updates: one
-// peer's fan-outs run one at a time, across configs too, so that a reload
-// does not let two of them cross.
-var fanOutLocks sync.Map
 
 // fanOutReply is one upstream's part in a fan-out.
 type fanOutReply struct {
@@ -41,13 +38,16 @@ func acceptedUpdate(reply upstreamReply, err *handler.ForwardError) bool {
 // upstream fulfilled, else with the first refusal in rank order, an
 // upstream's Reject or a failure ilp_edge turns into one. One peer's
 // updates are delivered one at a time, so every connector applies them
-// in the order the edge got them, as the peer sent them.
+// in the order the edge got them, as the peer sent them. An upstream
+// that missed earlier updates gets the whole table instead (peerTable),
+// and when the upstream that speaks to the peer no longer takes its
+// updates, the route control moves on (moveRouteControl).
 func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, pkt *handler.Packet,
 	set *upstreamSet, order []int, key string, deadline time.Time,
 ) error {
-	lock, _ := fanOutLocks.LoadOrStore(pkt.Peer(), new(sync.Mutex))
-	lock.(*sync.Mutex).Lock()
-	defer lock.(*sync.Mutex).Unlock()
+	t := peerTableOf(pkt.Peer())
+	t.mu.Lock()
+	defer t.mu.Unlock()
 
 	var targets []int // ranks in order
 	for _, healthy := range [2]bool{true, false} {
@@ -63,6 +63,7 @@ func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 	if len(targets) == 0 {
 		return handler.NewForwardError(handler.NoUpstream, "", errNoUpstream)
 	}
+	bodies, holds := p.routeUpdateBodies(t, pkt, set, order, targets)
 	replies := make([]fanOutReply, len(targets))
 	var wg sync.WaitGroup
 	for n, rank := range targets {
@@ -70,17 +71,29 @@ func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 		go func() {
 			defer wg.Done()
 			u := set.upstreams[order[rank]]
-			reply, err := u.exchange(r, repl, pkt.Bytes(), deadline, nil)
-			u.metrics.count(err)
-			if err != nil {
-				u.countFailure(time.Duration(p.FailDuration), p.maxFails)
-			}
+			reply, err := p.exchangeCounted(r, repl, u, bodies[n], deadline, nil)
 			replies[n] = fanOutReply{reply: reply, err: err, rank: rank, accepted: acceptedUpdate(reply, err)}
 			u.metrics.countRouteUpdate(replies[n].accepted, err)
 		}()
 	}
 	wg.Wait()
 	pkt.SetFannedOut()
+
+	var took []string // the upstreams that accepted, in rank order
+	for n, rank := range targets {
+		addr := set.names[order[rank]]
+		switch {
+		case holds == nil: // an update the edge could not read
+		case replies[n].accepted && holds[n]:
+			t.accepted(addr)
+		default:
+			delete(t.synced, addr)
+		}
+		if replies[n].accepted {
+			took = append(took, addr)
+		}
+	}
+	p.moveRouteControl(r, repl, t, set, took, pkt.Prepare().ExpiresAt, deadline)
 
 	answer := &replies[0]
 	for i := range replies {
@@ -97,4 +110,87 @@ func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 	w.WriteHeader(answer.reply.status)
 	_, err := w.Write(answer.reply.body)
 	return err
+}
+
+// routeUpdateBodies applies the peer's update in pkt to its table t and
+// returns what each target gets: the update as the peer sent it, or the
+// whole table for an upstream that missed updates before it; and for
+// each, whether it holds the table once it accepts what it gets (not
+// when it missed updates and the edge cannot replay the table). holds
+// is nil when the update cannot be read: every target gets it as it
+// is, and the table is left as it was.
+func (p *Proxy) routeUpdateBodies(t *peerTable, pkt *handler.Packet, set *upstreamSet, order, targets []int) (bodies [][]byte, holds []bool) {
+	bodies = make([][]byte, len(targets))
+	for n := range bodies {
+		bodies[n] = pkt.Bytes()
+	}
+	prepare := pkt.Prepare()
+	update, err := ilpdest.ReadRouteUpdate(prepare.Data)
+	if err != nil {
+		if c := p.logger.Check(zap.DebugLevel, "route update unreadable; delivered as it is"); c != nil {
+			c.Write(zap.String("peer", pkt.Peer()), zap.Error(err))
+		}
+		return bodies, nil
+	}
+	holds = make([]bool, len(targets))
+	for n, rank := range targets {
+		holds[n] = t.inOrder(set.names[order[rank]], &update)
+	}
+	t.apply(&update)
+	var full []byte
+	for n, rank := range targets {
+		if holds[n] {
+			continue
+		}
+		if full == nil {
+			if full = t.fullUpdate(prepare.ExpiresAt); full == nil {
+				return bodies, holds // the edge does not hold the whole table
+			}
+		}
+		bodies[n], holds[n] = full, true
+		u := set.upstreams[order[rank]]
+		u.metrics.countTableReplay()
+		p.logger.Info("route table replayed to an upstream that missed updates",
+			zap.String("peer", pkt.Peer()), zap.String("upstream", u.addr),
+			zap.Uint32("epoch", t.epoch), zap.Int("routes", len(t.routes)))
+	}
+	return bodies, holds
+}
+
+// moveRouteControl hands the peer's route control to the first-ranked
+// upstream that took its update (took, in rank order) when another one
+// holds it, and tells the upstreams that held it before, reachable now,
+// to stop sending the peer their tables. The peer's updates come at
+// every broadcast interval, heartbeats included, so a dead speaker is
+// replaced within one interval, before its routes' hold-down time runs
+// out at the peer.
+func (p *Proxy) moveRouteControl(r *http.Request, repl *caddy.Replacer, t *peerTable, set *upstreamSet,
+	took []string, expiresAt, deadline time.Time,
+) {
+	if t.control == nil || len(took) == 0 {
+		return
+	}
+	if first := took[0]; first != t.controlTo {
+		if p.sendControl(r, repl, set, first, t.controlPrepare(t.control.Mode, expiresAt), deadline) {
+			p.logger.Info("route control moved to the first upstream that takes the peer's updates",
+				zap.String("from", t.controlTo), zap.String("to", first))
+			t.speakerIs(first)
+		}
+	}
+	for _, addr := range took {
+		if t.silence[addr] && p.sendControl(r, repl, set, addr, t.controlPrepare(ilpdest.ModeIdle, expiresAt), deadline) {
+			delete(t.silence, addr)
+		}
+	}
+}
+
+// sendControl sends a route control Prepare to the upstream addr of set
+// and reports whether it fulfilled it.
+func (p *Proxy) sendControl(r *http.Request, repl *caddy.Replacer, set *upstreamSet, addr string, body []byte, deadline time.Time) bool {
+	i := slices.Index(set.names, addr)
+	if i < 0 {
+		return false
+	}
+	reply, err := p.exchangeCounted(r, repl, set.upstreams[i], body, deadline, nil)
+	return acceptedUpdate(reply, err)
 }

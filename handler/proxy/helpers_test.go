@@ -176,6 +176,7 @@ type connector struct {
 	bodies  []string     // the packets received, in order
 	health  atomic.Int32 // status for GET /health; 0 = 200
 	reject  atomic.Bool  // answer T00 rather than fulfill
+	drop    atomic.Bool  // close the connection with no reply
 }
 
 func startConnector(t *testing.T, name string, h2c bool) *connector {
@@ -189,6 +190,9 @@ func startConnector(t *testing.T, name string, h2c bool) *connector {
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
+		if c.drop.Load() {
+			panic(http.ErrAbortHandler)
+		}
 		c.packets.Add(1)
 		c.mu.Lock()
 		c.paths = append(c.paths, r.URL.Path+" "+r.Proto+" "+r.Header.Get("Ilp-Peer-Name"))

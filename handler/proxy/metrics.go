@@ -21,6 +21,10 @@ var (
 		Namespace: "caddy", Subsystem: "ilp", Name: "route_updates_total",
 		Help: "Peers' route updates (routing_protocol fanout) ilp_proxy delivered, by upstream and result: accepted (Fulfill), refused (any other reply), failed (no reply).",
 	}, []string{"upstream", "result"})
+	metricTableReplays = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "route_table_replays_total",
+		Help: "Whole routing tables of peers (routing_protocol fanout) ilp_proxy sent an upstream in place of an update, because the upstream had missed earlier ones.",
+	}, []string{"upstream"})
 	metricRerouted = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "rerouted_total",
 		Help: "Packets ilp_proxy delivered to an upstream other than their prefix's first choice.",
@@ -29,7 +33,7 @@ var (
 
 // registerMetrics registers ilp_proxy's collectors with a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
-	return handler.RegisterCollectors(reg, metricUpstreamHealthy, metricUpstreamRequests, metricRouteUpdates, metricRerouted)
+	return handler.RegisterCollectors(reg, metricUpstreamHealthy, metricUpstreamRequests, metricRouteUpdates, metricTableReplays, metricRerouted)
 }
 
 // upstreamMetrics are one ilp_proxy upstream's series. Its methods do
@@ -38,7 +42,7 @@ type upstreamMetrics struct {
 	healthy                            prometheus.Gauge
 	replies, notSent, failed, timedOut prometheus.Counter
 	updatesAccepted, updatesRefused    prometheus.Counter
-	updatesFailed                      prometheus.Counter
+	updatesFailed, tableReplays        prometheus.Counter
 }
 
 func newUpstreamMetrics(addr string) *upstreamMetrics {
@@ -52,6 +56,7 @@ func newUpstreamMetrics(addr string) *upstreamMetrics {
 		updatesAccepted: metricRouteUpdates.WithLabelValues(addr, "accepted"),
 		updatesRefused:  metricRouteUpdates.WithLabelValues(addr, "refused"),
 		updatesFailed:   metricRouteUpdates.WithLabelValues(addr, "failed"),
+		tableReplays:    metricTableReplays.WithLabelValues(addr),
 	}
 }
 
@@ -61,6 +66,7 @@ func deleteUpstreamMetrics(addr string) {
 	metricUpstreamHealthy.DeleteLabelValues(addr)
 	metricUpstreamRequests.DeletePartialMatch(prometheus.Labels{"upstream": addr})
 	metricRouteUpdates.DeletePartialMatch(prometheus.Labels{"upstream": addr})
+	metricTableReplays.DeleteLabelValues(addr)
 }
 
 // count records the outcome of one exchange: err is nil for a reply.
@@ -90,6 +96,13 @@ func (m *upstreamMetrics) countRouteUpdate(accepted bool, err *handler.ForwardEr
 		m.updatesFailed.Inc()
 	default:
 		m.updatesRefused.Inc()
+	}
+}
+
+// countTableReplay records a peer's whole table sent to the upstream.
+func (m *upstreamMetrics) countTableReplay() {
+	if m != nil {
+		m.tableReplays.Inc()
 	}
 }
 

@@ -331,16 +331,43 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	if pkt.FanOut() {
 		return p.fanOut(w, r, repl, pkt, set, order, key, deadline)
 	}
+	var table *peerTable
+	if pkt.RouteControl() {
+		table = peerTableOf(pkt.Peer())
+		table.mu.Lock()
+		defer table.mu.Unlock()
+	}
 	bufp := replyBufPool.Get().(*[]byte)
 	defer replyBufPool.Put(bufp)
 
-	// The healthy upstreams first, in rank order; then, if none took the
-	// packet, the marked-down ones in rank order too, as Envoy's panic
-	// mode does. During a rolling restart passive health can mark every
-	// connector down while all are back; a marked-down one that is really
-	// gone refuses the connection, and the packet moves on undelivered.
+	reply, u, err := p.deliver(r, repl, pkt, set, order, key, deadline, (*bufp)[:0])
+	if err != nil {
+		return caddyhttp.Error(err.Failure.HTTPStatus(), err)
+	}
+	if table != nil && acceptedUpdate(reply, nil) {
+		table.controlAccepted(u.addr, pkt.Prepare().Data)
+	}
+	w.Header()["Content-Type"] = octetStream
+	w.WriteHeader(reply.status)
+	var werr error
+	if len(reply.body) > 0 { // a 204 or 304 may have none
+		_, werr = w.Write(reply.body)
+	}
+	*bufp = reply.body[:0]
+	return werr
+}
+
+// deliver sends the packet to the first upstream in order that takes it,
+// and returns its reply (in buf) and the upstream. The healthy upstreams
+// come first, in rank order; then, if none took the packet, the
+// marked-down ones in rank order too, as Envoy's panic mode does. During
+// a rolling restart passive health can mark every connector down while
+// all are back; a marked-down one that is really gone refuses the
+// connection, and the packet moves on undelivered.
+func (p *Proxy) deliver(r *http.Request, repl *caddy.Replacer, pkt *handler.Packet, set *upstreamSet, order []int,
+	key string, deadline time.Time, buf []byte,
+) (upstreamReply, *upstream, *handler.ForwardError) {
 	var last *handler.ForwardError
-ranking:
 	for _, healthy := range [2]bool{true, false} {
 		for rank, i := range order {
 			u := set.upstreams[i]
@@ -348,25 +375,16 @@ ranking:
 				continue
 			}
 			pkt.SetRoute(r, key, u.addr, rank)
-			reply, err := u.exchange(r, repl, pkt.Bytes(), deadline, (*bufp)[:0])
-			u.metrics.count(err)
+			reply, err := p.exchangeCounted(r, repl, u, pkt.Bytes(), deadline, buf)
 			if err == nil {
 				if rank > 0 {
 					p.logRerouted(set.names[order[0]], u.addr, key, rank)
 				}
-				w.Header()["Content-Type"] = octetStream
-				w.WriteHeader(reply.status)
-				var werr error
-				if len(reply.body) > 0 { // a 204 or 304 may have none
-					_, werr = w.Write(reply.body)
-				}
-				*bufp = reply.body[:0]
-				return werr
+				return reply, u, nil
 			}
-			u.countFailure(time.Duration(p.FailDuration), p.maxFails)
 			last = err
 			if last.Failure != handler.NotDelivered || !time.Now().Before(deadline) {
-				break ranking
+				return upstreamReply{}, nil, last
 			}
 			if c := p.logger.Check(zap.DebugLevel, "packet not delivered, trying the next upstream"); c != nil {
 				c.Write(zap.String("upstream", u.addr), zap.Bool("healthy", healthy), zap.Error(err))
@@ -374,9 +392,22 @@ ranking:
 		}
 	}
 	if last == nil {
-		return handler.NewForwardError(handler.NoUpstream, "", errNoUpstream)
+		last = &handler.ForwardError{Failure: handler.NoUpstream, Err: errNoUpstream}
 	}
-	return caddyhttp.Error(last.Failure.HTTPStatus(), last)
+	return upstreamReply{}, nil, last
+}
+
+// exchangeCounted is u.exchange, counted in u's metrics and, when it
+// fails, in its passive health.
+func (p *Proxy) exchangeCounted(r *http.Request, repl *caddy.Replacer, u *upstream, body []byte, deadline time.Time,
+	buf []byte,
+) (upstreamReply, *handler.ForwardError) {
+	reply, err := u.exchange(r, repl, body, deadline, buf)
+	u.metrics.count(err)
+	if err != nil {
+		u.countFailure(time.Duration(p.FailDuration), p.maxFails)
+	}
+	return reply, err
 }
 
 // logRerouted counts a packet delivered past its prefix's first choice
