@@ -24,33 +24,48 @@ type ccpFleet struct {
 	instances []*process
 	args      [][]string // each instance's command line, to restart it
 	alice     []string   // alice's door's upstreams (rendezvous keys)
+	peerUps   []string   // the peer's door's upstreams, instance 1's through cut
+	admin     []int      // each instance's admin API port
+	peer      *process
+	peerArgs  []string
+	peerAdmin int    // the peer's admin API port
+	cut       *relay // between the edge and instance 1's peer account
+	recvPort  int    // the receivers' backend
 }
 
 func startCCPFleet(t *testing.T, routing string) *ccpFleet {
 	t.Helper()
 	recv := startBackend(t, "recv", freePort(t))
 	peerPort := freePort(t)
-	var f ccpFleet
-	var peerUps []string
-	for range 3 {
-		port, fromPeer := freePort(t), freePort(t)
+	f := ccpFleet{recvPort: recv.port, peerAdmin: freePort(t)}
+	for i := range 3 {
+		port, fromPeer, admin := freePort(t), freePort(t), freePort(t)
 		f.args = append(f.args, []string{"js/connector.js", "--port", fmt.Sprint(port), "--token", connToken,
 			"--up-port", fmt.Sprint(recv.port), "--up-token", connToken,
-			"--peer-port", fmt.Sprint(fromPeer), "--peer-url", fmt.Sprintf("http://127.0.0.1:%d/", peerPort), "--peer-token", connToken})
+			"--peer-port", fmt.Sprint(fromPeer), "--peer-url", fmt.Sprintf("http://127.0.0.1:%d/", peerPort), "--peer-token", connToken,
+			"--admin-port", fmt.Sprint(admin)})
 		f.alice = append(f.alice, fmt.Sprintf("127.0.0.1:%d", port))
-		peerUps = append(peerUps, fmt.Sprintf("127.0.0.1:%d", fromPeer))
+		f.admin = append(f.admin, admin)
+		up := fmt.Sprintf("127.0.0.1:%d", fromPeer)
+		if i == 1 {
+			f.cut = startRelay(t, up)
+			up = f.cut.addr
+		}
+		f.peerUps = append(f.peerUps, up)
 	}
-	peer := start(t, "node", "js/peer.js", "--port", fmt.Sprint(peerPort), "--token", connToken,
+	f.peerArgs = []string{"js/peer.js", "--port", fmt.Sprint(peerPort), "--token", connToken,
 		"--edge-url", "http://127.0.0.1:9080/", "--edge-token", peerToken,
-		"--recv-port", fmt.Sprint(recv.port), "--recv-token", connToken)
-	peer.waitReady(t)
-	waitListening(t, peer, peerPort)
-	for i := range f.args {
-		f.instances = append(f.instances, f.startInstance(t, i))
-	}
-	// The edge last: the peer's updates fail until it listens, and the
-	// peer resends them every second. Started earlier, the edge would hand
-	// sticky updates to whichever instance was up yet, not to one.
+		"--recv-port", fmt.Sprint(recv.port), "--recv-token", connToken, "--admin-port", fmt.Sprint(f.peerAdmin)}
+	f.peer = start(t, "node", f.peerArgs...)
+	f.peer.waitReady(t)
+	waitListening(t, f.peer, peerPort)
+	// The edge before the fleet. The peer sends updates only once an
+	// instance asks (its route control, sent to the peer directly as it
+	// starts), and ilp-connector's sender stops for good after an update
+	// that fails at the HTTP level, as one to an edge not yet listening
+	// does. Each instance that starts asks again, and gets the peer's
+	// whole table: the last one's goes out with every instance up, so
+	// that under sticky it reaches the one the key ranks first.
 	startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
@@ -74,7 +89,10 @@ func startCCPFleet(t *testing.T, routing string) *ccpFleet {
 		ilp_proxy %s {
 			prefix_segments 4
 		}
-	}`, routing, peerToken, connToken, strings.Join(peerUps, " "), aliceToken, connToken, strings.Join(f.alice, " ")))
+	}`, routing, peerToken, connToken, strings.Join(f.peerUps, " "), aliceToken, connToken, strings.Join(f.alice, " ")))
+	for i := range f.args {
+		f.instances = append(f.instances, f.startInstance(t, i))
+	}
 	return &f
 }
 
@@ -82,7 +100,7 @@ func (f *ccpFleet) startInstance(t *testing.T, i int) *process {
 	t.Helper()
 	p := start(t, "node", f.args[i]...)
 	p.waitReady(t)
-	for _, port := range []string{f.args[i][2], f.args[i][10]} {
+	for _, port := range []string{f.args[i][2], f.args[i][10], f.args[i][16]} {
 		var n int
 		fmt.Sscan(port, &n)
 		waitListening(t, p, n)

@@ -4,6 +4,7 @@
 //   node connector.js --port 7101 --token EDGE_TOKEN --up-port 7201 --up-token UP_TOKEN
 //                     [--balance-max 2000] [--route-prefix g.recv]
 //                     [--peer-port 7301 --peer-url http://127.0.0.1:7401/ --peer-token T]
+//                     [--admin-port 7601]
 //
 // The account "edge" is an ilp-plugin-http server on 127.0.0.1:<port>
 // (what caddy-ilp forwards into), with ilp-connector's balance middleware
@@ -15,12 +16,14 @@
 // is one more ilp-plugin-http server on 127.0.0.1:<peer-port>, for what
 // the edge forwards from a peer connector (peer.js), whose own server at
 // --peer-url the instance sends to directly: ilp-connector exchanges
-// routes with it over CCP, every second.
+// routes with it over CCP, every second. With --admin-port, its admin API
+// listens on 127.0.0.1:<admin-port> (GET /routing shows the routes it
+// learnt).
 //
 // stdout: READY <port>, once every account is connected.
 
 const { createApp } = require('ilp-connector')
-const { loopbackPort, parseArgs, println, connectorAccount } = require('./lib')
+const { loopbackPort, parseArgs, println, connectorAccount, adminAPI } = require('./lib')
 
 function fail (msg) {
   process.stderr.write('connector: ' + msg + '\n')
@@ -38,7 +41,8 @@ try {
     'route-prefix': { type: 'string', default: 'g.recv' },
     'peer-port': { type: 'string' },
     'peer-url': { type: 'string' },
-    'peer-token': { type: 'string' }
+    'peer-token': { type: 'string' },
+    'admin-port': { type: 'string' }
   })
 } catch (e) {
   fail(e.message)
@@ -58,6 +62,7 @@ const app = createApp({
   store: 'memory',
   routeBroadcastEnabled: true, // with false, ilp-connector 23 never loads the configured routes
   routeBroadcastInterval: 1000,
+  ...adminAPI(args['admin-port']),
   accounts: {
     ...(args['peer-port']
       ? {

@@ -87,4 +87,10 @@ function connectorAccount (relation, incoming, outgoing, extra = {}) {
   return { relation, assetCode: 'XRP', assetScale: 9, plugin: 'ilp-plugin-http', ...extra, options: { incoming, outgoing } }
 }
 
-module.exports = { FULFILLMENT, CONDITION, loopbackPort, connectLoopback, parseArgs, println, connectorAccount }
+// adminAPI is the ilp-connector settings of an admin API on
+// 127.0.0.1:<port>, or none without a port.
+function adminAPI (port) {
+  return port ? { adminApi: true, adminApiHost: '127.0.0.1', adminApiPort: Number(port) } : {}
+}
+
+module.exports = { FULFILLMENT, CONDITION, loopbackPort, connectLoopback, parseArgs, println, connectorAccount, adminAPI }

@@ -3,7 +3,7 @@
 // a receiver behind it: the peer whose routes the fleet must learn.
 //
 //   node peer.js --port 7401 --token FLEET_TOKEN --edge-url http://127.0.0.1:9080/
-//                --edge-token PEER_TOKEN --recv-port 7501 --recv-token T
+//                --edge-token PEER_TOKEN --recv-port 7501 --recv-token T [--admin-port 7602]
 //
 // Its address is test.peer. The account "fleet" (relation peer, so that
 // routes are exchanged over CCP, every second) is an ilp-plugin-http
@@ -11,12 +11,14 @@
 // directly, and a client of the edge, where the peer's route updates and
 // packets go. The account "recv" (child) is a client of backend.js at
 // <recv-port>, the static route for test.peer.recv, which the peer
-// advertises.
+// advertises. With --admin-port, ilp-connector's admin API listens on
+// 127.0.0.1:<admin-port>: POST /addAccount of the account "late" gives
+// the peer a route to test.late, which it then advertises.
 //
 // stdout: READY <port>, once every account is connected.
 
 const { createApp } = require('ilp-connector')
-const { loopbackPort, parseArgs, println, connectorAccount } = require('./lib')
+const { loopbackPort, parseArgs, println, connectorAccount, adminAPI } = require('./lib')
 
 function fail (msg) {
   process.stderr.write('peer: ' + msg + '\n')
@@ -31,7 +33,8 @@ try {
     'edge-url': { type: 'string' },
     'edge-token': { type: 'string' },
     'recv-port': { type: 'string' },
-    'recv-token': { type: 'string' }
+    'recv-token': { type: 'string' },
+    'admin-port': { type: 'string' }
   })
 } catch (e) {
   fail(e.message)
@@ -46,13 +49,17 @@ const app = createApp({
   store: 'memory',
   routeBroadcastEnabled: true,
   routeBroadcastInterval: 1000,
+  ...adminAPI(args['admin-port']),
   accounts: {
     fleet: connectorAccount('peer', { port: loopbackPort(args.port), staticToken: args.token },
       { url: args['edge-url'], staticToken: args['edge-token'] }),
     recv: connectorAccount('child', { port: loopbackPort(0), staticToken: 'unused' },
       { url: `http://127.0.0.1:${args['recv-port']}/`, staticToken: args['recv-token'] })
   },
-  routes: [{ targetPrefix: 'test.peer.recv', peerId: 'recv' }]
+  // test.late is routed to the account "late", which does not exist
+  // until a test adds it (POST /addAccount): the peer's table gains
+  // test.late then, as a peer's table changes in operation.
+  routes: [{ targetPrefix: 'test.peer.recv', peerId: 'recv' }, { targetPrefix: 'test.late', peerId: 'late' }]
 })
 
 app.listen().then(() => println('READY ' + args.port)).catch(e => fail(e.stack || String(e)))

@@ -1,0 +1,157 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+)
+
+// routingStatus is what an ilp-connector's admin API answers on
+// GET /routing: its own table's id, the routes it would use, and each
+// peer account's CCP state.
+type routingStatus struct {
+	RoutingTableID    string                     `json:"routingTableId"`
+	LocalRoutingTable map[string]json.RawMessage `json:"localRoutingTable"`
+	Peers             map[string]struct {
+		Receive *struct {
+			RoutingTableID string `json:"routingTableId"`
+			Epoch          uint32 `json:"epoch"`
+		} `json:"receive"`
+	} `json:"peers"`
+}
+
+func routing(t *testing.T, adminPort int) routingStatus {
+	t.Helper()
+	res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/routing", adminPort))
+	if err != nil {
+		t.Fatalf("admin API on %d: %v", adminPort, err)
+	}
+	defer res.Body.Close()
+	var s routingStatus
+	if err := json.NewDecoder(res.Body).Decode(&s); err != nil {
+		t.Fatalf("admin API on %d: /routing: %v", adminPort, err)
+	}
+	return s
+}
+
+// knows reports whether the connector whose admin API is on adminPort
+// has a route to prefix.
+func knows(t *testing.T, adminPort int, prefix string) bool {
+	_, ok := routing(t, adminPort).LocalRoutingTable[prefix]
+	return ok
+}
+
+// waitUntil polls cond every 100 ms until it holds or within is up, and
+// reports how long it took.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// addChild adds the child account name to the peer through its admin
+// API, its plugin a client of the receivers' backend: the peer's table
+// gains test.peer.<name>, which it announces in its next route update.
+func (f *ccpFleet) addLate(t *testing.T) {
+	t.Helper()
+	body := fmt.Sprintf(`{"id": "late", "options": {"relation": "child", "assetCode": "XRP", "assetScale": 9,
+		"plugin": "ilp-plugin-http", "options": {
+			"incoming": {"port": {"port": 0, "host": "127.0.0.1"}, "staticToken": "unused"},
+			"outgoing": {"url": "http://127.0.0.1:%d/", "staticToken": %q}}}}`, f.recvPort, connToken)
+	res, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/addAccount", f.peerAdmin), "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("peer's admin API: addAccount late: %s", res.Status)
+	}
+}
+
+// TestRouteUpdatesCatchUpAfterAPartition: instance 1 is cut off from the
+// edge (not from the peer) while the peer's table gains a route. The two
+// others learn it; instance 1, which the edge could not deliver the
+// update to, does not. Once it is reachable again the edge sends it the
+// peer's whole table at the peer's next update (a heartbeat, every
+// second), and it learns the route, which it would otherwise never do
+// (ilp-connector ignores the later updates as a gap, and asks the peer
+// for nothing): payments through every instance to a receiver under the
+// new route succeed.
+func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
+	needNode(t)
+	f := startCCPFleet(t, "fanout")
+	client := testClient(t, 10*time.Second)
+	if paid, missing := payAll(t, client, receiversPerUpstream(f.alice, 2, "test.peer.recv.r%d.x", 4), 15*time.Second); paid != 6 {
+		t.Fatalf("before the partition: %d of 6 paid; not paid: %v", paid, missing)
+	}
+
+	f.cut.cut()
+	f.addLate(t)
+	for _, i := range []int{0, 2} {
+		took := waitUntil(t, 10*time.Second, fmt.Sprintf("instance %d learns test.late", i),
+			func() bool { return knows(t, f.admin[i], "test.late") })
+		t.Logf("instance %d learnt test.late %v after the peer added it", i, took.Round(time.Millisecond))
+	}
+	time.Sleep(2 * time.Second) // two more of the peer's updates, which miss instance 1 too
+	if knows(t, f.admin[1], "test.late") {
+		t.Fatal("instance 1 learnt test.late while cut off from the edge")
+	}
+
+	f.cut.heal(t)
+	took := waitUntil(t, 15*time.Second, "instance 1 learns test.late once reachable",
+		func() bool { return knows(t, f.admin[1], "test.late") })
+	t.Logf("instance 1 learnt test.late %v after the partition healed", took.Round(time.Millisecond))
+	dests := receiversPerUpstream(f.alice, 2, "test.late.r%d.x", 4)
+	if paid, missing := payAll(t, client, dests, 10*time.Second); paid != len(dests) {
+		t.Fatalf("after the partition: %d of %d paid; not paid: %v", paid, len(dests), missing)
+	}
+	if !knows(t, f.admin[1], "test.peer") {
+		t.Error("instance 1 lost the route to test.peer, which the whole table holds too")
+	}
+}
+
+// TestRouteControlMovesWithItsConnector: the peer's route control (its
+// first one fails, the edge not being up yet, and ilp-connector sends it
+// again 30 s later) reaches the instance the peer's name ranks first,
+// whose table the peer then receives. That instance is killed: at the
+// peer's next update the edge hands its route control to the next one,
+// and the peer receives that instance's table, once, and stays on it.
+func TestRouteControlMovesWithItsConnector(t *testing.T) {
+	needNode(t)
+	f := startCCPFleet(t, "fanout")
+	order := ilpdest.Rank("peer", f.peerUps, nil)
+	first, second := order[0], order[1]
+	receiving := func() string {
+		if r := routing(t, f.peerAdmin).Peers["fleet"].Receive; r != nil {
+			return r.RoutingTableID
+		}
+		return ""
+	}
+	table := routing(t, f.admin[first]).RoutingTableID
+	took := waitUntil(t, 45*time.Second, fmt.Sprintf("the peer receives instance %d's table", first),
+		func() bool { return receiving() == table })
+	t.Logf("the peer receives instance %d's table %v after the fleet was up", first, took.Round(time.Millisecond))
+
+	f.instances[first].stop()
+	table = routing(t, f.admin[second]).RoutingTableID
+	took = waitUntil(t, 10*time.Second, fmt.Sprintf("the peer receives instance %d's table", second),
+		func() bool { return receiving() == table })
+	t.Logf("instance %d killed: the peer receives instance %d's table %v later", first, second, took.Round(time.Millisecond))
+	for range 30 { // three of the peer's updates, and as many of the instance's
+		if got := receiving(); got != table {
+			t.Fatalf("the peer went on to table %s after instance %d's %s: two instances speak", got, second, table)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
