@@ -122,12 +122,13 @@ type Edge struct {
 
 	// What to do with every peer's routing protocol (CCP) Prepares, to
 	// peer.route.control and peer.route.update; each peer may set its
-	// own. "sticky" (default): forward them like any Prepare, to one
-	// connector. "local": accept them at the edge, as a connector would,
-	// and drop them, for fleets whose routes are configured. "fanout":
-	// deliver route updates to every healthy connector (with ilp_proxy)
-	// and route control to the one the peer's name ranks first, so that
-	// a fleet of ilp-connectors learns a peer's routes as one connector.
+	// own. "fanout" (default): deliver route updates to every healthy
+	// connector (with ilp_proxy), replaying the peer's whole table to one
+	// that missed some, and route control to the one the peer's name
+	// ranks first, so that a fleet of ilp-connectors learns a peer's
+	// routes as one connector. "sticky": forward them like any Prepare,
+	// to one connector. "local": accept them at the edge, as a connector
+	// would, and drop them, for fleets whose routes are configured.
 	RoutingProtocol string `json:"routing_protocol,omitempty"`
 
 	// Request headers of the peer's, besides the ones ilp_edge sets, to
@@ -224,7 +225,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		if err := checkRoutingProtocol(routing); err != nil {
 			return fmt.Errorf("peer %q: %w", p.name, err)
 		}
-		p.routing = cmp.Or(routing, RoutingSticky)
+		p.routing = cmp.Or(routing, RoutingFanout)
 	}
 	e.authLog = &LogLimiter{Interval: time.Second}
 	e.configLog = &LogLimiter{Interval: time.Minute}
@@ -426,7 +427,8 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	err = e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)
 	if pkt.FanOut() && !pkt.fannedOut && e.configLog.Allow("no fan-out", now()) {
 		e.logger.Warn("routing_protocol fanout: the forwarder sent a route update to one connector",
-			zap.String("peer", pkt.peer.name), zap.String("fix", "forward with ilp_proxy, which delivers it to every connector"))
+			zap.String("peer", pkt.peer.name), zap.String("fix",
+				"forward with ilp_proxy, which delivers it to every connector, or set routing_protocol sticky or local"))
 	}
 	// The clock, not the context, says whether the packet expired: a
 	// forwarder's connection deadline can fire a moment before the

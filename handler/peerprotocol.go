@@ -12,7 +12,7 @@ import (
 // peer.route.control and peer.route.update: RoutingProtocol's values.
 const (
 	// Forwarded like any packet, to the one connector the forwarder's key
-	// ranks first. The default.
+	// ranks first.
 	RoutingSticky = "sticky"
 	// Accepted by the edge with the Fulfill a connector answers and
 	// dropped, so that no connector gets the peer's routes, nor asks it
@@ -22,7 +22,8 @@ const (
 	// learns the peer's routes, and route control to the one connector
 	// the peer's name ranks first, so that one routing table speaks to
 	// the peer. Fan-out needs ilp_proxy; behind reverse_proxy, which sends
-	// a request to one upstream, updates go where route control goes.
+	// a request to one upstream, updates go where route control goes. The
+	// default.
 	RoutingFanout = "fanout"
 )
 

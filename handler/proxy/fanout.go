@@ -93,7 +93,7 @@ func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 			took = append(took, addr)
 		}
 	}
-	p.moveRouteControl(r, repl, t, set, took, pkt.Prepare().ExpiresAt, deadline)
+	p.moveRouteControl(r, repl, pkt.Peer(), t, set, took, pkt.Prepare().ExpiresAt, deadline)
 
 	answer := &replies[0]
 	for i := range replies {
@@ -162,9 +162,10 @@ func (p *Proxy) routeUpdateBodies(t *peerTable, pkt *handler.Packet, set *upstre
 // holds it, and tells the upstreams that held it before, reachable now,
 // to stop sending the peer their tables. The peer's updates come at
 // every broadcast interval, heartbeats included, so a dead speaker is
-// replaced within one interval, before its routes' hold-down time runs
-// out at the peer.
-func (p *Proxy) moveRouteControl(r *http.Request, repl *caddy.Replacer, t *peerTable, set *upstreamSet,
+// replaced within one interval: the fleet's route changes reach the peer
+// again, before the hold-down time of the routes it has runs out at a
+// peer that expires them (ilp-connector 23 keeps them until withdrawn).
+func (p *Proxy) moveRouteControl(r *http.Request, repl *caddy.Replacer, peer string, t *peerTable, set *upstreamSet,
 	took []string, expiresAt, deadline time.Time,
 ) {
 	if t.control == nil || len(took) == 0 {
@@ -173,7 +174,7 @@ func (p *Proxy) moveRouteControl(r *http.Request, repl *caddy.Replacer, t *peerT
 	if first := took[0]; first != t.controlTo {
 		if p.sendControl(r, repl, set, first, t.controlPrepare(t.control.Mode, expiresAt), deadline) {
 			p.logger.Info("route control moved to the first upstream that takes the peer's updates",
-				zap.String("from", t.controlTo), zap.String("to", first))
+				zap.String("peer", peer), zap.String("from", t.controlTo), zap.String("to", first))
 			t.speakerIs(first)
 		}
 	}
