@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,15 +63,16 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 	return time.Since(start)
 }
 
-// addChild adds the child account name to the peer through its admin
-// API, its plugin a client of the receivers' backend: the peer's table
-// gains test.peer.<name>, which it announces in its next route update.
-func (f *ccpFleet) addLate(t *testing.T) {
+// addLate adds the child account "late" to the peer through its admin
+// API, its plugin a client of the ilp-plugin-http server on port: the
+// peer's configured route to test.late takes effect, which it announces
+// in its next route update.
+func (f *ccpFleet) addLate(t *testing.T, port int) {
 	t.Helper()
 	body := fmt.Sprintf(`{"id": "late", "options": {"relation": "child", "assetCode": "XRP", "assetScale": 9,
 		"plugin": "ilp-plugin-http", "options": {
 			"incoming": {"port": {"port": 0, "host": "127.0.0.1"}, "staticToken": "unused"},
-			"outgoing": {"url": "http://127.0.0.1:%d/", "staticToken": %q}}}}`, f.recvPort, connToken)
+			"outgoing": {"url": "http://127.0.0.1:%d/", "staticToken": %q}}}}`, port, connToken)
 	res, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/addAccount", f.peerAdmin), "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -79,15 +83,56 @@ func (f *ccpFleet) addLate(t *testing.T) {
 	}
 }
 
+// streamReceiver starts a STREAM receiver (stream.js) at address with
+// n receiving addresses, and returns its port and the addresses with
+// their shared secrets.
+func streamReceiver(t *testing.T, address string, n int) (p *process, port int, dests, secrets []string) {
+	t.Helper()
+	p = start(t, "node", "js/stream.js", "receive", "--port", "0", "--token", connToken,
+		"--address", address, "--addresses", fmt.Sprint(n))
+	var ready string
+	select {
+	case ready = <-p.ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the STREAM receiver did not start")
+	}
+	p.mu.Lock()
+	lines := slices.Clone(p.lines)
+	p.mu.Unlock()
+	for _, l := range lines { // ADDRESS <dest> <secret> lines, then READY <port> <dest> <secret>
+		if f := strings.Fields(l); len(f) >= 3 && (f[0] == "ADDRESS" || f[0] == "READY") {
+			dests, secrets = append(dests, f[len(f)-2]), append(secrets, f[len(f)-1])
+		}
+	}
+	fmt.Sscan(strings.Fields(ready)[1], &port)
+	if len(dests) != n {
+		t.Fatalf("the STREAM receiver gave %d addresses, want %d", len(dests), n)
+	}
+	return p, port, dests, secrets
+}
+
+// streamTotal is the last total the STREAM receiver p said it received.
+func streamTotal(p *process) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	total := "0"
+	for _, l := range p.lines {
+		if v, ok := strings.CutPrefix(l, "RECEIVED "); ok {
+			total = v
+		}
+	}
+	return total
+}
+
 // TestRouteUpdatesCatchUpAfterAPartition: instance 1 is cut off from the
-// edge (not from the peer) while the peer's table gains a route. The two
-// others learn it; instance 1, which the edge could not deliver the
-// update to, does not. Once it is reachable again the edge sends it the
-// peer's whole table at the peer's next update (a heartbeat, every
-// second), and it learns the route, which it would otherwise never do
-// (ilp-connector ignores the later updates as a gap, and asks the peer
-// for nothing): payments through every instance to a receiver under the
-// new route succeed.
+// edge (not from the peer) while the peer's table gains test.late, where
+// a STREAM receiver is. The two others learn the route; instance 1, which
+// the edge could not deliver the update to, does not. Once it is
+// reachable again the edge sends it the peer's whole table at the peer's
+// next update (a heartbeat, every second), and it learns the route, which
+// it would otherwise never do (ilp-connector ignores the later updates as
+// a gap, and asks the peer for nothing). Then three STREAM payments, each
+// to a receiving address ranked first on another instance, pay exactly.
 func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 	needNode(t)
 	f := startCCPFleet(t, "fanout")
@@ -95,9 +140,10 @@ func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 	if paid, missing := payAll(t, client, receiversPerUpstream(f.alice, 2, "test.peer.recv.r%d.x", 4), 15*time.Second); paid != 6 {
 		t.Fatalf("before the partition: %d of 6 paid; not paid: %v", paid, missing)
 	}
+	recv, recvPort, dests, secrets := streamReceiver(t, "test.late", 30)
 
 	f.cut.cut()
-	f.addLate(t)
+	f.addLate(t, recvPort)
 	for _, i := range []int{0, 2} {
 		took := waitUntil(t, 10*time.Second, fmt.Sprintf("instance %d learns test.late", i),
 			func() bool { return knows(t, f.admin[i], "test.late") })
@@ -112,13 +158,40 @@ func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 	took := waitUntil(t, 15*time.Second, "instance 1 learns test.late once reachable",
 		func() bool { return knows(t, f.admin[1], "test.late") })
 	t.Logf("instance 1 learnt test.late %v after the partition healed", took.Round(time.Millisecond))
-	dests := receiversPerUpstream(f.alice, 2, "test.late.r%d.x", 4)
-	if paid, missing := payAll(t, client, dests, 10*time.Second); paid != len(dests) {
-		t.Fatalf("after the partition: %d of %d paid; not paid: %v", paid, len(dests), missing)
-	}
 	if !knows(t, f.admin[1], "test.peer") {
 		t.Error("instance 1 lost the route to test.peer, which the whole table holds too")
 	}
+
+	// One STREAM connection through each instance: alice's door ranks the
+	// whole address (prefix_segments 4 of its 3 segments).
+	const amount = 10000
+	var wg sync.WaitGroup
+	results := make([]string, len(f.alice))
+	for i := range f.alice {
+		d := slices.IndexFunc(dests, func(d string) bool { return ilpdest.Rank(d, f.alice, nil)[0] == i })
+		if d < 0 {
+			t.Fatalf("none of %d receiving addresses ranks instance %d first", len(dests), i)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://127.0.0.1:9081/", "--token", aliceToken,
+				"--destination", dests[d], "--secret", secrets[d], "--amount", fmt.Sprint(amount)).CombinedOutput()
+			results[i] = strings.TrimSpace(string(out))
+			if err != nil {
+				results[i] += " " + err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if want := fmt.Sprintf("PAID %d %d", amount, amount); r != want {
+			t.Errorf("STREAM payment through instance %d: %s, want %s", i, r, want)
+		}
+	}
+	want := fmt.Sprint(len(f.alice) * amount)
+	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+want, func() bool { return streamTotal(recv) == want })
+	t.Logf("three STREAM payments of %d, one through each instance, all delivered: the receiver got %s", amount, want)
 }
 
 // TestRouteControlMovesWithItsConnector: the peer's route control (its

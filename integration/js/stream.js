@@ -2,10 +2,13 @@
 // A real STREAM payment (ilp-protocol-stream 2.7.1) over ilp-plugin-http
 // 1.6.1, for the edge's limits tests.
 //
-//   node stream.js receive --port 0 --token T
-//     a STREAM server behind an ilp-plugin-http server (the "connector");
-//     prints READY <port> <destination> <shared secret, base64>, then
-//     RECEIVED <total so far> at every payment it receives
+//   node stream.js receive --port 0 --token T [--address test.receiver] [--addresses 1]
+//     a STREAM server at --address behind an ilp-plugin-http server (the
+//     "connector"); prints ADDRESS <destination> <shared secret, base64>
+//     for each of --addresses receiving addresses after the first, then
+//     READY <port> <destination> <shared secret> for the first, then
+//     RECEIVED <total so far> at every payment it receives, all
+//     addresses together
 //   node stream.js send --url U --token T --destination D --secret S --amount N
 //     pays N to D through U; prints PAID <sent> <delivered> or FAILED <reason>
 //
@@ -60,10 +63,14 @@ async function receive (args) {
   const plugin = withAddress(new PluginHttp({
     incoming: { port: loopbackPort(args.port), staticToken: args.token },
     outgoing: { url: 'http://127.0.0.1:9/unused', staticToken: 'unused' }
-  }), 'test.receiver', true)
+  }), args.address, true)
   const port = await connectLoopback(plugin)
   const server = await STREAM.createServer({ plugin, serverSecret: Buffer.alloc(32, 7) })
   const { destinationAccount, sharedSecret } = server.generateAddressAndSecret()
+  for (let i = 1; i < Number(args.addresses); i++) {
+    const more = server.generateAddressAndSecret()
+    println(`ADDRESS ${more.destinationAccount} ${more.sharedSecret.toString('base64')}`)
+  }
   // Without a route back, the receiver's own STREAM packets fail and it
   // may close a connection, which the sender reopens: count across them,
   // and say the total at every payment (a closing connection's last
@@ -108,7 +115,8 @@ async function send (args) {
 const [role, ...rest] = process.argv.slice(2)
 const spec = {
   port: { type: 'string', default: '0' }, token: { type: 'string' }, url: { type: 'string' },
-  destination: { type: 'string' }, secret: { type: 'string' }, amount: { type: 'string' }
+  destination: { type: 'string' }, secret: { type: 'string' }, amount: { type: 'string' },
+  address: { type: 'string', default: 'test.receiver' }, addresses: { type: 'string', default: '1' }
 }
 const main = { receive, send }[role]
 if (!main) { println('FAILED usage: node stream.js receive|send …'); process.exit(2) }
