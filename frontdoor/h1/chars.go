@@ -1,0 +1,121 @@
+package h1
+
+import "strings"
+
+// This file classifies bytes and compares names, so that checking a
+// request line or a field is one table lookup a byte and a lookup by name
+// allocates nothing.
+
+const (
+	tokenChar  = 1 << iota // in a method or field name (RFC 9110 §5.6.2 tchar)
+	valueChar              // in a field value: VCHAR, SP, HTAB, obs-text
+	targetChar             // in an origin-form target, besides pct-encoded (RFC 3986 pchar, "/" and "?")
+	hostChar               // in a Host value: reg-name, IP literal, port
+)
+
+// chars classifies each byte.
+var chars = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == ' ' || c == '\t' || c >= 0x80:
+			t[c] = valueChar
+		case c > ' ' && c < 0x7f:
+			t[c] = valueChar
+			if strings.IndexByte(`"(),/:;<=>?@[\]{}`, byte(c)) < 0 {
+				t[c] |= tokenChar
+			}
+		}
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:@/?`, byte(c)) >= 0 {
+			t[c] |= targetChar
+		}
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:[]%`, byte(c)) >= 0 {
+			t[c] |= hostChar
+		}
+	}
+	return t
+}()
+
+// isHex reports whether c is a hexadecimal digit.
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// equalFold reports whether b is name in any ASCII case. name must be
+// lower case.
+func equalFold(b []byte, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// equalFoldAny is equalFold for a name in any case, as callers pass it.
+func equalFoldAny(b []byte, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], name[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// trimOWS returns b without the spaces and tabs around it.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// hasToken reports whether the comma-separated list holds token (lower
+// case), in any case.
+func hasToken(list []byte, token string) bool {
+	for len(list) > 0 {
+		i := 0
+		for i < len(list) && list[i] != ',' {
+			i++
+		}
+		if equalFold(trimOWS(list[:i]), token) {
+			return true
+		}
+		if i == len(list) {
+			break
+		}
+		list = list[i+1:]
+	}
+	return false
+}
+
+// lastElem returns the last element of a comma-separated list.
+func lastElem(list []byte) []byte {
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i] == ',' {
+			return trimOWS(list[i+1:])
+		}
+	}
+	return trimOWS(list)
+}
