@@ -1,0 +1,269 @@
+package h1
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// This file is a connection's loop: read a request, call the handler,
+// buffer its answer, and write the buffered answers before the next
+// blocking read, so that the answers to pipelined requests already read
+// go out in one write. A connection holds buffers only while it has
+// bytes to work on: between requests it is its goroutine and this struct.
+
+// smallBuf is the read buffer most requests fit in, pipelined ones too:
+// an ILP request is a few hundred bytes.
+const smallBuf = 4 << 10
+
+// flushAt is how many bytes of answers are buffered at most before they
+// are written, even with more pipelined requests to answer.
+const flushAt = 32 << 10
+
+// The states of a connection, for Shutdown: an idle one has no request
+// begun and can be closed at once; Shutdown marks it closed so that its
+// goroutine, woken by bytes at the same moment, drops them.
+const (
+	stateActive int32 = iota
+	stateIdle
+	stateClosed
+)
+
+// buffers is what a connection holds while it works on requests.
+type buffers struct {
+	small []byte // the pooled read buffer
+	big   *[]byte
+	rb    []byte // small, or big while a request needs it
+	out   []byte // answers not yet written
+	req   Request
+	w     ResponseWriter
+}
+
+var buffersPool = sync.Pool{New: func() any {
+	b := make([]byte, smallBuf)
+	return &buffers{small: b, out: make([]byte, 0, smallBuf)}
+}}
+
+// conn is one connection and its loop.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	state  atomic.Int32
+	buf    *buffers // nil while idle
+	r0, r1 int      // buf.rb[r0:r1] is read and not yet served
+	date   dateCache
+	idle   idleReader
+}
+
+// serve runs the connection's loop until it closes; prefix is what was
+// already read from it.
+func (c *conn) serve(prefix []byte) {
+	defer c.close()
+	if len(prefix) > 0 {
+		c.acquire()
+		c.makeRoom(len(prefix))
+		c.r1 = copy(c.buf.rb, prefix)
+	}
+	for {
+		if c.r0 == c.r1 && (!c.flush() || !c.awaitRequest()) {
+			return
+		}
+		if !c.serveRequest() {
+			return
+		}
+	}
+}
+
+// awaitRequest waits, without buffers, for the first bytes of the next
+// request, for at most IdleTimeout.
+func (c *conn) awaitRequest() bool {
+	c.r0, c.r1 = 0, 0
+	c.release()
+	if c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout)) != nil {
+		return false
+	}
+	// Idle, then check for a shutdown: Shutdown marks the server, then
+	// closes idle connections, so one of the two sees the other.
+	c.state.Store(stateIdle)
+	if c.srv.shuttingDown() {
+		return false
+	}
+	err := c.readIdle()
+	if !c.state.CompareAndSwap(stateIdle, stateActive) {
+		return false
+	}
+	return err == nil && c.r1 > 0
+}
+
+// serveRequest reads the rest of the request at c.r0, calls the handler
+// and buffers its answer. It returns false once the connection is to be
+// closed, its last answer written.
+func (c *conn) serveRequest() bool {
+	b := c.buf
+	req := &b.req
+	lim := &c.srv.limits
+	timed := false
+	var n int
+	for {
+		var err error
+		if n, err = req.ParseHead(b.rb[c.r0:c.r1], lim); err == nil {
+			break
+		}
+		if err != ErrIncomplete {
+			return c.refuse(err.(*Error))
+		}
+		// The head must be whole within ReadHeaderTimeout of its first
+		// byte; one read is usually enough, and costs no deadline.
+		if !timed {
+			timed = true
+			if c.nc.SetReadDeadline(time.Now().Add(c.srv.ReadHeaderTimeout)) != nil {
+				return false
+			}
+		}
+		if !c.readMore(c.r1 - c.r0 + 1) {
+			return false
+		}
+	}
+
+	total := n + int(req.ContentLength)
+	if c.r1-c.r0 < total {
+		if req.expectContinue {
+			b.out = append(b.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
+		}
+		if c.nc.SetReadDeadline(time.Now().Add(c.srv.BodyTimeout)) != nil {
+			return false
+		}
+		for c.r1-c.r0 < total {
+			if !c.readMore(total) {
+				return false
+			}
+		}
+		// The head's slices point where it was read, which may have
+		// moved: parse it again where it is.
+		req.ParseHead(b.rb[c.r0:c.r1], lim)
+	}
+	req.Body = b.rb[c.r0+n : c.r0+total]
+
+	b.w.reset()
+	c.srv.Handler.ServeH1(&b.w, req)
+	c.r0 += total
+
+	close := !req.KeepAlive() || b.w.close || c.srv.shuttingDown()
+	head := string(req.Method) == "HEAD"
+	b.out = b.w.appendResponse(b.out, head, close, req.ProtoMinor == 0 && !close, c.date.get(time.Now()))
+	if close {
+		c.flush()
+		return false
+	}
+	return len(b.out) < flushAt || c.flush()
+}
+
+// refuse answers a request this server will not serve, and ends the
+// connection.
+func (c *conn) refuse(e *Error) bool {
+	c.buf.out = appendRefusal(c.buf.out, e, c.date.get(time.Now()))
+	if c.flush() {
+		c.linger()
+	}
+	return false
+}
+
+// Lingering: after a refusal, what the client still sends is read and
+// dropped for a while, so that closing with unread bytes does not reset
+// the connection before the client has read its answer.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 64 << 10
+)
+
+// linger half-closes a TCP connection and drops what arrives, for at most
+// lingerTime or lingerBytes.
+func (c *conn) linger() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil || c.nc.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+		return
+	}
+	for read := 0; read < lingerBytes; {
+		n, err := c.nc.Read(c.buf.rb)
+		if err != nil {
+			return
+		}
+		read += n
+	}
+}
+
+// readMore writes the buffered answers, then reads once, with room for
+// need bytes from c.r0.
+func (c *conn) readMore(need int) bool {
+	if !c.flush() {
+		return false
+	}
+	c.makeRoom(need)
+	n, err := c.nc.Read(c.buf.rb[c.r1:])
+	c.r1 += n
+	return n > 0 || err == nil
+}
+
+// makeRoom makes c.buf.rb[c.r0:] at least need bytes long: the unserved
+// bytes move to its start, or to a buffer of the largest request's size.
+func (c *conn) makeRoom(need int) {
+	b := c.buf
+	switch {
+	case need > len(b.rb):
+		if b.big == nil {
+			b.big = c.srv.bigPool.Get().(*[]byte)
+		}
+		c.r1 = copy(*b.big, b.rb[c.r0:c.r1])
+		c.r0 = 0
+		b.rb = *b.big
+	case c.r0+need > len(b.rb) || c.r1 == len(b.rb):
+		c.r1 = copy(b.rb, b.rb[c.r0:c.r1])
+		c.r0 = 0
+	}
+}
+
+// flush writes the buffered answers, within WriteTimeout.
+func (c *conn) flush() bool {
+	if c.buf == nil || len(c.buf.out) == 0 {
+		return true
+	}
+	if c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout)) != nil {
+		return false
+	}
+	_, err := c.nc.Write(c.buf.out)
+	c.buf.out = c.buf.out[:0]
+	return err == nil
+}
+
+// acquire takes buffers from the pool.
+func (c *conn) acquire() {
+	c.buf = buffersPool.Get().(*buffers)
+	c.buf.rb = c.buf.small
+	c.buf.req.remote = c.nc.RemoteAddr()
+}
+
+// release returns the buffers to the pool; a big read buffer goes back to
+// the server's.
+func (c *conn) release() {
+	b := c.buf
+	if b == nil {
+		return
+	}
+	c.buf = nil
+	if b.big != nil {
+		c.srv.bigPool.Put(b.big)
+		b.big = nil
+	}
+	b.rb = nil
+	b.out = b.out[:0]
+	buffersPool.Put(b)
+}
+
+// close closes the connection and forgets it.
+func (c *conn) close() {
+	c.state.Store(stateClosed)
+	c.nc.Close()
+	c.release()
+	c.srv.forget(c)
+}

@@ -1,0 +1,73 @@
+//go:build unix
+
+package h1
+
+import (
+	"io"
+	"syscall"
+)
+
+// This file waits for an idle connection's next request without holding a
+// buffer: the read is made from the runtime's poller callback, with
+// buffers taken from the pool only for the attempt and kept only if bytes
+// came. It costs no system call more than a plain Read.
+
+// idleReader is a connection's access to its socket, when it has one.
+type idleReader struct {
+	raw  syscall.RawConn
+	read func(fd uintptr) bool // c.readFD, bound once
+	err  error
+}
+
+// initIdle prepares c.readIdle, once per connection.
+func (c *conn) initIdle() {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	c.idle = idleReader{raw: raw, read: c.readFD}
+}
+
+// readIdle reads the first bytes of a request into fresh buffers.
+func (c *conn) readIdle() error {
+	if c.idle.raw == nil {
+		c.acquire()
+		n, err := c.nc.Read(c.buf.rb)
+		c.r1 = n
+		return err
+	}
+	c.idle.err = nil
+	if err := c.idle.raw.Read(c.idle.read); err != nil {
+		return err
+	}
+	return c.idle.err
+}
+
+// readFD is called by the poller when the socket may be readable; it
+// returns false to wait for the next readiness.
+func (c *conn) readFD(fd uintptr) bool {
+	if c.buf == nil {
+		c.acquire()
+	}
+	for {
+		n, err := syscall.Read(int(fd), c.buf.rb)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			c.release()
+			return false
+		case err != nil:
+			c.idle.err = err
+		case n == 0:
+			c.idle.err = io.EOF
+		default:
+			c.r1 = n
+		}
+		return true
+	}
+}

@@ -1,0 +1,220 @@
+package h1
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// This file is the server: it accepts connections, runs each one's loop
+// on its own goroutine, keeps track of them, and shuts them down, idle
+// ones at once and busy ones after their answer.
+
+// Handler answers one request. It runs on the connection's goroutine and
+// may block; the next request on the connection waits for it. The
+// request's slices and the writer are valid until it returns. A handler
+// that panics takes the program down: the caller wraps one that may.
+type Handler interface {
+	ServeH1(w *ResponseWriter, r *Request)
+}
+
+// HandlerFunc is a function as a Handler.
+type HandlerFunc func(w *ResponseWriter, r *Request)
+
+// ServeH1 calls f.
+func (f HandlerFunc) ServeH1(w *ResponseWriter, r *Request) { f(w, r) }
+
+// The default timeouts.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout       = 10 * time.Second
+	DefaultIdleTimeout       = 75 * time.Second // nginx's keepalive_timeout
+	DefaultWriteTimeout      = 10 * time.Second
+)
+
+// ErrServerClosed is what Serve returns after Shutdown or Close.
+var ErrServerClosed = errors.New("h1: server closed")
+
+// Server serves HTTP/1.x on the connections it accepts or is given. Set
+// its fields before it serves; a zero field takes its default.
+type Server struct {
+	Handler Handler
+	Limits  Limits
+
+	// ReadHeaderTimeout bounds the time from a request's first byte to
+	// the end of its head.
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds the time to read a body, from its head's end.
+	BodyTimeout time.Duration
+	// IdleTimeout bounds the wait for a request's first byte after an
+	// answer, or on a new connection.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write of answers.
+	WriteTimeout time.Duration
+
+	setup    sync.Once
+	limits   Limits    // Limits with defaults
+	bigPool  sync.Pool // read buffers of the largest request's size
+	shutting atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+}
+
+// init applies the defaults, once.
+func (s *Server) init() {
+	s.setup.Do(func() {
+		s.limits = s.Limits.withDefaults()
+		for _, d := range []struct {
+			t   *time.Duration
+			def time.Duration
+		}{
+			{&s.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+			{&s.BodyTimeout, DefaultBodyTimeout},
+			{&s.IdleTimeout, DefaultIdleTimeout},
+			{&s.WriteTimeout, DefaultWriteTimeout},
+		} {
+			if *d.t <= 0 {
+				*d.t = d.def
+			}
+		}
+		size := s.limits.MaxHeaderBytes + s.limits.MaxBodyBytes
+		s.bigPool.New = func() any {
+			b := make([]byte, size)
+			return &b
+		}
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+	})
+}
+
+// shuttingDown reports whether Shutdown or Close was called.
+func (s *Server) shuttingDown() bool { return s.shutting.Load() }
+
+// Serve accepts connections on ln and serves each on its own goroutine,
+// until Shutdown or Close (then it returns ErrServerClosed) or an accept
+// error that is not temporary. It closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.shuttingDown() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var delay time.Duration // after an error such as EMFILE, as net/http
+	for {
+		nc, err := ln.Accept()
+		switch {
+		case err == nil:
+			delay = 0
+			go s.ServeConn(nc, nil)
+		case s.shuttingDown():
+			return ErrServerClosed
+		case errors.Is(err, net.ErrClosed):
+			return err
+		default:
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+		}
+	}
+}
+
+// ServeConn serves one connection until it closes, and returns then.
+// prefix is what was already read from nc, such as bytes sniffed to
+// choose a protocol: it is served first. ServeConn closes nc.
+func (s *Server) ServeConn(nc net.Conn, prefix []byte) {
+	s.init()
+	c := &conn{srv: s, nc: nc}
+	s.mu.Lock()
+	if s.shuttingDown() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.initIdle()
+	c.serve(prefix)
+}
+
+// forget removes a closed connection.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// shutdownPoll is how often Shutdown looks for connections gone idle.
+const shutdownPoll = 10 * time.Millisecond
+
+// Shutdown stops accepting, closes idle connections at once, and lets
+// each busy one finish its request, answered with Connection: close.
+// It returns once every connection is closed, or when ctx is done: then
+// it closes the rest, and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.shutting.Store(true)
+	s.closeListeners()
+	t := time.NewTicker(shutdownPoll)
+	defer t.Stop()
+	for {
+		if s.closeIdle() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops accepting and closes every connection now.
+func (s *Server) Close() error {
+	s.init()
+	s.shutting.Store(true)
+	s.closeListeners()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.state.Store(stateClosed)
+		c.nc.Close()
+	}
+	return nil
+}
+
+// closeListeners closes the listeners; their Serve returns.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// closeIdle closes the idle connections and returns how many are left.
+func (s *Server) closeIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.nc.Close()
+		}
+	}
+	return len(s.conns)
+}
