@@ -15,7 +15,7 @@ func BenchmarkParseILPRequest(b *testing.B) {
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.ParseHead(in, &lim); err != nil {
+		if _, err := r.ParseHead(in, lim); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -17,6 +17,9 @@ import (
 // an ILP request is a few hundred bytes.
 const smallBuf = 4 << 10
 
+// maxPooled is the largest write buffer or answer body kept in the pool.
+const maxPooled = 64 << 10
+
 // flushAt is how many bytes of answers are buffered at most before they
 // are written, even with more pipelined requests to answer.
 const flushAt = 32 << 10
@@ -60,6 +63,9 @@ type conn struct {
 // already read from it.
 func (c *conn) serve(prefix []byte) {
 	defer c.close()
+	if len(prefix) > c.srv.limits.MaxHeaderBytes+c.srv.limits.MaxBodyBytes {
+		return // larger than any request and its head: not HTTP/1 to serve
+	}
 	if len(prefix) > 0 {
 		c.acquire()
 		c.makeRoom(len(prefix))
@@ -102,12 +108,11 @@ func (c *conn) awaitRequest() bool {
 func (c *conn) serveRequest() bool {
 	b := c.buf
 	req := &b.req
-	lim := &c.srv.limits
 	timed := false
 	var n int
 	for {
 		var err error
-		if n, err = req.ParseHead(b.rb[c.r0:c.r1], lim); err == nil {
+		if n, err = req.parseHead(b.rb[c.r0:c.r1], &c.srv.limits); err == nil {
 			break
 		}
 		if err != ErrIncomplete {
@@ -141,7 +146,7 @@ func (c *conn) serveRequest() bool {
 		}
 		// The head's slices point where it was read, which may have
 		// moved: parse it again where it is.
-		req.ParseHead(b.rb[c.r0:c.r1], lim)
+		req.parseHead(b.rb[c.r0:c.r1], &c.srv.limits)
 	}
 	req.Body = b.rb[c.r0+n : c.r0+total]
 
@@ -257,6 +262,13 @@ func (c *conn) release() {
 	}
 	b.rb = nil
 	b.out = b.out[:0]
+	// An answer of unusual size leaves no buffer of its size in the pool.
+	if cap(b.out) > maxPooled {
+		b.out = nil
+	}
+	if cap(b.w.body) > maxPooled {
+		b.w.body = nil
+	}
 	buffersPool.Put(b)
 }
 

@@ -326,6 +326,16 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+func TestWriteTimeout(t *testing.T) {
+	client, _, done := servePipe(t, &Server{Handler: echo, WriteTimeout: 100 * time.Millisecond}, nil)
+	io.WriteString(client, getA) // and never read the answer
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection not closed at the write timeout")
+	}
+}
+
 func TestShutdownLetsInFlightFinish(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	s := &Server{Handler: HandlerFunc(func(w *ResponseWriter, r *Request) {
@@ -437,7 +447,7 @@ func TestRequestAllocations(t *testing.T) {
 	var r Request
 	lim := Limits{}.withDefaults()
 	if n := testing.AllocsPerRun(100, func() {
-		if _, err := r.ParseHead(in, &lim); err != nil {
+		if _, err := r.ParseHead(in, lim); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {

@@ -30,7 +30,10 @@
 //     those already buffered go out in one write.
 //
 // HTTP/1.1 connections stay open unless the request or the handler says
-// Connection: close; HTTP/1.0 ones only with Connection: keep-alive.
+// Connection: close, or the server is shutting down; HTTP/1.0 ones only
+// with Connection: keep-alive. Every answer is HTTP/1.1 with a
+// Content-Length (none for 204) and a Date, formatted once a second per
+// connection, as nginx sends one.
 //
 // # Refused
 //
@@ -43,7 +46,7 @@
 //	400     a line ending in a bare LF, or a bare CR anywhere
 //	400     a request line without exactly two single spaces, a method not a token
 //	400     a version not "HTTP/" DIGIT "." DIGIT
-//	400     absolute-form, authority-form, or "*" but with OPTIONS; CONNECT
+//	400     absolute-form, authority-form, "*" with a method other than OPTIONS; CONNECT
 //	400     a target byte outside RFC 3986's, a malformed percent-escape
 //	400     a line starting with SP or HTAB (obs-fold, or before the first field)
 //	400     a field name not a token, empty, or followed by whitespace before its colon

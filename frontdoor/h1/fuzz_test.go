@@ -31,7 +31,7 @@ func FuzzParseRequestMatchesNetHTTP(f *testing.F) {
 	lim := Limits{}.withDefaults()
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var r Request
-		n, err := r.ParseHead(in, &lim)
+		n, err := r.ParseHead(in, lim)
 		if err != nil || n+int(r.ContentLength) > len(in) {
 			return
 		}

@@ -175,7 +175,14 @@ type headState struct {
 // buf. It returns the head's length, ErrIncomplete when buf ends before
 // the head does (and no limit is crossed yet), or an *Error to answer.
 // The body, ContentLength bytes after the head, is the caller's to read.
-func (r *Request) ParseHead(buf []byte, lim *Limits) (int, error) {
+// A zero field of lim takes its default.
+func (r *Request) ParseHead(buf []byte, lim Limits) (int, error) {
+	lim = lim.withDefaults()
+	return r.parseHead(buf, &lim)
+}
+
+// parseHead is ParseHead with every limit set.
+func (r *Request) parseHead(buf []byte, lim *Limits) (int, error) {
 	fields := r.fields[:0]
 	*r = Request{fields: fields, remote: r.remote}
 

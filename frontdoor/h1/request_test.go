@@ -101,7 +101,7 @@ var requestCases = []requestCase{
 // accepts, -1 when it wants more bytes.
 func parseStatus(in string) int {
 	var r Request
-	n, err := r.ParseHead([]byte(in), &testLimits)
+	n, err := r.ParseHead([]byte(in), testLimits)
 	var e *Error
 	switch {
 	case errors.Is(err, ErrIncomplete):
@@ -129,7 +129,7 @@ func TestParseHeadFields(t *testing.T) {
 	in := "POST /ilp?x=1 HTTP/1.1\r\nhost: edge\r\nAuthorization:  Bearer tok \r\nILP-Peer-Name: alice\r\n" +
 		"X: 1\r\nx: 2\r\nContent-Length: 3\r\nConnection: Keep-Alive, close\r\n\r\nabcGET"
 	var r Request
-	n, err := r.ParseHead([]byte(in), &testLimits)
+	n, err := r.ParseHead([]byte(in), testLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,11 +162,11 @@ func TestParseHeadIncremental(t *testing.T) {
 	head := strings.Index(in, "\r\n\r\n") + 4
 	var r Request
 	for i := range head {
-		if n, err := r.ParseHead([]byte(in[:i]), &testLimits); err != ErrIncomplete {
+		if n, err := r.ParseHead([]byte(in[:i]), testLimits); err != ErrIncomplete {
 			t.Fatalf("after %d bytes: %d, %v", i, n, err)
 		}
 	}
-	if n, err := r.ParseHead([]byte(in[:head]), &testLimits); n != head || err != nil {
+	if n, err := r.ParseHead([]byte(in[:head]), testLimits); n != head || err != nil {
 		t.Fatalf("whole head: %d, %v", n, err)
 	}
 }
@@ -180,7 +180,7 @@ func TestParseHeadHTTP10KeepAlive(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, CLOSE\r\n\r\n": false,
 	} {
 		var r Request
-		if _, err := r.ParseHead([]byte(in), &testLimits); err != nil || r.KeepAlive() != want {
+		if _, err := r.ParseHead([]byte(in), testLimits); err != nil || r.KeepAlive() != want {
 			t.Errorf("%q: keep-alive %v (%v), want %v", in, r.KeepAlive(), err, want)
 		}
 	}
