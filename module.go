@@ -1,13 +1,15 @@
 // Package caddyilp registers the caddy-ilp modules with Caddy. It is the
 // package that `xcaddy build --with github.com/ilp-edge/caddy-ilp` imports;
-// the modules themselves live in packages handler and handler/proxy, and
-// the `caddy ilp` commands in package ilpcmd.
+// the modules themselves live in packages handler, handler/proxy and
+// frontdoor (the `ilp` app), and the `caddy ilp` commands in package
+// ilpcmd.
 package caddyilp
 
 import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
+	"github.com/ilp-edge/caddy-ilp/frontdoor"
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
 	_ "github.com/ilp-edge/caddy-ilp/ilpcmd" // caddy ilp …
@@ -27,4 +29,6 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("ilp_proxy", proxy.ParseProxyCaddyfile)
 	// A terminal handler in reverse_proxy's place.
 	httpcaddyfile.RegisterDirectiveOrder("ilp_proxy", httpcaddyfile.After, "reverse_proxy")
+	caddy.RegisterModule(frontdoor.App{})
+	httpcaddyfile.RegisterGlobalOption("ilp", frontdoor.ParseGlobalOption)
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
@@ -42,7 +41,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //			asset_code <code>
 //			asset_scale <n>
 //		}
-//		routing_protocol sticky|local
+//		routing_protocol fanout|sticky|local
 //		redis <host:port> {
 //			username <name>
 //			password <secret>
@@ -76,15 +75,11 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("address takes one ILP address (an unset {$VAR} in a Caddyfile reads as nothing: is the variable set?)")
 			}
 		case "max_packet_size":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
+			n, err := ParseSizeArg(d)
+			if err != nil {
+				return err
 			}
-			n, err := humanize.ParseBytes(s)
-			if err != nil || n == 0 {
-				return d.Errf("max_packet_size %q: not a size in bytes", s)
-			}
-			e.MaxPacketSize = int64(n)
+			e.MaxPacketSize = n
 		case "max_hold":
 			dur, err := ParseDurationArg(d)
 			if err != nil {

@@ -2,11 +2,13 @@ package handler
 
 import (
 	"encoding/json"
+	"math"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
 )
 
 // The Caddyfile argument readers every caddy-ilp directive uses, so that
@@ -30,6 +32,21 @@ func ParseDurationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 		return 0, d.Errf("%s %s: must not be negative", opt, strconv.Quote(s))
 	}
 	return caddy.Duration(dur), nil
+}
+
+// ParseSizeArg reads the one size argument of an option, more than 0
+// bytes, such as `max_packet_size 32KiB`.
+func ParseSizeArg(d *caddyfile.Dispenser) (int64, error) {
+	opt := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > math.MaxInt32 {
+		return 0, d.Errf("%s %q: not a size in bytes", opt, s)
+	}
+	return int64(n), nil
 }
 
 // ParseCountArg reads the one whole-number argument (0 or more) of an

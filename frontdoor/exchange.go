@@ -1,0 +1,228 @@
+package frontdoor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/ilp-edge/caddy-ilp/frontdoor/h1"
+)
+
+// exchange is what one request needs to go through ilp_edge and
+// ilp_proxy as a Caddy HTTP route would run them: an *http.Request and
+// an http.ResponseWriter over package h1's request and writer, with the
+// context values the handlers read (the replacer and the vars). It is
+// pooled: only what the handlers keep per packet is allocated.
+type exchange struct {
+	req    http.Request
+	url    url.URL
+	body   requestBody
+	ctx    requestContext
+	header http.Header
+	vars   map[string]any
+	resp   responseWriter
+	remote net.Addr // the connection remoteAddr was formatted for
+	addr   string
+}
+
+var exchangePool = sync.Pool{New: func() any {
+	return &exchange{header: http.Header{}, vars: map[string]any{}, resp: responseWriter{header: http.Header{}}}
+}}
+
+// requestBody is the request's body, read from the bytes h1 buffered.
+type requestBody struct{ bytes.Reader }
+
+// Close does nothing: the body is in memory.
+func (*requestBody) Close() error { return nil }
+
+// requestContext holds the context values ilp_edge and ilp_proxy read,
+// as Caddy's HTTP server sets them, without a context per value.
+type requestContext struct {
+	context.Context
+	repl *caddy.Replacer
+	vars map[string]any
+}
+
+func (c *requestContext) Value(key any) any {
+	switch key {
+	case caddy.ReplacerCtxKey:
+		return c.repl
+	case caddyhttp.VarsCtxKey:
+		return c.vars
+	}
+	return c.Context.Value(key)
+}
+
+// serveH1 answers one request through the server's handlers.
+func (s *Server) serveH1(w *h1.ResponseWriter, r *h1.Request) {
+	ex := exchangePool.Get().(*exchange)
+	defer ex.release()
+	req := ex.request(r, s.ctx)
+	ex.resp.w = w
+	ex.resp.finish(s.serve(&ex.resp, req), s.logger)
+}
+
+// serve runs the handlers, a panic turned into an error as Caddy's HTTP
+// server does, so that one bad packet does not take the process down.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.logger.Error("handler panicked", zap.Any("panic", v), zap.Stack("stack"))
+			err = caddyhttp.Error(http.StatusInternalServerError, errors.New("handler panicked"))
+		}
+	}()
+	return s.chain.ServeHTTP(w, r)
+}
+
+// request fills the exchange's *http.Request from r.
+func (ex *exchange) request(r *h1.Request, base context.Context) *http.Request {
+	req := &ex.req
+	req.Method = http.MethodPost
+	if string(r.Method) != http.MethodPost {
+		req.Method = string(r.Method)
+	}
+	ex.url = url.URL{Path: "/"}
+	if t := r.Target; string(t) != "/" {
+		path, query, _ := strings.Cut(string(t), "?")
+		ex.url = url.URL{Path: path, RawQuery: query}
+		if p, err := url.PathUnescape(path); err == nil && p != path {
+			ex.url.Path, ex.url.RawPath = p, path
+		}
+	}
+	req.URL = &ex.url
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, r.ProtoMinor
+	if r.ProtoMinor == 0 {
+		req.Proto = "HTTP/1.0"
+	}
+	for _, f := range r.Fields() {
+		key := canonicalKey(f.Name)
+		ex.header[key] = append(ex.header[key], string(f.Value))
+	}
+	req.Header = ex.header
+	req.Host = string(r.Host())
+	if remote := r.RemoteAddr(); remote != ex.remote {
+		ex.remote, ex.addr = remote, remote.String()
+	}
+	req.RemoteAddr = ex.addr
+	ex.body.Reset(r.Body)
+	req.Body = &ex.body
+	req.ContentLength = int64(len(r.Body))
+	ex.ctx = requestContext{Context: base, repl: caddy.NewEmptyReplacer(), vars: ex.vars}
+	return req.WithContext(&ex.ctx)
+}
+
+// release clears the exchange and returns it to the pool.
+func (ex *exchange) release() {
+	ex.req = http.Request{}
+	ex.ctx = requestContext{}
+	ex.body.Reset(nil)
+	clear(ex.header)
+	clear(ex.vars)
+	ex.resp.reset()
+	exchangePool.Put(ex)
+}
+
+// Header names ilp_edge reads or passes on, in canonical form, so that
+// the common ones cost no allocation.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Authorization", "Ilp-Peer-Name", "Ilp-Destination", "Content-Type", "Content-Length",
+		"Host", "User-Agent", "Accept", "Accept-Encoding", "Connection", "Traceparent", "Tracestate", "Prefer", "Request-Id"} {
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
+// canonicalKey is name in http.Header's canonical form.
+func canonicalKey(name []byte) string {
+	var lower [32]byte
+	if len(name) <= len(lower) {
+		for i, c := range name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lower[i] = c
+		}
+		if k, ok := knownKeys[string(lower[:len(name)])]; ok {
+			return k
+		}
+	}
+	return http.CanonicalHeaderKey(string(name))
+}
+
+// responseWriter is the http.ResponseWriter the handlers write to: the
+// status and the fields an ILP answer or a refusal has, and the body,
+// written to h1's writer.
+type responseWriter struct {
+	header http.Header
+	status int
+	w      *h1.ResponseWriter
+}
+
+func (rw *responseWriter) Header() http.Header { return rw.header }
+
+func (rw *responseWriter) WriteHeader(code int) {
+	if rw.status == 0 {
+		rw.status = code
+	}
+}
+
+func (rw *responseWriter) Write(b []byte) (int, error) {
+	rw.WriteHeader(http.StatusOK)
+	return rw.w.Write(b)
+}
+
+// finish completes the answer after the handlers returned err: a handler
+// error is answered with its status and no body, as Caddy's HTTP server
+// answers one when no handle_errors route is set.
+func (rw *responseWriter) finish(err error, logger *zap.Logger) {
+	status := rw.status
+	if err != nil {
+		status = http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+		level := zap.DebugLevel
+		if status >= 500 {
+			level = zap.ErrorLevel
+		}
+		if c := logger.Check(level, "request refused"); c != nil {
+			c.Write(zap.Int("status", status), zap.Error(err))
+		}
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	rw.w.SetStatus(status)
+	for name, v := range rw.header {
+		switch {
+		case len(v) == 0:
+		case name == "Content-Type":
+			rw.w.SetContentType(v[0])
+		case name == "Connection":
+			if strings.EqualFold(v[0], "close") {
+				rw.w.CloseConn()
+			}
+		default:
+			for _, value := range v {
+				rw.w.AddField(name, value)
+			}
+		}
+	}
+}
+
+func (rw *responseWriter) reset() {
+	clear(rw.header)
+	rw.status = 0
+	rw.w = nil
+}

@@ -1,0 +1,148 @@
+package frontdoor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/ilp-edge/caddy-ilp/frontdoor/h1"
+	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/handler/proxy"
+)
+
+// Server is one front door: listeners, and the handlers every request
+// on them goes through.
+type Server struct {
+	// The addresses to listen on, in Caddy's network address form
+	// (`127.0.0.1:9090`, `:9090`, `tcp/[::1]:9090-9092`, `unix//run/ilp.sock`).
+	Listen []string `json:"listen,omitempty"`
+
+	// The handlers: an optional `ilp_edge`, then `ilp_proxy`, with the
+	// same options as in a Caddy HTTP route.
+	HandlersRaw []json.RawMessage `json:"handle,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
+
+	// How long a request's head may take to arrive from its first byte:
+	// a peer that drips its headers is cut off. Default: 10s.
+	ReadHeaderTimeout caddy.Duration `json:"read_header_timeout,omitempty"`
+
+	// How long a body may take to arrive after its head. Default: 10s.
+	ReadBodyTimeout caddy.Duration `json:"read_body_timeout,omitempty"`
+
+	// How long an idle keep-alive connection stays open. Default: 75s.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// How long writing an answer may take. Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// The largest request head in bytes, above which the answer is 431.
+	// Default: 8 KiB.
+	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+
+	name   string
+	ctx    context.Context // the handlers' requests' parent
+	edge   *handler.Edge   // nil: no ilp_edge
+	proxy  *proxy.Proxy
+	chain  caddyhttp.Handler
+	srv    *h1.Server
+	logger *zap.Logger
+}
+
+// provision loads the handlers and checks that they are ones that run
+// outside Caddy's HTTP server.
+func (s *Server) provision(ctx caddy.Context, name string) error {
+	s.name = name
+	// Not ctx: Caddy cancels a config's context as it stops, while its
+	// packets in flight must still get their answers.
+	s.ctx = context.Background()
+	s.logger = ctx.Logger().With(zap.String("server", name))
+	if len(s.Listen) == 0 {
+		return errors.New("no listen addresses")
+	}
+	for _, addr := range s.Listen {
+		if _, err := caddy.ParseNetworkAddress(addr); err != nil {
+			return fmt.Errorf("listen %q: %w", addr, err)
+		}
+	}
+	mods, err := ctx.LoadModule(s, "HandlersRaw")
+	if err != nil {
+		return fmt.Errorf("loading handlers: %w", err)
+	}
+	handlers := mods.([]any)
+	switch len(handlers) {
+	case 2:
+		edge, ok := handlers[0].(*handler.Edge)
+		if !ok {
+			return fmt.Errorf("handler 1 is %T: want ilp_edge, then ilp_proxy", handlers[0])
+		}
+		s.edge = edge
+		fallthrough
+	case 1:
+		p, ok := handlers[len(handlers)-1].(*proxy.Proxy)
+		if !ok {
+			return fmt.Errorf("handler %d is %T: want ilp_proxy last", len(handlers), handlers[len(handlers)-1])
+		}
+		s.proxy = p
+	default:
+		return fmt.Errorf("%d handlers: want ilp_proxy, after ilp_edge or alone", len(handlers))
+	}
+	s.chain = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return s.proxy.ServeHTTP(w, r, nil)
+	})
+	if s.edge != nil {
+		next := s.chain
+		s.chain = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			return s.edge.ServeHTTP(w, r, next)
+		})
+	}
+	s.srv = &h1.Server{
+		Handler:           h1.HandlerFunc(s.serveH1),
+		Limits:            h1.Limits{MaxHeaderBytes: s.MaxHeaderBytes},
+		ReadHeaderTimeout: time.Duration(s.ReadHeaderTimeout),
+		BodyTimeout:       time.Duration(s.ReadBodyTimeout),
+		IdleTimeout:       time.Duration(s.IdleTimeout),
+		WriteTimeout:      time.Duration(s.WriteTimeout),
+	}
+	return nil
+}
+
+// start listens on every address and serves.
+func (s *Server) start(ctx context.Context) error {
+	for _, addr := range s.Listen {
+		na, err := caddy.ParseNetworkAddress(addr)
+		if err != nil {
+			return fmt.Errorf("listen %q: %w", addr, err)
+		}
+		for port := range na.PortRangeSize() {
+			ln, err := na.Listen(ctx, port, net.ListenConfig{})
+			if err != nil {
+				return fmt.Errorf("listen %q: %w", addr, err)
+			}
+			l, ok := ln.(net.Listener)
+			if !ok {
+				return fmt.Errorf("listen %q: not a stream listener", addr)
+			}
+			go func() {
+				if err := s.srv.Serve(l); err != nil && !errors.Is(err, h1.ErrServerClosed) {
+					s.logger.Error("serving stopped", zap.String("address", l.Addr().String()), zap.Error(err))
+				}
+			}()
+			s.logger.Info("ilp front door listening", zap.String("address", l.Addr().String()))
+		}
+	}
+	return nil
+}
+
+// stop shuts the server down within ctx.
+func (s *Server) stop(ctx context.Context) {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.logger.Warn("packets still in flight at the end of the grace period: their connections closed", zap.Error(err))
+	}
+}
