@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -47,6 +50,7 @@ type Server struct {
 	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
 
 	name   string
+	key    string          // the listen addresses, for newest
 	ctx    context.Context // the handlers' requests' parent
 	edge   *handler.Edge   // nil: no ilp_edge
 	proxy  *proxy.Proxy
@@ -102,8 +106,10 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 			return s.edge.ServeHTTP(w, r, next)
 		})
 	}
+	s.key = strings.Join(slices.Sorted(slices.Values(s.Listen)), " ")
 	s.srv = &h1.Server{
 		Handler:           h1.HandlerFunc(s.serveH1),
+		Handoff:           s.handoff,
 		Limits:            h1.Limits{MaxHeaderBytes: s.MaxHeaderBytes},
 		ReadHeaderTimeout: time.Duration(s.ReadHeaderTimeout),
 		BodyTimeout:       time.Duration(s.ReadBodyTimeout),
@@ -113,8 +119,25 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 	return nil
 }
 
+// newest holds, by listen addresses, the server of the newest config
+// that listens on them: a stopping config's server hands its connections
+// to it, so that a config reload closes none.
+var newest sync.Map // key → *Server
+
+// handoff gives a connection the stopping server lets go of, between two
+// requests, to the newest server on the same addresses, or closes it when
+// there is none (Caddy is exiting, or the new config listens elsewhere).
+func (s *Server) handoff(nc net.Conn, next []byte) {
+	if n, ok := newest.Load(s.key); ok && n.(*Server) != s {
+		go n.(*Server).srv.ServeConn(nc, next)
+		return
+	}
+	nc.Close()
+}
+
 // start listens on every address and serves.
 func (s *Server) start(ctx context.Context) error {
+	newest.Store(s.key, s)
 	for _, addr := range s.Listen {
 		na, err := caddy.ParseNetworkAddress(addr)
 		if err != nil {
@@ -140,9 +163,11 @@ func (s *Server) start(ctx context.Context) error {
 	return nil
 }
 
-// stop shuts the server down within ctx.
+// stop shuts the server down within ctx, its connections handed to the
+// newest server on its addresses.
 func (s *Server) stop(ctx context.Context) {
 	if err := s.srv.Shutdown(ctx); err != nil {
 		s.logger.Warn("packets still in flight at the end of the grace period: their connections closed", zap.Error(err))
 	}
+	newest.CompareAndDelete(s.key, s)
 }

@@ -23,10 +23,17 @@ import (
 // TestProxyReloadUnderLoad sends packets at a steady rate through
 // ./cmd/caddy with ilp_proxy while the config is reloaded three times, and
 // checks that every packet is fulfilled, none lost to a reset peer
-// connection (the listener is a sharedtcp one, handed from config to
-// config), and that the connectors saw no reconnect storm: ilp_proxy's
-// connection pools outlive each config.
+// connection, and that the connectors saw no reconnect storm: ilp_proxy's
+// connection pools outlive each config. In a Caddy site the listener is a
+// sharedtcp one, handed from config to config; in the ilp app's front
+// door, the stopping config hands its connections to the new one.
 func TestProxyReloadUnderLoad(t *testing.T) {
+	for _, door := range []string{"site", "front door"} {
+		t.Run(door, func(t *testing.T) { testProxyReloadUnderLoad(t, door == "front door") })
+	}
+}
+
+func testProxyReloadUnderLoad(t *testing.T, frontDoor bool) {
 	bin, err := buildCaddy()
 	if err != nil {
 		t.Fatal(err)
@@ -50,14 +57,7 @@ func TestProxyReloadUnderLoad(t *testing.T) {
 
 	port, admin := freePort(t), freePort(t)
 	config := func(maxHold int) string {
-		return fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-}
-
-http://127.0.0.1:%d {
-	bind sharedtcp/127.0.0.1
-	ilp_edge {
+		handlers := fmt.Sprintf(`ilp_edge {
 		address test.edge
 		peer alice {
 			token %s
@@ -65,9 +65,21 @@ http://127.0.0.1:%d {
 	}
 	ilp_proxy %s {
 		max_hold %ds
-	}
+	}`, aliceToken, strings.Join(upstreams, " "), maxHold)
+		if frontDoor {
+			return fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n\t%s\n\t\t}\n\t}\n}\n",
+				admin, port, handlers)
+		}
+		return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
 }
-`, admin, port, aliceToken, strings.Join(upstreams, " "), maxHold)
+
+http://127.0.0.1:%d {
+	bind sharedtcp/127.0.0.1
+	%s
+}
+`, admin, port, handlers)
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "Caddyfile")

@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ const (
 	stateActive int32 = iota
 	stateIdle
 	stateClosed
+	stateHandoff // to be given to Server.Handoff, not closed
 )
 
 // buffers is what a connection holds while it works on requests.
@@ -93,6 +95,7 @@ func (c *conn) awaitRequest() bool {
 	// closes idle connections, so one of the two sees the other.
 	c.state.Store(stateIdle)
 	if c.srv.shuttingDown() {
+		c.state.CompareAndSwap(stateIdle, c.srv.endState())
 		return false
 	}
 	err := c.readIdle()
@@ -154,11 +157,18 @@ func (c *conn) serveRequest() bool {
 	c.srv.Handler.ServeH1(&b.w, req)
 	c.r0 += total
 
-	close := !req.KeepAlive() || b.w.close || c.srv.shuttingDown()
+	shutdown := c.srv.shuttingDown()
+	close := !req.KeepAlive() || b.w.close || shutdown && c.srv.Handoff == nil
 	head := string(req.Method) == "HEAD"
 	b.out = b.w.appendResponse(b.out, head, close, req.ProtoMinor == 0 && !close, c.date.get(time.Now()))
 	if close {
 		c.flush()
+		return false
+	}
+	if shutdown { // to be handed to the newer server, this answer first
+		if c.flush() {
+			c.state.Store(stateHandoff)
+		}
 		return false
 	}
 	return len(b.out) < flushAt || c.flush()
@@ -272,8 +282,21 @@ func (c *conn) release() {
 	buffersPool.Put(b)
 }
 
-// close closes the connection and forgets it.
+// close closes the connection and forgets it, or hands it to
+// Server.Handoff with what was read of its next request.
 func (c *conn) close() {
+	if c.state.Load() == stateHandoff {
+		var next []byte
+		if c.buf != nil {
+			next = bytes.Clone(c.buf.rb[c.r0:c.r1])
+		}
+		c.release()
+		c.srv.forget(c)
+		if c.nc.SetDeadline(time.Time{}) == nil {
+			c.srv.Handoff(c.nc, next)
+			return
+		}
+	}
 	c.state.Store(stateClosed)
 	c.nc.Close()
 	c.release()

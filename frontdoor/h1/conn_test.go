@@ -384,6 +384,60 @@ func TestShutdownLetsInFlightFinish(t *testing.T) {
 	}
 }
 
+// TestShutdownHandsConnectionsOff: with Handoff set, Shutdown gives an
+// idle connection to it at once, and a busy one after its answer, which
+// says nothing of closing; the next requests on both are answered by the
+// server Handoff passes them to, and neither client sees a close.
+func TestShutdownHandsConnectionsOff(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	named := func(name string) HandlerFunc {
+		return func(w *ResponseWriter, r *Request) {
+			if string(r.Target) == "/slow" {
+				close(entered)
+				<-release
+			}
+			w.WriteString(name)
+		}
+	}
+	newer := &Server{Handler: named("newer")}
+	t.Cleanup(func() { newer.Close() })
+	older := &Server{Handler: named("older"), Handoff: func(nc net.Conn, next []byte) { go newer.ServeConn(nc, next) }}
+	addr := startServer(t, older)
+
+	idle := dial(t, addr)
+	idleBr := bufio.NewReader(idle)
+	io.WriteString(idle, getA)
+	if _, body, err := readAnswer(idleBr); err != nil || body != "older" {
+		t.Fatalf("before Shutdown: %q, %v", body, err)
+	}
+	busy := dial(t, addr)
+	busyBr := bufio.NewReader(busy)
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-entered
+
+	shut := make(chan error, 1)
+	go func() { shut <- older.Shutdown(context.Background()) }()
+	time.Sleep(20 * time.Millisecond) // the idle one is handed off meanwhile
+	io.WriteString(idle, getA)
+	if _, body, err := readAnswer(idleBr); err != nil || body != "newer" {
+		t.Fatalf("idle connection after Shutdown: %q, %v; want the newer server's answer", body, err)
+	}
+	close(release)
+	resp, body, err := readAnswer(busyBr)
+	if err != nil || body != "older" || resp.Close {
+		t.Fatalf("in-flight request: %q, %v, close=%v; want the older server's answer, the connection kept", body, err, resp != nil && resp.Close)
+	}
+	io.WriteString(busy, getA+getA) // pipelined
+	for range 2 {
+		if _, body, err := readAnswer(busyBr); err != nil || body != "newer" {
+			t.Fatalf("busy connection after its answer: %q, %v; want the newer server's answer", body, err)
+		}
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestShutdownDeadlineClosesTheRest(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	defer close(release)

@@ -55,6 +55,14 @@ type Server struct {
 	// WriteTimeout bounds each write of answers.
 	WriteTimeout time.Duration
 
+	// Handoff, if set, is given the connections Shutdown would close
+	// between two requests, with what was already read of the next one,
+	// so that a newer server serves them on (ServeConn) and the client
+	// sees no close: at a config reload, a keep-alive client may be
+	// sending on its connection at the moment the old server lets go of
+	// it. It owns the connection.
+	Handoff func(nc net.Conn, next []byte)
+
 	setup    sync.Once
 	limits   Limits    // Limits with defaults
 	bigPool  sync.Pool // read buffers of the largest request's size
@@ -162,7 +170,9 @@ func (s *Server) forget(c *conn) {
 const shutdownPoll = 10 * time.Millisecond
 
 // Shutdown stops accepting, closes idle connections at once, and lets
-// each busy one finish its request, answered with Connection: close.
+// each busy one finish its request, answered with Connection: close;
+// with Handoff set, it gives them to Handoff instead, idle ones at once
+// and busy ones after their answer.
 // It returns once every connection is closed, or when ctx is done: then
 // it closes the rest, and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -207,14 +217,28 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// closeIdle closes the idle connections and returns how many are left.
+// closeIdle closes the idle connections, or wakes them to be handed
+// off, and returns how many are left.
 func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	end := s.endState()
 	for c := range s.conns {
-		if c.state.CompareAndSwap(stateIdle, stateClosed) {
-			c.nc.Close()
+		if c.state.CompareAndSwap(stateIdle, end) {
+			if end == stateHandoff {
+				c.nc.SetReadDeadline(time.Now()) // its goroutine hands it off
+			} else {
+				c.nc.Close()
+			}
 		}
 	}
 	return len(s.conns)
+}
+
+// endState is what Shutdown makes of a connection between requests.
+func (s *Server) endState() int32 {
+	if s.Handoff != nil {
+		return stateHandoff
+	}
+	return stateClosed
 }

@@ -16,6 +16,7 @@ type contender struct {
 	label  string // in the report
 	header bool   // requests carry ILP-Destination
 	jwt    bool   // requests carry a JWT instead of the static token
+	h1Only bool   // serves HTTP/1.1 only: no h2c workloads
 	start  func(b *bench, dir string) (*server, error)
 }
 
@@ -35,6 +36,7 @@ const (
 	idProxy   = "caddy-ilp-proxy"
 	idLimits  = "caddy-ilp-proxy-limits"
 	idRedis   = "caddy-ilp-proxy-redis"
+	idFront   = "caddy-ilp-front-door"
 )
 
 // contenders are the benchmark's rows, in report order.
@@ -48,6 +50,7 @@ var contenders = []contender{
 	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
 	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", "", ""))},
+	{id: idFront, label: "caddy-ilp: the `ilp` app's front door, `ilp_edge` token + `ilp_proxy`", header: true, h1Only: true, start: startFrontDoor},
 	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", "", ""))},
 	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n", "\t\tmetrics off\n"))},
 	{id: idLimits, label: "caddy-ilp with `ilp_proxy`, rate and throughput limits in process", header: true, start: caddyfileStarter(caddyLimitsSite(false))},
@@ -160,6 +163,25 @@ func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*s
 		u := fmt.Sprintf("http://127.0.0.1:%d", port)
 		return &server{h1: u, h2c: u, proc: p, admin: admin}, nil
 	}
+}
+
+// startFrontDoor runs ./cmd/caddy with ilp_edge and ilp_proxy as
+// caddyProxySite has them, in the ilp app's front door (HTTP/1.1 outside
+// Caddy's HTTP server) rather than in a site.
+func startFrontDoor(b *bench, dir string) (*server, error) {
+	port := freePort()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
+	cfg := fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n%s\t\t}\n\t}\n}\n",
+		admin, port, caddyProxySite("http", "", "")(b))
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", port), proc: p, admin: admin}, nil
 }
 
 // startCaddyRespond runs Caddy answering every request with a stub's

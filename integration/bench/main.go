@@ -105,6 +105,9 @@ func run(ctx context.Context, o options) (bool, error) {
 	for round := 1; round <= o.rounds; round++ {
 		for _, wl := range wls {
 			for _, c := range cs {
+				if wl.h2c && c.h1Only {
+					continue
+				}
 				s, err := b.measure(ctx, c, wl, o, "")
 				if err != nil {
 					return false, fmt.Errorf("round %d, %s, %s: %w", round, c.id, wl.name, err)
@@ -119,7 +122,7 @@ func run(ctx context.Context, o options) (bool, error) {
 	profiles := map[string]string{} // by contender id
 	if o.profile {
 		for _, c := range cs {
-			if c.id != idILP && c.id != idProxy {
+			if c.id != idILP && c.id != idProxy && c.id != idFront {
 				continue
 			}
 			if profiles[c.id], err = b.profile(ctx, c, wls[0], o); err != nil {
