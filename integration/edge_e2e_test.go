@@ -45,6 +45,13 @@ func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "htt
 // path it returns, shown only if the test fails.
 func startInProcess(t *testing.T, sites string) (*caddytest.Tester, string) {
 	t.Helper()
+	return startInProcessWith(t, "", sites)
+}
+
+// startInProcessWith is startInProcess with more global options, such as
+// the ilp app's.
+func startInProcessWith(t *testing.T, globalOptions, sites string) (*caddytest.Tester, string) {
+	t.Helper()
 	logPath := testLog(t, "caddy").Name()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(fmt.Sprintf(`
@@ -65,7 +72,8 @@ func startInProcess(t *testing.T, sites string) (*caddytest.Tester, string) {
 				read_body 2s
 			}
 		}
-	}`, logPath)+sites, "caddyfile")
+		%s
+	}`, logPath, globalOptions)+sites, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -121,13 +121,29 @@ func answer(c net.Conn, mode string) bool {
 }
 
 // TestRejectTable checks the failure→Reject table (README, rejects.go)
-// row by row against both front doors: reverse_proxy with ilp_prefix, and
-// ilp_proxy. Each row is a connector behaving one way; the peer must get
-// the same answer from both.
+// row by row against both forwarders in a Caddy site, reverse_proxy with
+// ilp_prefix and ilp_proxy, and against ilp_proxy in the ilp app's front
+// door. Each row is a connector behaving one way; the peer must get the
+// same answer from all three.
 func TestRejectTable(t *testing.T) {
 	fault := startFaultConnector(t).addr
 	dead := ilptest.DeadAddress(t)
-	tester, _ := startInProcess(t, fmt.Sprintf(`
+	// The ilp app's front door: ilp_proxy as at /ilp_proxy, on 9082 (and
+	// to the dead address on 9083).
+	frontDoor := func(port int, upstream, options string) string {
+		return fmt.Sprintf(`server 127.0.0.1:%d {
+				ilp_edge {
+					address test.edge
+					peer alice {
+						token alice-token
+					}
+				}
+				ilp_proxy %s {
+					%s
+				}
+			}`, port, upstream, options)
+	}
+	tester, _ := startInProcessWith(t, "ilp {\n\t\t\t"+frontDoor(9082, fault, "max_hold 1500ms")+"\n\t\t\t"+frontDoor(9083, dead, "")+"\n\t\t}", fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
 			address test.edge
@@ -183,13 +199,19 @@ func TestRejectTable(t *testing.T) {
 		{"200 whose body is not ILP", "notilp", time.Minute, false, "T00", "not an ILP packet"},
 		{"200 with a Fulfill missing its fulfillment", "badfulfill", time.Minute, false, "T00", "not an ILP packet"},
 	} {
-		for _, door := range []string{"reverse_proxy", "ilp_proxy"} {
+		for _, door := range []string{"reverse_proxy", "ilp_proxy", "front_door"} {
 			t.Run(row.what+"/"+door, func(t *testing.T) {
-				path := "/" + door
+				url := "http://127.0.0.1:9080/" + door
 				if row.dead {
-					path += "/dead"
+					url += "/dead"
 				}
-				req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9080"+path,
+				switch {
+				case door == "front_door" && row.dead:
+					url = "http://127.0.0.1:9083/"
+				case door == "front_door":
+					url = "http://127.0.0.1:9082/"
+				}
+				req, _ := http.NewRequest(http.MethodPost, url,
 					bytes.NewReader(ilptest.Prepare("g.fault."+row.mode, row.ttl)))
 				req.Header.Set("Authorization", "Bearer alice-token")
 				start := time.Now()
