@@ -377,6 +377,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	} else if reply != nil {
 		writeILP(w, reply)
 		e.count(pkt, reply, nil)
+		p.metrics.countPeerProtocol(pkt)
 		return nil
 	}
 	if l := p.limits; l != nil {

@@ -20,6 +20,7 @@ func TestILDCPAnsweredAtTheEdge(t *testing.T) {
 		e.ILDCP = &ILDCP{AddressPrefix: "g.edge", AssetCode: "XRP", AssetScale: 9}
 		e.Peers[2].ILDCP = &ILDCP{AddressPrefix: "g.other", AssetCode: "USD", AssetScale: 2} // carol's own
 	})
+	answered := counterDelta(metricPeerProtocol.WithLabelValues("alice", "ildcp"))
 	for _, c := range []struct{ auth, want string }{
 		{"Bearer " + aliceToken, string(ilpdest.AppendILDCPFulfill(nil, ilpdest.ILDCPResponse{ClientAddress: "g.edge.alice", AssetScale: 9, AssetCode: "XRP"}))},
 		{carolRaw, string(ilpdest.AppendILDCPFulfill(nil, ilpdest.ILDCPResponse{ClientAddress: "g.other.carol", AssetScale: 2, AssetCode: "USD"}))},
@@ -37,6 +38,9 @@ func TestILDCPAnsweredAtTheEdge(t *testing.T) {
 		if be.calls != 0 {
 			t.Errorf("%s: the request reached a connector", c.auth[:5])
 		}
+	}
+	if got := answered(); got != 1 {
+		t.Errorf("caddy_ilp_peer_protocol_answers_total{peer=alice,protocol=ildcp} grew by %v, want 1", got)
 	}
 	// A peer.config request with another condition is not ILDCP: F01.
 	w, err := serve(t, e, newRequest(http.MethodPost, ildcpRequest(make([]byte, 32)), "Authorization", "Bearer "+aliceToken), &backend{})

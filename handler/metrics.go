@@ -35,6 +35,10 @@ var (
 		Help:    "Time from a Prepare's arrival to its answer, by peer and result.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"peer", "result"})
+	metricPeerProtocol = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "peer_protocol_answers_total",
+		Help: "Peer protocol requests ilp_edge answered itself, by peer and protocol: ildcp (peer.config, with ildcp) or ccp (peer.route.*, with routing_protocol local).",
+	}, []string{"peer", "protocol"})
 	metricExpiryHeadroom = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "expiry_headroom_seconds",
 		Help:    "Time left before a Prepare's expiresAt when its answer went back.",
@@ -61,7 +65,7 @@ var (
 // registry, and the limit store's when it has one.
 func registerMetrics(reg prometheus.Registerer, store bool) error {
 	cs := []prometheus.Collector{metricPackets, metricRejects, metricFulfilledAmount, metricAuthFailures,
-		metricPacketDuration, metricExpiryHeadroom}
+		metricPacketDuration, metricExpiryHeadroom, metricPeerProtocol}
 	if store {
 		cs = append(cs, metricStoreRequests, metricStoreDuration, metricStoreDegraded)
 	}
@@ -98,6 +102,7 @@ type peerMetrics struct {
 	fulfilled, rejected, edgeRejected prometheus.Counter
 	amount                            prometheus.Counter
 	fulfillTime, rejectTime, edgeTime prometheus.Observer
+	ildcp, ccp                        prometheus.Counter // peer protocol answers the edge made
 }
 
 func newPeerMetrics(name string) *peerMetrics {
@@ -109,6 +114,20 @@ func newPeerMetrics(name string) *peerMetrics {
 		fulfillTime:  metricPacketDuration.WithLabelValues(name, resultFulfill),
 		rejectTime:   metricPacketDuration.WithLabelValues(name, resultReject),
 		edgeTime:     metricPacketDuration.WithLabelValues(name, resultEdgeReject),
+		ildcp:        metricPeerProtocol.WithLabelValues(name, "ildcp"),
+		ccp:          metricPeerProtocol.WithLabelValues(name, "ccp"),
+	}
+}
+
+// countPeerProtocol records a peer protocol request the edge answered
+// itself; it does nothing on a nil receiver (metrics off).
+func (m *peerMetrics) countPeerProtocol(pkt *Packet) {
+	switch {
+	case m == nil:
+	case string(pkt.prepare.Destination) == ilpdest.PeerConfig:
+		m.ildcp.Inc()
+	default:
+		m.ccp.Inc()
 	}
 }
 

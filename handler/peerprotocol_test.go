@@ -26,6 +26,7 @@ func TestRoutingProtocolLocal(t *testing.T) {
 		e.RoutingProtocol = RoutingLocal
 		e.Peers[2].RoutingProtocol = RoutingSticky // carol's own
 	})
+	answered := counterDelta(metricPeerProtocol.WithLabelValues("alice", "ccp"))
 	for _, dest := range []string{ilpdest.PeerRouteControl, ilpdest.PeerRouteUpdate} {
 		be := &backend{}
 		r := newRequest(http.MethodPost, ccpRequest(dest, ilpdest.PeerProtocolCondition), "Authorization", "Bearer "+aliceToken, "ILP-Destination", "g.somewhere.else")
@@ -43,6 +44,9 @@ func TestRoutingProtocolLocal(t *testing.T) {
 		if be.calls != 1 {
 			t.Errorf("carol's %s (sticky): %d calls to the connector, want 1", dest, be.calls)
 		}
+	}
+	if got := answered(); got != 2 {
+		t.Errorf("caddy_ilp_peer_protocol_answers_total{peer=alice,protocol=ccp} grew by %v, want 2", got)
 	}
 	w, err := serve(t, e, newRequest(http.MethodPost, ccpRequest(ilpdest.PeerRouteUpdate, make([]byte, 32)), "Authorization", "Bearer "+aliceToken), &backend{})
 	wantReject(t, w, err, "F01")
