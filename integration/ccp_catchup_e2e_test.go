@@ -200,6 +200,8 @@ func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 // whose table the peer then receives. That instance is killed: at the
 // peer's next update the edge hands its route control to the next one,
 // and the peer receives that instance's table, once, and stays on it.
+// That one restarts: the edge sends it the route control again, and the
+// peer receives its new table.
 func TestRouteControlMovesWithItsConnector(t *testing.T) {
 	needNode(t)
 	f := startCCPFleet(t, "fanout")
@@ -227,4 +229,15 @@ func TestRouteControlMovesWithItsConnector(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// The speaker restarts at the same address, with a new table and no
+	// memory of the peer's route control. It asks the peer for its table
+	// (directly), whose update from epoch 0 makes the edge send it the
+	// route control again.
+	f.instances[second].stop()
+	f.instances[second] = f.startInstance(t, second)
+	table = routing(t, f.admin[second]).RoutingTableID
+	took = waitUntil(t, 10*time.Second, fmt.Sprintf("the peer receives restarted instance %d's table", second),
+		func() bool { return receiving() == table })
+	t.Logf("instance %d restarted: the peer receives its new table %v after it was up", second, took.Round(time.Millisecond))
 }

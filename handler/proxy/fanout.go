@@ -159,8 +159,10 @@ func (p *Proxy) routeUpdateBodies(t *peerTable, pkt *handler.Packet, set *upstre
 
 // moveRouteControl hands the peer's route control to the first-ranked
 // upstream that took its update (took, in rank order) when another one
-// holds it, and tells the upstreams that held it before, reachable now,
-// to stop sending the peer their tables. The peer's updates come at
+// holds it, or again when the peer sent its table from epoch 0 (the
+// holder may have restarted and forgotten it), and tells the upstreams
+// that held it before, reachable now, to stop sending the peer their
+// tables. The peer's updates come at
 // every broadcast interval, heartbeats included, so a dead speaker is
 // replaced within one interval: the fleet's route changes reach the peer
 // again, before the hold-down time of the routes it has runs out at a
@@ -171,11 +173,14 @@ func (p *Proxy) moveRouteControl(r *http.Request, repl *caddy.Replacer, peer str
 	if t.control == nil || len(took) == 0 {
 		return
 	}
-	if first := took[0]; first != t.controlTo {
+	if first := took[0]; first != t.controlTo || t.fromStart {
 		if p.sendControl(r, repl, set, first, t.controlPrepare(t.control.Mode, expiresAt), deadline) {
-			p.logger.Info("route control moved to the first upstream that takes the peer's updates",
-				zap.String("peer", peer), zap.String("from", t.controlTo), zap.String("to", first))
+			if first != t.controlTo {
+				p.logger.Info("route control moved to the first upstream that takes the peer's updates",
+					zap.String("peer", peer), zap.String("from", t.controlTo), zap.String("to", first))
+			}
 			t.speakerIs(first)
+			t.fromStart = false
 		}
 	}
 	for _, addr := range took {

@@ -268,7 +268,8 @@ func TestFanOutWithoutTheWholeTable(t *testing.T) {
 // connector her name ranks first. When that one stops taking her updates,
 // the next one that takes them is handed her route control as she sent
 // it; when the first one is back, it gets it again and the stand-in is
-// told MODE_IDLE, so one connector sends alice its table at a time.
+// told MODE_IDLE, so one connector sends alice its table at a time. Her
+// table sent from epoch 0 sends it to the holder again.
 func TestFanOutMovesRouteControl(t *testing.T) {
 	peerTables.Delete("alice")
 	cs, ups, names := startConnectors(t, 3)
@@ -303,6 +304,16 @@ func TestFanOutMovesRouteControl(t *testing.T) {
 	wantControl(t, second, ilpdest.ModeIdle, sync)
 	if third.packets.Load() != 3 {
 		t.Errorf("%s got route control", third.name)
+	}
+
+	// alice's table from epoch 0 again: some connector asked for it, maybe
+	// the one that holds her route control, restarted with no memory of
+	// it. It gets it again; the others do not.
+	sent := second.packets.Load()
+	fulfilled(t, e, p, ccpUpdate(3, 0, 1, []string{"test.alice.a"}, nil))
+	wantControl(t, first, ilpdest.ModeSync, sync)
+	if second.packets.Load() != sent+1 || third.packets.Load() != 4 {
+		t.Errorf("the update from epoch 0 sent route control beyond %s", first.name)
 	}
 }
 

@@ -66,6 +66,13 @@ type peerTable struct {
 	control   *ilpdest.RouteControl // the peer's last route control
 	controlTo string                // the upstream that accepted it
 	silence   map[string]bool       // upstreams sent it before controlTo, to tell MODE_IDLE
+
+	// fromStart is set when the peer sends its table from epoch 0, as it
+	// does when a connector asks it to (one that started, perhaps the
+	// one controlTo names, at the same address but with no memory of the
+	// peer's route control): the route control is sent to controlTo
+	// again.
+	fromStart bool
 }
 
 // inOrder reports whether the upstream addr applies u as it is: u starts
@@ -91,6 +98,7 @@ func (t *peerTable) apply(u *ilpdest.RouteUpdate) {
 		clear(t.routes)
 		clear(t.withdrawn)
 		t.complete = u.FromEpochIndex == 0
+		t.fromStart = t.fromStart || u.FromEpochIndex == 0
 	case u.FromEpochIndex > t.epoch:
 		t.complete = false // the edge missed updates: it restarted since
 	case u.ToEpochIndex < t.epoch:
