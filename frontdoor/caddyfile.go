@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
@@ -23,13 +24,17 @@ import (
 //			idle_timeout <duration>
 //			write_timeout <duration>
 //			max_header_bytes <size>
+//			tls [<names...>] {
+//				client_auth { … }
+//			}
 //			ilp_edge { … }
 //			ilp_proxy <upstreams...> { … }
 //		}
 //	}
 //
 // server may be repeated; ilp_edge and ilp_proxy take the options they
-// take in a site. The servers are named srv0, srv1, … in order.
+// take in a site, and client_auth those of a site's tls block. The
+// servers are named srv0, srv1, … in order.
 func ParseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
 		return nil, d.Err("the ilp global option is given twice")
@@ -85,6 +90,12 @@ func unmarshalServer(d *caddyfile.Dispenser, warnings *[]caddyconfig.Warning) (*
 				return nil, err
 			}
 			s.MaxHeaderBytes = int(n)
+		case "tls":
+			t, err := unmarshalTLS(d)
+			if err != nil {
+				return nil, err
+			}
+			s.TLS = t
 		case "ilp_edge":
 			e := new(handler.Edge)
 			if err := e.UnmarshalCaddyfile(d.NewFromNextSegment()); err != nil {
@@ -102,4 +113,21 @@ func unmarshalServer(d *caddyfile.Dispenser, warnings *[]caddyconfig.Warning) (*
 		}
 	}
 	return s, nil
+}
+
+func unmarshalTLS(d *caddyfile.Dispenser) (*TLS, error) {
+	t := &TLS{Names: d.RemainingArgs()}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "client_auth":
+			ca := new(caddytls.ClientAuthentication)
+			if err := ca.UnmarshalCaddyfile(d.NewFromNextSegment()); err != nil {
+				return nil, err
+			}
+			t.ClientAuthentication = ca
+		default:
+			return nil, d.Errf("unrecognized tls option %q", d.Val())
+		}
+	}
+	return t, nil
 }

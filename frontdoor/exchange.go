@@ -113,6 +113,7 @@ func (ex *exchange) request(r *h1.Request, base context.Context) *http.Request {
 		ex.remote, ex.addr = remote, remote.String()
 	}
 	req.RemoteAddr = ex.addr
+	req.TLS = r.TLS()
 	ex.body.Reset(r.Body)
 	req.Body = &ex.body
 	req.ContentLength = int64(len(r.Body))

@@ -2,6 +2,7 @@ package frontdoor
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ type Server struct {
 	// The largest request head in bytes, above which the answer is 431.
 	// Default: 8 KiB.
 	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+
+	// Serve HTTPS rather than plaintext HTTP/1.1.
+	TLS *TLS `json:"tls,omitempty"`
 
 	name   string
 	key    string          // the listen addresses, for newest
@@ -106,6 +110,11 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 			return s.edge.ServeHTTP(w, r, next)
 		})
 	}
+	if s.TLS != nil {
+		if err := s.TLS.provision(ctx); err != nil {
+			return err
+		}
+	}
 	s.key = strings.Join(slices.Sorted(slices.Values(s.Listen)), " ")
 	s.srv = &h1.Server{
 		Handler:           h1.HandlerFunc(s.serveH1),
@@ -137,6 +146,11 @@ func (s *Server) handoff(nc net.Conn, next []byte) {
 
 // start listens on every address and serves.
 func (s *Server) start(ctx context.Context) error {
+	if s.TLS != nil {
+		if err := s.TLS.manage(); err != nil {
+			return err
+		}
+	}
 	newest.Store(s.key, s)
 	for _, addr := range s.Listen {
 		na, err := caddy.ParseNetworkAddress(addr)
@@ -151,6 +165,9 @@ func (s *Server) start(ctx context.Context) error {
 			l, ok := ln.(net.Listener)
 			if !ok {
 				return fmt.Errorf("listen %q: not a stream listener", addr)
+			}
+			if s.TLS != nil {
+				l = tls.NewListener(l, s.TLS.config)
 			}
 			go func() {
 				if err := s.srv.Serve(l); err != nil && !errors.Is(err, h1.ErrServerClosed) {

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,7 @@ type conn struct {
 	r0, r1 int      // buf.rb[r0:r1] is read and not yet served
 	date   dateCache
 	idle   idleReader
+	tls    *tls.ConnectionState // once its handshake is done
 }
 
 // serve runs the connection's loop until it closes; prefix is what was
@@ -154,6 +156,7 @@ func (c *conn) serveRequest() bool {
 	req.Body = b.rb[c.r0+n : c.r0+total]
 
 	b.w.reset()
+	req.tls = c.tlsState()
 	c.srv.Handler.ServeH1(&b.w, req)
 	c.r0 += total
 
@@ -256,6 +259,20 @@ func (c *conn) acquire() {
 	c.buf = buffersPool.Get().(*buffers)
 	c.buf.rb = c.buf.small
 	c.buf.req.remote = c.nc.RemoteAddr()
+}
+
+// tlsState is the connection's TLS state, taken once its handshake is
+// done (its first read), or nil without TLS.
+func (c *conn) tlsState() *tls.ConnectionState {
+	if c.tls != nil {
+		return c.tls
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if st := tc.ConnectionState(); st.HandshakeComplete {
+			c.tls = &st
+		}
+	}
+	return c.tls
 }
 
 // release returns the buffers to the pool; a big read buffer goes back to

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 )
@@ -120,6 +121,7 @@ type Request struct {
 	keepAlive      bool // Connection: keep-alive
 	expectContinue bool // Expect: 100-continue in HTTP/1.1
 	remote         net.Addr
+	tls            *tls.ConnectionState
 }
 
 // Fields returns the header fields in the order received.
@@ -155,6 +157,10 @@ func (r *Request) KeepAlive() bool {
 	}
 	return r.ProtoMinor == 1 || r.keepAlive
 }
+
+// TLS returns the connection's TLS state, or nil on a connection without
+// TLS. It is the connection's, shared by its requests: do not modify it.
+func (r *Request) TLS() *tls.ConnectionState { return r.tls }
 
 // RemoteAddr returns the peer's address, for a request served on a
 // connection.

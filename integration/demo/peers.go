@@ -4,17 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/ilpclient"
+	"github.com/ilp-edge/caddy-ilp/integration/internal/testpki"
 )
 
 // peer sends Prepares to the edge with the headers an ilp-plugin-http
@@ -37,13 +36,9 @@ type answer struct {
 // Caddy made for the localhost certificate, so they can only be made once
 // Caddy has written it into its storage under dir.
 func newPeers(env *edgeEnv, dir string) ([]*peer, error) {
-	root, err := os.ReadFile(filepath.Join(dir, "caddy", "pki", "authorities", "local", "root.crt"))
+	roots, err := testpki.CaddyLocalRoots(filepath.Join(dir, "caddy"))
 	if err != nil {
-		return nil, fmt.Errorf("caddy's local CA: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(root) {
-		return nil, errors.New("caddy's local CA: no certificate")
+		return nil, err
 	}
 	octets := "Content-Type: application/ilp+octet-stream"
 	return []*peer{
