@@ -47,30 +47,20 @@ func (w *ResponseWriter) SetContentType(value string) bool {
 // package writes (Content-Length, Transfer-Encoding, Connection, Date),
 // or when value holds a control character other than HTAB: a value that
 // came from a peer cannot split the answer.
-func (w *ResponseWriter) AddField(name, value string) bool {
+func (w *ResponseWriter) AddField(name, value string) bool { return addField(w, name, value) }
+
+// AddFieldBytes is AddField for a value in bytes, such as one copied from
+// the request, without converting it.
+func (w *ResponseWriter) AddFieldBytes(name string, value []byte) bool {
+	return addField(w, name, value)
+}
+
+func addField[V string | []byte](w *ResponseWriter, name string, value V) bool {
 	if !validName(name) {
 		return false
 	}
 	for i := range len(value) {
 		if chars[value[i]]&valueChar == 0 {
-			return false
-		}
-	}
-	w.fields = append(w.fields, name...)
-	w.fields = append(w.fields, ": "...)
-	w.fields = append(w.fields, value...)
-	w.fields = append(w.fields, "\r\n"...)
-	return true
-}
-
-// AddFieldBytes is AddField for a value in bytes, such as one copied from
-// the request, without converting it.
-func (w *ResponseWriter) AddFieldBytes(name string, value []byte) bool {
-	if !validName(name) {
-		return false
-	}
-	for _, c := range value {
-		if chars[c]&valueChar == 0 {
 			return false
 		}
 	}

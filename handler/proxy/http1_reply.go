@@ -9,9 +9,9 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
 )
 
 // This file reads a connector's HTTP/1.x reply for ilp_proxy's client
@@ -219,7 +219,7 @@ func parseField(line []byte) (name, value []byte, err error) {
 		return nil, nil, errObsFold
 	}
 	i := 0
-	for i < len(line) && httpChars[line[i]]&tokenChar != 0 {
+	for i < len(line) && httpsyntax.Chars[line[i]]&httpsyntax.Token != 0 {
 		i++
 	}
 	switch {
@@ -233,7 +233,7 @@ func parseField(line []byte) (name, value []byte, err error) {
 	}
 	value = trimOWS(line[i+1:])
 	for _, c := range value {
-		if httpChars[c]&valueChar == 0 {
+		if httpsyntax.Chars[c]&httpsyntax.Value == 0 {
 			return nil, nil, errBadHeader
 		}
 	}
@@ -503,26 +503,3 @@ func equalFoldASCII[T ~string | ~[]byte](b T, name string) bool {
 	}
 	return true
 }
-
-// Classes of the bytes of header fields (RFC 9110 §5.1, §5.5).
-const (
-	tokenChar = 1 << iota // in a field name
-	valueChar             // in a field value: VCHAR, SP, HTAB, obs-text
-)
-
-// httpChars classifies each byte, so that checking a field is one lookup
-// a byte.
-var httpChars = func() (t [256]uint8) {
-	for c := range 256 {
-		switch {
-		case c == ' ' || c == '\t' || c >= 0x80:
-			t[c] = valueChar
-		case c > ' ' && c < 0x7f:
-			t[c] = valueChar
-			if strings.IndexByte(`"(),/:;<=>?@[\]{}`, byte(c)) < 0 {
-				t[c] |= tokenChar
-			}
-		}
-	}
-	return t
-}()

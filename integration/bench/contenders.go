@@ -151,17 +151,13 @@ func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*s
 	return func(b *bench, dir string) (*server, error) {
 		port := freePort()
 		admin := fmt.Sprintf("127.0.0.1:%d", freePort())
-		cfg := caddyGlobal(admin) + fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n%s}\n", port, site(b))
-		path := filepath.Join(dir, "Caddyfile")
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			return nil, err
-		}
-		p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path, "--adapter", "caddyfile")
+		srv, err := startCaddyfile(b, dir, caddyGlobal(admin)+fmt.Sprintf(":%d {\n\tbind 127.0.0.1\n%s}\n", port, site(b)))
 		if err != nil {
 			return nil, err
 		}
 		u := fmt.Sprintf("http://127.0.0.1:%d", port)
-		return &server{h1: u, h2c: u, proc: p, admin: admin}, nil
+		srv.h1, srv.h2c, srv.admin = u, u, admin
+		return srv, nil
 	}
 }
 
@@ -171,8 +167,17 @@ func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*s
 func startFrontDoor(b *bench, dir string) (*server, error) {
 	port := freePort()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
-	cfg := fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n%s\t\t}\n\t}\n}\n",
-		admin, port, caddyProxySite("http", "", "")(b))
+	srv, err := startCaddyfile(b, dir, fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n%s\t\t}\n\t}\n}\n",
+		admin, port, caddyProxySite("http", "", "")(b)))
+	if err != nil {
+		return nil, err
+	}
+	srv.h1, srv.admin = fmt.Sprintf("http://127.0.0.1:%d", port), admin
+	return srv, nil
+}
+
+// startCaddyfile runs ./cmd/caddy with the Caddyfile cfg, written in dir.
+func startCaddyfile(b *bench, dir, cfg string) (*server, error) {
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -181,7 +186,7 @@ func startFrontDoor(b *bench, dir string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", port), proc: p, admin: admin}, nil
+	return &server{proc: p}, nil
 }
 
 // startCaddyRespond runs Caddy answering every request with a stub's
