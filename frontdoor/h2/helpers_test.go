@@ -49,7 +49,8 @@ func startServer(t testing.TB, s *Server) string {
 // countingListener counts the bytes the server reads on its connections.
 type countingListener struct {
 	net.Listener
-	read atomic.Int64
+	read   atomic.Int64
+	writes atomic.Int64
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
@@ -63,6 +64,11 @@ func (l *countingListener) Accept() (net.Conn, error) {
 type countingConn struct {
 	*net.TCPConn
 	l *countingListener
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.l.writes.Add(1)
+	return c.TCPConn.Write(b)
 }
 
 func (c *countingConn) Read(b []byte) (int, error) {
