@@ -576,10 +576,15 @@ func (c *conn) runHandler(st *stream) {
 	c.answer(st)
 }
 
-// goAway sends the GOAWAY of a shutdown, once the preface is done.
+// goAway sends the GOAWAY of a shutdown; a connection whose preface has
+// not arrived, which has nothing to lose, is closed.
 func (c *conn) goAway() {
 	c.mu.Lock()
-	if !c.goingAway && !c.dead && c.prefaceDone {
+	switch {
+	case c.goingAway || c.dead:
+	case !c.prefaceDone:
+		c.dieLocked()
+	default:
 		c.goAwayLocked()
 	}
 	c.mu.Unlock()

@@ -159,3 +159,14 @@ func TestCloseDropsAnswers(t *testing.T) {
 	c.expectEOF()
 	close(release) // the handler returns; its answer goes nowhere
 }
+
+func TestShutdownBeforePreface(t *testing.T) {
+	s := &Server{Handler: echo}
+	c := dial(t, startServer(t, s))
+	io.WriteString(c.nc, http2.ClientPreface[:5])
+	time.Sleep(20 * time.Millisecond) // the connection accepted; not needed for the outcome
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.expectEOF()
+}
