@@ -495,3 +495,43 @@ func TestHandlersConcurrent(t *testing.T) {
 		t.Fatalf("%+v %+v", answers[1], answers[3])
 	}
 }
+
+func TestCompressionError(t *testing.T) {
+	c := dial(t, startServer(t, &Server{Handler: echo}))
+	c.handshake()
+	// An index past HPACK's static and (empty) dynamic tables.
+	c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0x7f}, EndStream: true, EndHeaders: true})
+	c.expectGoAway(http2.ErrCodeCompression)
+}
+
+func TestFramesAfterClientReset(t *testing.T) {
+	h, release, started := blocking()
+	defer close(release)
+	c := dial(t, startServer(t, &Server{Handler: h}))
+	c.handshake()
+	c.headers(1, false, post()...)
+	c.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	c.fr.WriteData(1, true, []byte("x")) // on a stream the client reset
+	c.expectRST(1, http2.ErrCodeStreamClosed)
+	c.request(3, "y")
+	<-started
+	c.headers(3, true, "x-a", "1") // HEADERS on a half-closed (remote) stream
+	c.expectRST(3, http2.ErrCodeStreamClosed)
+}
+
+func TestNoContent(t *testing.T) {
+	s := &Server{Handler: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.SetStatus(204)
+		w.WriteString("dropped")
+		if w.AddField("Content-Length", "1") || w.AddField("connection", "close") || w.AddField("x-a", "a\r\nb") {
+			panic("a field this package owns or forbids was added")
+		}
+	})}
+	c := dial(t, startServer(t, s))
+	c.handshake()
+	c.request(1, "")
+	a := c.expectAnswer(1)
+	if _, ok := a.fields["content-length"]; a.status != "204" || ok || a.body != "" {
+		t.Fatalf("%+v", a)
+	}
+}

@@ -168,7 +168,8 @@
 // TestBodyTooLarge, TestHeaderListTooLarge, TestFrameTooLarge,
 // TestDataOverStreamWindow, TestMaxConcurrentStreams,
 // TestAnswerFlowControl, TestWindowNeverOpened, TestIdleTimeout,
-// TestReadTimeout, TestHandlersConcurrent; the mitigations in
+// TestReadTimeout, TestHandlersConcurrent, TestCompressionError,
+// TestFramesAfterClientReset, TestNoContent; the mitigations in
 // limits_test.go (TestRapidReset, TestResetNowAndThenTolerated,
 // TestContinuationFlood, TestPingsAnsweredInOneWrite); shutdown in
 // server_test.go; x/net's client in interop_test.go
