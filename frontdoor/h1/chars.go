@@ -1,10 +1,6 @@
 package h1
 
-import (
-	"strings"
-
-	"github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
-)
+import "github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
 
 // This file classifies bytes and compares names, so that checking a
 // request line or a field is one table lookup a byte and a lookup by name
@@ -12,33 +8,16 @@ import (
 
 // The classes of a byte: the field name and value classes every
 // HTTP/1.1 parser here shares, and the request line's own.
+// The classes of a byte, httpsyntax's.
 const (
-	tokenChar  = httpsyntax.Token          // in a method or field name (RFC 9110 §5.6.2 tchar)
-	valueChar  = httpsyntax.Value          // in a field value: VCHAR, SP, HTAB, obs-text
-	targetChar = httpsyntax.NextClass << 0 // in an origin-form target, besides pct-encoded (RFC 3986 pchar, "/" and "?")
-	hostChar   = httpsyntax.NextClass << 1 // in a Host value: reg-name, IP literal, port
+	tokenChar  = httpsyntax.Token  // in a method or field name (RFC 9110 §5.6.2 tchar)
+	valueChar  = httpsyntax.Value  // in a field value: VCHAR, SP, HTAB, obs-text
+	targetChar = httpsyntax.Target // in an origin-form target, besides pct-encoded
+	hostChar   = httpsyntax.Host   // in a Host value: reg-name, IP literal, port
 )
 
 // chars classifies each byte.
-var chars = func() (t [256]uint8) {
-	t = httpsyntax.Chars
-	for c := range 256 {
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:@/?`, byte(c)) >= 0 {
-			t[c] |= targetChar
-		}
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:[]%`, byte(c)) >= 0 {
-			t[c] |= hostChar
-		}
-	}
-	return t
-}()
-
-// isHex reports whether c is a hexadecimal digit.
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
+var chars = httpsyntax.Chars
 
 // equalFold reports whether b is name in any ASCII case. name must be
 // lower case.

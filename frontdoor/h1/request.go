@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+
+	"github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
 )
 
 // This file parses a request's head from bytes already read: the request
@@ -334,7 +336,7 @@ func checkTarget(method, t []byte) error {
 	for i := 0; i < len(t); i++ {
 		c := t[i]
 		if c == '%' {
-			if i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2]) {
+			if i+2 >= len(t) || !httpsyntax.IsHex(t[i+1]) || !httpsyntax.IsHex(t[i+2]) {
 				return errTarget
 			}
 			i += 2

@@ -1,46 +1,28 @@
 package h2
 
-import "strings"
+import "github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
 
 // This file classifies bytes, so that checking a field is one table
 // lookup a byte: the same classes as package h1's, with field names in
 // lower case only, as HTTP/2 has them.
 
+// The classes of a byte: httpsyntax's, with field names in lower case
+// only (RFC 9113 §8.2.1).
 const (
-	nameChar   = 1 << iota // in a field name: RFC 9110 tchar, no upper case (RFC 9113 §8.2.1)
-	valueChar              // in a field value: VCHAR, SP, HTAB, obs-text
-	targetChar             // in :path, besides pct-encoded (RFC 3986 pchar, "/" and "?")
-	hostChar               // in :authority: reg-name, IP literal, port
+	nameChar   = httpsyntax.Token  // in a field name: tchar, no upper case
+	valueChar  = httpsyntax.Value  // in a field value: VCHAR, SP, HTAB, obs-text
+	targetChar = httpsyntax.Target // in :path, besides pct-encoded
+	hostChar   = httpsyntax.Host   // in :authority: reg-name, IP literal, port
 )
 
 // chars classifies each byte.
 var chars = func() (t [256]uint8) {
-	for c := range 256 {
-		switch {
-		case c == ' ' || c == '\t' || c >= 0x80:
-			t[c] = valueChar
-		case c > ' ' && c < 0x7f:
-			t[c] = valueChar
-			if strings.IndexByte(`"(),/:;<=>?@[\]{}`, byte(c)) < 0 && !(c >= 'A' && c <= 'Z') {
-				t[c] |= nameChar
-			}
-		}
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:@/?`, byte(c)) >= 0 {
-			t[c] |= targetChar
-		}
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:[]%`, byte(c)) >= 0 {
-			t[c] |= hostChar
-		}
+	t = httpsyntax.Chars
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] &^= nameChar
 	}
 	return t
 }()
-
-// isHex reports whether c is a hexadecimal digit.
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
 
 // validValue reports whether v may be a field value: no control
 // character but HTAB, no DEL, no whitespace at either end (RFC 9113
@@ -71,7 +53,7 @@ func validPath[T ~string | ~[]byte](method string, p T) bool {
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if c == '%' {
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			if i+2 >= len(p) || !httpsyntax.IsHex(p[i+1]) || !httpsyntax.IsHex(p[i+2]) {
 				return false
 			}
 			i += 2

@@ -1,18 +1,18 @@
-// Package httpsyntax classifies the bytes of HTTP/1.1 header fields (RFC
-// 9110 §5.1, §5.5) for caddy-ilp's two HTTP/1.1 parsers, ilp_proxy's
-// reply reader and the front door's request reader, so that both accept
-// the same names and values, checked with one table lookup a byte.
+// Package httpsyntax classifies the bytes of HTTP messages (RFC 9110 §5,
+// RFC 3986) for caddy-ilp's parsers, ilp_proxy's HTTP/1.1 reply reader and
+// the front door's HTTP/1.1 and HTTP/2 request readers, so that all of
+// them accept the same names, values, targets and hosts, checked with one
+// table lookup a byte.
 package httpsyntax
 
 import "strings"
 
 // The classes of a byte.
 const (
-	Token = 1 << iota // in a field name or method: tchar (RFC 9110 §5.6.2)
-	Value             // in a field value: VCHAR, SP, HTAB, obs-text
-
-	// NextClass is the first bit free for a parser's own classes.
-	NextClass
+	Token  = 1 << iota // in a field name or method: tchar (RFC 9110 §5.6.2)
+	Value              // in a field value: VCHAR, SP, HTAB, obs-text
+	Target             // in an origin-form target, besides pct-encoded (RFC 3986 pchar, "/" and "?")
+	Host               // in a Host or :authority value: reg-name, IP literal, port
 )
 
 // Chars classifies each byte.
@@ -27,6 +27,18 @@ var Chars = func() (t [256]uint8) {
 				t[c] |= Token
 			}
 		}
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if alnum || c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:@/?`, byte(c)) >= 0 {
+			t[c] |= Target
+		}
+		if alnum || c < 0x80 && strings.IndexByte(`-._~!$&'()*+,;=:[]%`, byte(c)) >= 0 {
+			t[c] |= Host
+		}
 	}
 	return t
 }()
+
+// IsHex reports whether c is a hexadecimal digit.
+func IsHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
