@@ -24,6 +24,7 @@ import (
 //			idle_timeout <duration>
 //			write_timeout <duration>
 //			max_header_bytes <size>
+//			max_concurrent_streams <n>
 //			tls [<names...>] {
 //				client_auth { … }
 //			}
@@ -84,6 +85,12 @@ func unmarshalServer(d *caddyfile.Dispenser, warnings *[]caddyconfig.Warning) (*
 				return nil, err
 			}
 			*dst = dur
+		case "max_concurrent_streams":
+			n, err := handler.ParseCountArg(d)
+			if err != nil {
+				return nil, err
+			}
+			s.MaxConcurrentStreams = uint32(n)
 		case "max_header_bytes":
 			n, err := handler.ParseSizeArg(d)
 			if err != nil {

@@ -3,6 +3,7 @@ package frontdoor
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/frontdoor/h1"
+	"github.com/ilp-edge/caddy-ilp/frontdoor/h2"
 )
 
 // exchange is what one request needs to go through ilp_edge and
@@ -62,11 +64,32 @@ func (c *requestContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// serveH1 answers one request through the server's handlers.
+// serveH1 answers one HTTP/1.1 request through the server's handlers.
 func (s *Server) serveH1(w *h1.ResponseWriter, r *h1.Request) {
 	ex := exchangePool.Get().(*exchange)
 	defer ex.release()
-	req := ex.request(r, s.ctx)
+	req := ex.request(r.Method, r.Target, r.Host(), r.RemoteAddr(), r.TLS(), r.Body, s.ctx)
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, r.ProtoMinor
+	if r.ProtoMinor == 0 {
+		req.Proto = "HTTP/1.0"
+	}
+	for _, f := range r.Fields() {
+		ex.addField(f.Name, f.Value)
+	}
+	ex.resp.w = w
+	ex.resp.finish(s.serve(&ex.resp, req), s.logger)
+}
+
+// serveH2 answers one HTTP/2 request (stream) through the server's
+// handlers.
+func (s *Server) serveH2(w *h2.ResponseWriter, r *h2.Request) {
+	ex := exchangePool.Get().(*exchange)
+	defer ex.release()
+	req := ex.request(r.Method, r.Path, r.Authority, r.RemoteAddr(), r.TLS(), r.Body, s.ctx)
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+	for _, f := range r.Fields() {
+		ex.addField(f.Name, f.Value)
+	}
 	ex.resp.w = w
 	ex.resp.finish(s.serve(&ex.resp, req), s.logger)
 }
@@ -83,42 +106,43 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (err error) {
 	return s.chain.ServeHTTP(w, r)
 }
 
-// request fills the exchange's *http.Request from r.
-func (ex *exchange) request(r *h1.Request, base context.Context) *http.Request {
+// request fills the exchange's *http.Request with what every version
+// of HTTP has; the caller adds the version and the header fields.
+func (ex *exchange) request(method, target, host []byte, remote net.Addr, state *tls.ConnectionState, body []byte,
+	base context.Context,
+) *http.Request {
 	req := &ex.req
 	req.Method = http.MethodPost
-	if string(r.Method) != http.MethodPost {
-		req.Method = string(r.Method)
+	if string(method) != http.MethodPost {
+		req.Method = string(method)
 	}
 	ex.url = url.URL{Path: "/"}
-	if t := r.Target; string(t) != "/" {
-		path, query, _ := strings.Cut(string(t), "?")
+	if string(target) != "/" {
+		path, query, _ := strings.Cut(string(target), "?")
 		ex.url = url.URL{Path: path, RawQuery: query}
 		if p, err := url.PathUnescape(path); err == nil && p != path {
 			ex.url.Path, ex.url.RawPath = p, path
 		}
 	}
 	req.URL = &ex.url
-	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, r.ProtoMinor
-	if r.ProtoMinor == 0 {
-		req.Proto = "HTTP/1.0"
-	}
-	for _, f := range r.Fields() {
-		key := canonicalKey(f.Name)
-		ex.header[key] = append(ex.header[key], string(f.Value))
-	}
 	req.Header = ex.header
-	req.Host = string(r.Host())
-	if remote := r.RemoteAddr(); remote != ex.remote {
+	req.Host = string(host)
+	if remote != ex.remote {
 		ex.remote, ex.addr = remote, remote.String()
 	}
 	req.RemoteAddr = ex.addr
-	req.TLS = r.TLS()
-	ex.body.Reset(r.Body)
+	req.TLS = state
+	ex.body.Reset(body)
 	req.Body = &ex.body
-	req.ContentLength = int64(len(r.Body))
+	req.ContentLength = int64(len(body))
 	ex.ctx = requestContext{Context: base, repl: caddy.NewEmptyReplacer(), vars: ex.vars}
 	return req.WithContext(&ex.ctx)
+}
+
+// addField adds a request header field.
+func (ex *exchange) addField(name, value []byte) {
+	key := canonicalKey(name)
+	ex.header[key] = append(ex.header[key], string(value))
 }
 
 // release clears the exchange and returns it to the pool.
@@ -166,7 +190,15 @@ func canonicalKey(name []byte) string {
 type responseWriter struct {
 	header http.Header
 	status int
-	w      *h1.ResponseWriter
+	w      answerWriter
+}
+
+// answerWriter is what h1's and h2's writers have in common.
+type answerWriter interface {
+	SetStatus(code int)
+	SetContentType(value string) bool
+	AddField(name, value string) bool
+	Write(p []byte) (int, error)
 }
 
 func (rw *responseWriter) Header() http.Header { return rw.header }
@@ -210,9 +242,9 @@ func (rw *responseWriter) finish(err error, logger *zap.Logger) {
 		case len(v) == 0:
 		case name == "Content-Type":
 			rw.w.SetContentType(v[0])
-		case name == "Connection":
-			if strings.EqualFold(v[0], "close") {
-				rw.w.CloseConn()
+		case name == "Connection": // HTTP/2 has no such field, and closes no connection for a request
+			if c, ok := rw.w.(interface{ CloseConn() }); ok && strings.EqualFold(v[0], "close") {
+				c.CloseConn()
 			}
 		default:
 			for _, value := range v {

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/frontdoor/h1"
+	"github.com/ilp-edge/caddy-ilp/frontdoor/h2"
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
 )
@@ -46,9 +47,13 @@ type Server struct {
 	// How long writing an answer may take. Default: 10s.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
-	// The largest request head in bytes, above which the answer is 431.
-	// Default: 8 KiB.
+	// The largest request head in bytes, above which the answer is 431;
+	// over HTTP/2, the decoded header list. Default: 8 KiB.
 	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+
+	// HTTP/2: the most streams a connection may have open at once, past
+	// which a stream is refused (REFUSED_STREAM). Default: 128.
+	MaxConcurrentStreams uint32 `json:"max_concurrent_streams,omitempty"`
 
 	// Serve HTTPS rather than plaintext HTTP/1.1.
 	TLS *TLS `json:"tls,omitempty"`
@@ -60,6 +65,7 @@ type Server struct {
 	proxy  *proxy.Proxy
 	chain  caddyhttp.Handler
 	srv    *h1.Server
+	srv2   *h2.Server // for connections that start with HTTP/2's preface
 	logger *zap.Logger
 }
 
@@ -116,9 +122,18 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 		}
 	}
 	s.key = strings.Join(slices.Sorted(slices.Values(s.Listen)), " ")
+	s.srv2 = &h2.Server{
+		Handler:              h2.HandlerFunc(s.serveH2),
+		MaxConcurrentStreams: s.MaxConcurrentStreams,
+		MaxHeaderBytes:       s.MaxHeaderBytes,
+		ReadTimeout:          time.Duration(s.ReadBodyTimeout),
+		IdleTimeout:          time.Duration(s.IdleTimeout),
+		WriteTimeout:         time.Duration(s.WriteTimeout),
+	}
 	s.srv = &h1.Server{
 		Handler:           h1.HandlerFunc(s.serveH1),
 		Handoff:           s.handoff,
+		HTTP2:             s.srv2.ServeConn,
 		Limits:            h1.Limits{MaxHeaderBytes: s.MaxHeaderBytes},
 		ReadHeaderTimeout: time.Duration(s.ReadHeaderTimeout),
 		BodyTimeout:       time.Duration(s.ReadBodyTimeout),
@@ -180,11 +195,18 @@ func (s *Server) start(ctx context.Context) error {
 	return nil
 }
 
-// stop shuts the server down within ctx, its connections handed to the
-// newest server on its addresses.
+// stop shuts the server down within ctx: its HTTP/1.1 connections are
+// handed to the newest server on its addresses, and its HTTP/2 ones told
+// GOAWAY, so that their clients open new ones.
 func (s *Server) stop(ctx context.Context) {
-	if err := s.srv.Shutdown(ctx); err != nil {
-		s.logger.Warn("packets still in flight at the end of the grace period: their connections closed", zap.Error(err))
+	var wg sync.WaitGroup
+	for _, shutdown := range []func(context.Context) error{s.srv.Shutdown, s.srv2.Shutdown} {
+		wg.Go(func() {
+			if err := shutdown(ctx); err != nil {
+				s.logger.Warn("packets still in flight at the end of the grace period: their connections closed", zap.Error(err))
+			}
+		})
 	}
+	wg.Wait()
 	newest.CompareAndDelete(s.key, s)
 }

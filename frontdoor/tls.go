@@ -34,8 +34,9 @@ func (t *TLS) provision(ctx caddy.Context) error {
 		return fmt.Errorf("tls app: %w", err)
 	}
 	t.app = app.(*caddytls.TLS)
-	// HTTP/1.1 only, so far: a peer that offers h2 falls back to it.
-	policies := caddytls.ConnectionPolicies{{ClientAuthentication: t.ClientAuthentication, ALPN: []string{"http/1.1"}}}
+	// A client that negotiates h2 sends HTTP/2's preface, which the
+	// HTTP/1.1 server hands to the HTTP/2 one.
+	policies := caddytls.ConnectionPolicies{{ClientAuthentication: t.ClientAuthentication, ALPN: []string{"h2", "http/1.1"}}}
 	if err := policies.Provision(ctx); err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}

@@ -22,9 +22,9 @@ import (
 // certificate for localhost from Caddy's tls app (local_certs: Caddy's
 // own CA), and client certificates asked for and verified against the
 // peers' CA, as a site's client_auth does. alice with her token and
-// carol with her client certificate get their packets fulfilled; a
-// request with neither gets 401; a certificate from another CA fails the
-// handshake.
+// carol with her client certificate get their packets fulfilled, over
+// HTTP/1.1 and over h2 (ALPN); a request with neither gets 401; a
+// certificate from another CA fails the handshake.
 func TestFrontDoorTLS(t *testing.T) {
 	bin, err := buildCaddy()
 	if err != nil {
@@ -85,12 +85,14 @@ func TestFrontDoorTLS(t *testing.T) {
 		}
 	}
 	url := fmt.Sprintf("https://localhost:%d/", port)
-	send := func(cert *tls.Certificate, token string) (string, error) {
+	var sendTLS func(cert *tls.Certificate, token string, h2 bool) (string, error)
+	send := func(cert *tls.Certificate, token string) (string, error) { return sendTLS(cert, token, false) }
+	sendTLS = func(cert *tls.Certificate, token string, h2 bool) (string, error) {
 		cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
 		if cert != nil {
 			cfg.Certificates = []tls.Certificate{*cert}
 		}
-		tr := &http.Transport{TLSClientConfig: cfg}
+		tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: h2}
 		defer tr.CloseIdleConnections()
 		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d/", port), bytes.NewReader(ilptest.Prepare("g.tls.x", time.Minute)))
 		if token != "" {
@@ -102,8 +104,8 @@ func TestFrontDoorTLS(t *testing.T) {
 		}
 		defer res.Body.Close()
 		body, _ := io.ReadAll(res.Body)
-		if res.TLS == nil || res.TLS.NegotiatedProtocol != "" && res.TLS.NegotiatedProtocol != "http/1.1" {
-			return "", fmt.Errorf("not HTTP/1.1 over TLS: %+v", res.TLS)
+		if res.TLS == nil || h2 != (res.ProtoMajor == 2) || h2 != (res.TLS.NegotiatedProtocol == "h2") {
+			return "", fmt.Errorf("%s over TLS %+v, want h2 %v", res.Proto, res.TLS, h2)
 		}
 		return answerOf(res, body), nil
 	}
@@ -127,7 +129,17 @@ func TestFrontDoorTLS(t *testing.T) {
 	if got, err := send(&stranger, ""); err == nil {
 		t.Errorf("a client certificate from another CA: %s; want the handshake refused", got)
 	}
-	if n := received.Load(); n != 2 {
-		t.Errorf("the connector got %d packets, want 2", n)
+	// HTTP/2, negotiated by ALPN.
+	if got, err := sendTLS(nil, aliceToken, true); got != "fulfill" {
+		t.Errorf("alice over h2: %s, %v; want a Fulfill", got, err)
+	}
+	if got, err := sendTLS(&carol, "", true); got != "fulfill" {
+		t.Errorf("carol over h2 with her client certificate: %s, %v; want a Fulfill", got, err)
+	}
+	if got, err := sendTLS(nil, "", true); got != "401" {
+		t.Errorf("no credentials over h2: %s, %v; want 401", got, err)
+	}
+	if n := received.Load(); n != 4 {
+		t.Errorf("the connector got %d packets, want 4", n)
 	}
 }

@@ -470,16 +470,6 @@ func testRealPeers(t *testing.T, forwarder string) {
 			c.p.URL = f.url
 			c.p.Packets = packetsTo(dests, 2)
 			res := send(t, c.p)
-			if forwarder == viaFrontDoor && c.p.HTTP2 {
-				// The front door speaks HTTP/1.1 only, so far: h2c's
-				// preface gets a 505, which the peer sees as an error.
-				for _, r := range res {
-					if r.Result != "error" {
-						t.Errorf("h2c to the front door: %+v, want an error", r)
-					}
-				}
-				return
-			}
 			if ok, rej, errs, codes := countResults(res); ok != len(res) {
 				t.Fatalf("%d fulfilled, %d rejected %v, %d errors (%+v)", ok, rej, codes, errs, res[0])
 			}

@@ -60,7 +60,9 @@ type conn struct {
 	r0, r1 int      // buf.rb[r0:r1] is read and not yet served
 	date   dateCache
 	idle   idleReader
-	tls    *tls.ConnectionState // once its handshake is done
+	tls    *tls.ConnectionState           // once its handshake is done
+	served bool                           // a request was answered
+	handTo func(nc net.Conn, next []byte) // for stateHandoff: Server.Handoff when nil
 }
 
 // serve runs the connection's loop until it closes; prefix is what was
@@ -120,6 +122,11 @@ func (c *conn) serveRequest() bool {
 		if n, err = req.parseHead(b.rb[c.r0:c.r1], &c.srv.limits); err == nil {
 			break
 		}
+		if err == ErrHTTP2Preface && !c.served && c.srv.HTTP2 != nil {
+			c.handTo = c.srv.HTTP2
+			c.state.Store(stateHandoff)
+			return false
+		}
 		if err != ErrIncomplete {
 			return c.refuse(err.(*Error))
 		}
@@ -158,6 +165,7 @@ func (c *conn) serveRequest() bool {
 	b.w.reset()
 	req.tls = c.tlsState()
 	c.srv.Handler.ServeH1(&b.w, req)
+	c.served = true
 	c.r0 += total
 
 	shutdown := c.srv.shuttingDown()
@@ -300,7 +308,8 @@ func (c *conn) release() {
 }
 
 // close closes the connection and forgets it, or hands it to
-// Server.Handoff with what was read of its next request.
+// Server.Handoff (or Server.HTTP2) with what was read of its next
+// request.
 func (c *conn) close() {
 	if c.state.Load() == stateHandoff {
 		var next []byte
@@ -309,8 +318,12 @@ func (c *conn) close() {
 		}
 		c.release()
 		c.srv.forget(c)
+		to := c.handTo
+		if to == nil {
+			to = c.srv.Handoff
+		}
 		if c.nc.SetDeadline(time.Time{}) == nil {
-			c.srv.Handoff(c.nc, next)
+			to(c.nc, next)
 			return
 		}
 	}

@@ -573,3 +573,36 @@ func memInUse() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse + m.StackInuse)
 }
+
+// TestHTTP2PrefaceHandedOver: with HTTP2 set, a connection that starts
+// with HTTP/2's preface goes to it with the bytes read; one that sends it
+// after an HTTP/1.1 request gets 505.
+func TestHTTP2PrefaceHandedOver(t *testing.T) {
+	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	got := make(chan string, 1)
+	s := &Server{Handler: echo, HTTP2: func(nc net.Conn, prefix []byte) {
+		nc.Close()
+		got <- string(prefix)
+	}}
+	addr := startServer(t, s)
+	c := dial(t, addr)
+	io.WriteString(c, preface+"frames")
+	select {
+	case p := <-got:
+		if !strings.HasPrefix(p, preface) {
+			t.Fatalf("HTTP2 got %q, want the preface first", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection was not handed to HTTP2")
+	}
+
+	c = dial(t, addr)
+	br := bufio.NewReader(c)
+	io.WriteString(c, getA+preface)
+	if _, _, err := readAnswer(br); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _, err := readAnswer(br); err != nil || resp.StatusCode != 505 {
+		t.Fatalf("the preface after a request: %v %v, want 505", resp, err)
+	}
+}

@@ -66,7 +66,8 @@
 //	417     an Expect other than 100-continue
 //	431     a head over Limits.MaxHeaderBytes, or over Limits.MaxFields fields
 //	505     a well-formed version other than 1.0 and 1.1, and HTTP/2's preface
-//	        "PRI * HTTP/2.0" (ErrHTTP2Preface, for a caller that speaks h2c)
+//	        "PRI * HTTP/2.0" (ErrHTTP2Preface) unless Server.HTTP2 takes
+//	        the connection, as it does when it starts with the preface
 //
 // A field with whitespace between its name and colon ("Transfer-Encoding :
 // chunked") is refused as malformed, so it can never be taken as framing

@@ -63,6 +63,12 @@ type Server struct {
 	// it. It owns the connection.
 	Handoff func(nc net.Conn, next []byte)
 
+	// HTTP2, if set, is given a connection whose first bytes are HTTP/2's
+	// connection preface (h2c with prior knowledge, or h2 negotiated by
+	// TLS's ALPN), with what was read of it, rather than refusing it with
+	// 505. It owns the connection.
+	HTTP2 func(nc net.Conn, prefix []byte)
+
 	setup    sync.Once
 	limits   Limits    // Limits with defaults
 	bigPool  sync.Pool // read buffers of the largest request's size

@@ -3,6 +3,7 @@ package h2
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -81,6 +82,7 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<
 type conn struct {
 	srv *Server
 	nc  net.Conn
+	tls *tls.ConnectionState // once known: the connection's, for its requests
 
 	// The read loop's own.
 	rd           connReader
@@ -655,4 +657,16 @@ func (c *conn) close() {
 	readerPool.Put(c.br)
 	c.br = nil
 	c.srv.forget(c)
+}
+
+// tlsState is the connection's TLS state, or nil without TLS. The
+// handshake is done by the time a request's headers are read.
+func (c *conn) tlsState() *tls.ConnectionState {
+	if c.tls == nil {
+		if tc, ok := c.nc.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			c.tls = &st
+		}
+	}
+	return c.tls
 }

@@ -256,6 +256,7 @@ func (c *conn) endBlock() error {
 	r.Scheme = st.hdr[hb.scheme.start:hb.scheme.end]
 	r.ContentLength = st.contentLength
 	r.remote = c.nc.RemoteAddr()
+	r.tls = c.tlsState()
 	r.id = id
 	for _, f := range hb.fields {
 		r.fields = append(r.fields, Field{

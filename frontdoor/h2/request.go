@@ -1,6 +1,9 @@
 package h2
 
-import "net"
+import (
+	"crypto/tls"
+	"net"
+)
 
 // This file is a request as a handler sees it: the pseudo-headers, the
 // regular fields and the body, all slices of the stream's pooled buffers.
@@ -28,6 +31,7 @@ type Request struct {
 
 	fields []Field
 	remote net.Addr
+	tls    *tls.ConnectionState
 	id     uint32
 }
 
@@ -51,6 +55,10 @@ func (r *Request) Header(name string) []byte {
 	v, _ := r.Lookup(name)
 	return v
 }
+
+// TLS returns the connection's TLS state, or nil on a connection without
+// TLS. It is the connection's, shared by its requests: do not modify it.
+func (r *Request) TLS() *tls.ConnectionState { return r.tls }
 
 // RemoteAddr returns the peer's address.
 func (r *Request) RemoteAddr() net.Addr { return r.remote }

@@ -16,7 +16,6 @@ type contender struct {
 	label  string // in the report
 	header bool   // requests carry ILP-Destination
 	jwt    bool   // requests carry a JWT instead of the static token
-	h1Only bool   // serves HTTP/1.1 only: no h2c workloads
 	start  func(b *bench, dir string) (*server, error)
 }
 
@@ -50,7 +49,7 @@ var contenders = []contender{
 	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
 	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", "", ""))},
-	{id: idFront, label: "caddy-ilp: the `ilp` app's front door, `ilp_edge` token + `ilp_proxy`", header: true, h1Only: true, start: startFrontDoor},
+	{id: idFront, label: "caddy-ilp: the `ilp` app's front door, `ilp_edge` token + `ilp_proxy`", header: true, start: startFrontDoor},
 	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", "", ""))},
 	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n", "\t\tmetrics off\n"))},
 	{id: idLimits, label: "caddy-ilp with `ilp_proxy`, rate and throughput limits in process", header: true, start: caddyfileStarter(caddyLimitsSite(false))},
@@ -162,8 +161,8 @@ func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*s
 }
 
 // startFrontDoor runs ./cmd/caddy with ilp_edge and ilp_proxy as
-// caddyProxySite has them, in the ilp app's front door (HTTP/1.1 outside
-// Caddy's HTTP server) rather than in a site.
+// caddyProxySite has them, in the ilp app's front door (HTTP/1.1 and h2c
+// outside Caddy's HTTP server) rather than in a site.
 func startFrontDoor(b *bench, dir string) (*server, error) {
 	port := freePort()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
@@ -172,7 +171,8 @@ func startFrontDoor(b *bench, dir string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv.h1, srv.admin = fmt.Sprintf("http://127.0.0.1:%d", port), admin
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	srv.h1, srv.h2c, srv.admin = u, u, admin
 	return srv, nil
 }
 

@@ -105,9 +105,6 @@ func run(ctx context.Context, o options) (bool, error) {
 	for round := 1; round <= o.rounds; round++ {
 		for _, wl := range wls {
 			for _, c := range cs {
-				if wl.h2c && c.h1Only {
-					continue
-				}
 				s, err := b.measure(ctx, c, wl, o, "")
 				if err != nil {
 					return false, fmt.Errorf("round %d, %s, %s: %w", round, c.id, wl.name, err)

@@ -92,7 +92,7 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 
 	fmt.Fprintf(&w, "## Ratios\n\n")
 	fmt.Fprintf(&w, "caddy-ilp (`ilp_edge` with a static token, ILP-Destination header) with `reverse_proxy` + `lb_policy ilp_prefix`, "+
-		"with `ilp_proxy`, or with `ilp_proxy` in the `ilp` app's front door (HTTP/1.1 only), against the others: proxy CPU per packet (below 1: caddy-ilp is cheaper) and packets/s.\n\n")
+		"with `ilp_proxy`, or with `ilp_proxy` in the `ilp` app's front door, against the others: proxy CPU per packet (below 1: caddy-ilp is cheaper) and packets/s.\n\n")
 	fmt.Fprintf(&w, "| workload | caddy-ilp with | vs nginx: CPU, pkt/s | vs Caddy `reverse_proxy`: CPU, pkt/s | vs Caddy `respond`: CPU, pkt/s |\n")
 	fmt.Fprintf(&w, "|---|---|---|---|---|\n")
 	for _, wl := range wls {
