@@ -23,7 +23,7 @@ type h1Pool struct {
 	addr        string
 	dialTimeout time.Duration
 	idleTimeout time.Duration
-	maxIdle     int
+	maxIdle     int // 0: no bound
 
 	mu     sync.Mutex
 	idle   []*h1Conn // most recently used last
@@ -77,7 +77,7 @@ func (p *h1Pool) put(c *h1Conn) {
 	c.idleSince = time.Now()
 	c.written = 0
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= p.maxIdle {
+	if p.closed || p.maxIdle > 0 && len(p.idle) >= p.maxIdle {
 		p.mu.Unlock()
 		c.Close()
 		return

@@ -495,3 +495,46 @@ func BenchmarkWriteRequest(b *testing.B) {
 		w.Flush()
 	}
 }
+
+// TestH1PoolKeepsWhatConcurrencyNeeded: with no bound (the default), every
+// connection that 100 exchanges in flight at once needed goes back to the
+// pool, for the next 100 to reuse; with a bound, what is over it is
+// closed, and as many have to be dialled again.
+func TestH1PoolKeepsWhatConcurrencyNeeded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // holds every connection open until the listener closes
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	for _, c := range []struct{ maxIdle, wantIdle int }{{0, 100}, {8, 8}} {
+		p := &h1Pool{addr: ln.Addr().String(), dialTimeout: time.Second, idleTimeout: time.Minute, maxIdle: c.maxIdle}
+		held := make([]*h1Conn, 100)
+		for i := range held {
+			if held[i], err = p.get(time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, h := range held {
+			p.put(h)
+		}
+		if len(p.idle) != c.wantIdle {
+			t.Errorf("keepalive_idle_conns %d: %d idle after 100 exchanges at once, want %d", c.maxIdle, len(p.idle), c.wantIdle)
+		}
+		p.close()
+	}
+}

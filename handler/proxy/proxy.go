@@ -26,11 +26,10 @@ import (
 
 // Defaults of the ilp_proxy options.
 const (
-	DefaultDialTimeout        = 3 * time.Second
-	DefaultKeepAlive          = 4 * time.Second
-	DefaultKeepAliveIdleConns = 64
-	DefaultHealthInterval     = 30 * time.Second
-	DefaultHealthTimeout      = 5 * time.Second
+	DefaultDialTimeout    = 3 * time.Second
+	DefaultKeepAlive      = 4 * time.Second
+	DefaultHealthInterval = 30 * time.Second
+	DefaultHealthTimeout  = 5 * time.Second
 )
 
 // Proxy is the `ilp_proxy` handler: a forwarder made for ILP over HTTP, used
@@ -103,7 +102,10 @@ type Proxy struct {
 	// written onto a connection the backend is closing. Default: 4s.
 	KeepAlive caddy.Duration `json:"keepalive,omitempty"`
 
-	// The most idle connections kept per upstream. Default: 64.
+	// The most idle connections kept per upstream. Default: no bound, so
+	// that as many stay open as the packets in flight at once needed, each
+	// closed once idle for keepalive: a bound below the packets in flight
+	// makes a connection close at every answer and another be dialled.
 	KeepAliveIdleConns int `json:"keepalive_idle_conns,omitempty"`
 
 	// Passive health: how long a failed exchange counts against its
@@ -161,9 +163,6 @@ func (p *Proxy) Provision(ctx caddy.Context) error {
 	setDefault(&p.KeepAlive, DefaultKeepAlive)
 	setDefault(&p.HealthInterval, DefaultHealthInterval)
 	setDefault(&p.HealthTimeout, DefaultHealthTimeout)
-	if p.KeepAliveIdleConns == 0 {
-		p.KeepAliveIdleConns = DefaultKeepAliveIdleConns
-	}
 	if p.MaxFails == 0 {
 		p.MaxFails = 1
 	}

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -112,7 +114,7 @@ func (u *upstream) connect(p *Proxy) error {
 		dialer := &net.Dialer{Timeout: time.Duration(p.DialTimeout)}
 		t := &http.Transport{
 			DialContext:         dialer.DialContext,
-			MaxIdleConnsPerHost: p.KeepAliveIdleConns,
+			MaxIdleConnsPerHost: cmp.Or(p.KeepAliveIdleConns, math.MaxInt32), // 0 would be net/http's 2
 			IdleConnTimeout:     time.Duration(p.KeepAlive),
 			TLSClientConfig:     p.tlsConfig.Clone(),
 			Protocols:           new(http.Protocols),
