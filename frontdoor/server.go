@@ -122,8 +122,15 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 		}
 	}
 	s.key = strings.Join(slices.Sorted(slices.Values(s.Listen)), " ")
+	// A body over what ilp_edge accepts is refused (413) before it is
+	// read, as Caddy's HTTP server lets ilp_edge refuse it.
+	maxBody := handler.DefaultMaxPacketSize
+	if s.edge != nil {
+		maxBody = int(s.edge.MaxPacketSize)
+	}
 	s.srv2 = &h2.Server{
 		Handler:              h2.HandlerFunc(s.serveH2),
+		MaxBodyBytes:         maxBody,
 		MaxConcurrentStreams: s.MaxConcurrentStreams,
 		MaxHeaderBytes:       s.MaxHeaderBytes,
 		ReadTimeout:          time.Duration(s.ReadBodyTimeout),
@@ -134,7 +141,7 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 		Handler:           h1.HandlerFunc(s.serveH1),
 		Handoff:           s.handoff,
 		HTTP2:             s.srv2.ServeConn,
-		Limits:            h1.Limits{MaxHeaderBytes: s.MaxHeaderBytes},
+		Limits:            h1.Limits{MaxHeaderBytes: s.MaxHeaderBytes, MaxBodyBytes: maxBody},
 		ReadHeaderTimeout: time.Duration(s.ReadHeaderTimeout),
 		BodyTimeout:       time.Duration(s.ReadBodyTimeout),
 		IdleTimeout:       time.Duration(s.IdleTimeout),
