@@ -135,7 +135,7 @@ func streamTotal(p *process) string {
 // to a receiving address ranked first on another instance, pay exactly.
 func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 	needNode(t)
-	f := startCCPFleet(t, "fanout")
+	f := startCCPFleet(t, "fanout", true)
 	client := testClient(t, 10*time.Second)
 	if paid, missing := payAll(t, client, receiversPerUpstream(f.alice, 2, "test.peer.recv.r%d.x", 4), 15*time.Second); paid != 6 {
 		t.Fatalf("before the partition: %d of 6 paid; not paid: %v", paid, missing)
@@ -204,7 +204,7 @@ func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 // peer receives its new table.
 func TestRouteControlMovesWithItsConnector(t *testing.T) {
 	needNode(t)
-	f := startCCPFleet(t, "fanout")
+	f := startCCPFleet(t, "fanout", true)
 	order := ilpdest.Rank("peer", f.peerUps, nil)
 	first, second := order[0], order[1]
 	receiving := func() string {

@@ -33,19 +33,23 @@ type ccpFleet struct {
 	recvPort  int    // the receivers' backend
 }
 
-func startCCPFleet(t *testing.T, routing string) *ccpFleet {
+// startCCPFleet starts the fleet; with admin, the instances' and the
+// peer's admin APIs listen too (each a port more to race for).
+func startCCPFleet(t *testing.T, routing string, admin bool) *ccpFleet {
 	t.Helper()
 	recv := startBackend(t, "recv", freePort(t))
 	peerPort := freePort(t)
-	f := ccpFleet{recvPort: recv.port, peerAdmin: freePort(t)}
+	f := ccpFleet{recvPort: recv.port}
 	for i := range 3 {
-		port, fromPeer, admin := freePort(t), freePort(t), freePort(t)
+		port, fromPeer := freePort(t), freePort(t)
 		f.args = append(f.args, []string{"js/connector.js", "--port", fmt.Sprint(port), "--token", connToken,
 			"--up-port", fmt.Sprint(recv.port), "--up-token", connToken,
-			"--peer-port", fmt.Sprint(fromPeer), "--peer-url", fmt.Sprintf("http://127.0.0.1:%d/", peerPort), "--peer-token", connToken,
-			"--admin-port", fmt.Sprint(admin)})
+			"--peer-port", fmt.Sprint(fromPeer), "--peer-url", fmt.Sprintf("http://127.0.0.1:%d/", peerPort), "--peer-token", connToken})
+		if admin {
+			f.admin = append(f.admin, freePort(t))
+			f.args[i] = append(f.args[i], "--admin-port", fmt.Sprint(f.admin[i]))
+		}
 		f.alice = append(f.alice, fmt.Sprintf("127.0.0.1:%d", port))
-		f.admin = append(f.admin, admin)
 		up := fmt.Sprintf("127.0.0.1:%d", fromPeer)
 		if i == 1 {
 			f.cut = startRelay(t, up)
@@ -55,7 +59,11 @@ func startCCPFleet(t *testing.T, routing string) *ccpFleet {
 	}
 	f.peerArgs = []string{"js/peer.js", "--port", fmt.Sprint(peerPort), "--token", connToken,
 		"--edge-url", "http://127.0.0.1:9080/", "--edge-token", peerToken,
-		"--recv-port", fmt.Sprint(recv.port), "--recv-token", connToken, "--admin-port", fmt.Sprint(f.peerAdmin)}
+		"--recv-port", fmt.Sprint(recv.port), "--recv-token", connToken}
+	if admin {
+		f.peerAdmin = freePort(t)
+		f.peerArgs = append(f.peerArgs, "--admin-port", fmt.Sprint(f.peerAdmin))
+	}
 	f.peer = start(t, "node", f.peerArgs...)
 	f.peer.waitReady(t)
 	waitListening(t, f.peer, peerPort)
@@ -100,7 +108,11 @@ func (f *ccpFleet) startInstance(t *testing.T, i int) *process {
 	t.Helper()
 	p := start(t, "node", f.args[i]...)
 	p.waitReady(t)
-	for _, port := range []string{f.args[i][2], f.args[i][10], f.args[i][16]} {
+	ports := []string{f.args[i][2], f.args[i][10]}
+	if len(f.admin) > 0 {
+		ports = append(ports, f.args[i][16])
+	}
+	for _, port := range ports {
 		var n int
 		fmt.Sscan(port, &n)
 		waitListening(t, p, n)
@@ -155,7 +167,7 @@ func TestRouteUpdatesReachEveryInstance(t *testing.T) {
 	needNode(t)
 	for _, routing := range []string{"sticky", "fanout"} {
 		t.Run(routing, func(t *testing.T) {
-			f := startCCPFleet(t, routing)
+			f := startCCPFleet(t, routing, false)
 			client := testClient(t, 10*time.Second)
 			dests := receiversPerUpstream(f.alice, 2, "test.peer.recv.r%d.x", 4)
 			if routing == "sticky" {

@@ -67,7 +67,7 @@ func testProxyReloadUnderLoad(t *testing.T, frontDoor bool) {
 		max_hold %ds
 	}`, aliceToken, strings.Join(upstreams, " "), maxHold)
 		if frontDoor {
-			return fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n\t%s\n\t\t}\n\t}\n}\n",
+			return fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tilp {\n\t\tserver sharedtcp/127.0.0.1:%d {\n\t%s\n\t\t}\n\t}\n}\n",
 				admin, port, handlers)
 		}
 		return fmt.Sprintf(`{
