@@ -31,8 +31,11 @@ fmt-check:
 # that needs it: make expands a prerequisite as it reads the rule.)
 JS_DEPS = integration/js/node_modules/.package-lock.json
 
+# One package at a time (-p 1): the end-to-end tests bound latency,
+# goroutines and memory on a 2-core machine, and another package's tests
+# running beside them would starve them.
 race: $(JS_DEPS) redis-server
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
 
 # The tests of limits shared on Redis run a real redis-server on loopback
 # (internal/redistest), from Debian's package, installed here if missing.
