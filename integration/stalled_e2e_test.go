@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -61,20 +63,28 @@ func TestStalledConnectorLeavesNothingBehind(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		t.Logf("%s: %d packets to a stalled connector: %v; the last answer came %v after its packet's expiry; %d goroutines, heap in use %d MB",
 			door, n, counts, latest.Round(time.Millisecond), runtime.NumGoroutine(), ms.HeapInuse>>20)
-		if counts["R00"] != n {
-			t.Errorf("%s: %d of %d packets got R00: %v", door, counts["R00"], n, counts)
+		// R02: a packet that expired before the edge read it, as some
+		// do when 1,000 arrive at once on a loaded machine. Either way
+		// the peer got its Reject, and nothing is held for it.
+		if counts["R00"]+counts["R02"] != n {
+			t.Errorf("%s: %d of %d packets got R00 or R02: %v", door, counts["R00"]+counts["R02"], n, counts)
 		}
 		client.CloseIdleConnections()
 	}
 	close(release)
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	// Up to 30 s: goroutines of the tests before this one, in the same
+	// process, may still be winding down (a stopping config waits for
+	// its packets in flight).
+	for deadline := time.Now().Add(30 * time.Second); ; {
 		now := settle()
 		if now <= baseline+10 {
 			t.Logf("goroutines: %d before, %d after", baseline, now)
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("goroutines: %d before, still %d after the packets expired and the connector let go", baseline, now)
+			var stacks bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Fatalf("goroutines: %d before, still %d after the packets expired and the connector let go:\n%s", baseline, now, stacks.String())
 		}
 	}
 }
