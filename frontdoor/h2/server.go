@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/frontdoor/internal/acceptloop"
 )
 
 // This file is the server: it accepts connections, runs each one's read
@@ -80,7 +82,7 @@ type Server struct {
 	shutting atomic.Bool
 
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
+	listeners acceptloop.Listeners
 	conns     map[*conn]struct{}
 }
 
@@ -110,7 +112,6 @@ func (s *Server) init() {
 				*d.t = d.def
 			}
 		}
-		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 	})
 }
@@ -123,37 +124,7 @@ func (s *Server) shuttingDown() bool { return s.shutting.Load() }
 // error that is not temporary. It closes ln.
 func (s *Server) Serve(ln net.Listener) error {
 	s.init()
-	s.mu.Lock()
-	if s.shuttingDown() {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-		ln.Close()
-	}()
-
-	var delay time.Duration // after an error such as EMFILE, as net/http
-	for {
-		nc, err := ln.Accept()
-		switch {
-		case err == nil:
-			delay = 0
-			go s.ServeConn(nc, nil)
-		case s.shuttingDown():
-			return ErrServerClosed
-		case errors.Is(err, net.ErrClosed):
-			return err
-		default:
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			time.Sleep(delay)
-		}
-	}
+	return s.listeners.Serve(ln, s.shuttingDown, ErrServerClosed, func(nc net.Conn) { s.ServeConn(nc, nil) })
 }
 
 // ServeConn serves one connection until it closes and every handler it
@@ -193,7 +164,7 @@ const shutdownPoll = 10 * time.Millisecond
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.shutting.Store(true)
-	s.closeListeners()
+	s.listeners.Close()
 	t := time.NewTicker(shutdownPoll)
 	defer t.Stop()
 	for {
@@ -220,20 +191,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.init()
 	s.shutting.Store(true)
-	s.closeListeners()
+	s.listeners.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.nc.Close()
 	}
 	return nil
-}
-
-// closeListeners closes the listeners; their Serve returns.
-func (s *Server) closeListeners() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for ln := range s.listeners {
-		ln.Close()
-	}
 }
