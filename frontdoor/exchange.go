@@ -25,11 +25,13 @@ import (
 // context values the handlers read (the replacer and the vars). It is
 // pooled: only what the handlers keep per packet is allocated.
 type exchange struct {
-	req    http.Request
+	req    *http.Request // with ctx as its context, for good
+	blank  http.Request  // *req as it was made: what release resets it to
 	url    url.URL
 	body   requestBody
 	ctx    requestContext
 	header http.Header
+	values []string // the header's values, each a one-value slice of it
 	vars   map[string]any
 	resp   responseWriter
 	remote net.Addr // the connection remoteAddr was formatted for
@@ -37,7 +39,13 @@ type exchange struct {
 }
 
 var exchangePool = sync.Pool{New: func() any {
-	return &exchange{header: http.Header{}, vars: map[string]any{}, resp: responseWriter{header: http.Header{}}}
+	ex := &exchange{header: http.Header{}, vars: map[string]any{}, resp: responseWriter{header: http.Header{}}}
+	// A request's context can only be set by copying the request: made
+	// once per exchange, and reset field by field (by blank) after each
+	// request, the copy costs nothing per packet.
+	ex.req = new(http.Request).WithContext(&ex.ctx)
+	ex.blank = *ex.req
+	return ex
 }}
 
 // requestBody is the request's body, read from the bytes h1 buffered.
@@ -73,9 +81,7 @@ func (s *Server) serveH1(w *h1.ResponseWriter, r *h1.Request) {
 	if r.ProtoMinor == 0 {
 		req.Proto = "HTTP/1.0"
 	}
-	for _, f := range r.Fields() {
-		ex.addField(f.Name, f.Value)
-	}
+	addFields(ex, r.Fields())
 	ex.resp.w = w
 	ex.resp.finish(s.serve(&ex.resp, req), s.logger)
 }
@@ -87,9 +93,7 @@ func (s *Server) serveH2(w *h2.ResponseWriter, r *h2.Request) {
 	defer ex.release()
 	req := ex.request(r.Method, r.Path, r.Authority, r.RemoteAddr(), r.TLS(), r.Body, s.ctx)
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
-	for _, f := range r.Fields() {
-		ex.addField(f.Name, f.Value)
-	}
+	addFields(ex, r.Fields())
 	ex.resp.w = w
 	ex.resp.finish(s.serve(&ex.resp, req), s.logger)
 }
@@ -111,7 +115,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (err error) {
 func (ex *exchange) request(method, target, host []byte, remote net.Addr, state *tls.ConnectionState, body []byte,
 	base context.Context,
 ) *http.Request {
-	req := &ex.req
+	req := ex.req
 	req.Method = http.MethodPost
 	if string(method) != http.MethodPost {
 		req.Method = string(method)
@@ -136,24 +140,56 @@ func (ex *exchange) request(method, target, host []byte, remote net.Addr, state 
 	req.Body = &ex.body
 	req.ContentLength = int64(len(body))
 	ex.ctx = requestContext{Context: base, repl: caddy.NewEmptyReplacer(), vars: ex.vars}
-	return req.WithContext(&ex.ctx)
+	return req
 }
 
-// addField adds a request header field.
-func (ex *exchange) addField(name, value []byte) {
-	key := canonicalKey(name)
-	ex.header[key] = append(ex.header[key], string(value))
+// addFields adds the request's header fields, h1's or h2's. Their values
+// are copied into one string, and each gets a slice of the exchange's
+// values: two allocations per request rather than two per field.
+func addFields[F ~struct{ Name, Value []byte }](ex *exchange, fields []F) {
+	n := 0
+	for _, f := range fields {
+		n += len(struct{ Name, Value []byte }(f).Value)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, f := range fields {
+		b.Write(struct{ Name, Value []byte }(f).Value)
+	}
+	all := b.String()
+	for _, f := range fields {
+		f := struct{ Name, Value []byte }(f)
+		value := all[:len(f.Value)]
+		all = all[len(f.Value):]
+		key := canonicalKey(f.Name)
+		if v, ok := ex.header[key]; ok {
+			ex.header[key] = append(v, value)
+			continue
+		}
+		// A full slice: a handler that appends to it gets a copy, never
+		// the next field's value.
+		ex.values = append(ex.values, value)
+		n := len(ex.values)
+		ex.header[key] = ex.values[n-1 : n : n]
+	}
 }
 
 // release clears the exchange and returns it to the pool.
 func (ex *exchange) release() {
-	ex.req = http.Request{}
+	ex.reset()
+	exchangePool.Put(ex)
+}
+
+// reset clears what one request left in the exchange.
+func (ex *exchange) reset() {
+	*ex.req = ex.blank
 	ex.ctx = requestContext{}
 	ex.body.Reset(nil)
 	clear(ex.header)
+	clear(ex.values)
+	ex.values = ex.values[:0]
 	clear(ex.vars)
 	ex.resp.reset()
-	exchangePool.Put(ex)
 }
 
 // Header names ilp_edge reads or passes on, in canonical form, so that

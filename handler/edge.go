@@ -366,7 +366,6 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("ilp_edge: peer %q: reading body: %w", p.name, err))
 	}
 
-	repl.Set("http.auth.user.id", p.nameValue)
 	caddyhttp.SetVar(r.Context(), VarPeer, p.nameValue)
 
 	if rej := e.readPrepare(pkt, firstValue(r.Header, destinationHeader)); rej != nil {

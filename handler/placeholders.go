@@ -40,8 +40,12 @@ type destinationView Packet
 
 func (v *destinationView) String() string { return v.destination }
 
-// placeholderPrefix starts every placeholder the packet answers.
-const placeholderPrefix = "http.ilp."
+// placeholderPrefix starts every placeholder the packet answers but one,
+// authUserPlaceholder.
+const (
+	placeholderPrefix   = "http.ilp."
+	authUserPlaceholder = "http.auth.user.id"
+)
 
 // placeholder resolves the {http.ilp.*} placeholders: it is the packet's
 // replacer provider, so nothing is formatted, or stored in the replacer,
@@ -53,9 +57,17 @@ const placeholderPrefix = "http.ilp."
 //	triggered_by  the Reject's triggeredBy
 //	upstream      the connector (host:port) the packet was last sent to
 //	rerouted      true when that was not the packet's first choice
+//
+// It also answers {http.auth.user.id}, the access log's user_id, with the
+// peer's name, as Caddy's authentication handler sets it: from here
+// rather than with Replacer.Set, which would allocate the replacer's map
+// for every packet.
 func (p *Packet) placeholder(key string) (any, bool) {
 	name, ok := strings.CutPrefix(key, placeholderPrefix)
 	if !ok {
+		if key == authUserPlaceholder {
+			return p.peer.nameValue, true
+		}
 		return nil, false
 	}
 	switch name {

@@ -67,10 +67,12 @@ func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 	replies := make([]fanOutReply, len(targets))
 	var wg sync.WaitGroup
 	for n, rank := range targets {
+		// Not order in the goroutine: the caller's order, on its stack for
+		// every other packet, would escape to the heap.
+		u := set.upstreams[order[rank]]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			u := set.upstreams[order[rank]]
 			reply, err := p.exchangeCounted(r, repl, u, bodies[n], deadline, nil)
 			replies[n] = fanOutReply{reply: reply, err: err, rank: rank, accepted: acceptedUpdate(reply, err)}
 			u.metrics.countRouteUpdate(replies[n].accepted, err)

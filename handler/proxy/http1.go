@@ -49,20 +49,24 @@ func (c *h1Conn) Write(b []byte) (int, error) {
 // get returns an idle connection that is still open, or dials a new one.
 func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
 	now := time.Now()
-	p.mu.Lock()
-	for len(p.idle) > 0 {
+	for {
+		p.mu.Lock()
+		if len(p.idle) == 0 {
+			p.mu.Unlock()
+			break
+		}
 		c := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
+		p.mu.Unlock()
 		// An old idle connection may be about to be closed by the backend
 		// (node closes them after 5 s): writing into that race could lose
-		// a packet the backend never saw, so it is not reused.
+		// a packet the backend never saw, so it is not reused. The check
+		// is a system call, made outside the lock.
 		if now.Sub(c.idleSince) < p.idleTimeout && c.check.open() {
-			p.mu.Unlock()
 			return c, nil
 		}
 		c.Close()
 	}
-	p.mu.Unlock()
 
 	d := net.Dialer{Timeout: p.dialTimeout, Deadline: deadline}
 	nc, err := d.Dial("tcp", p.addr)
