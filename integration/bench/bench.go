@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ import (
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/ilpclient"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/proc"
+	"github.com/ilp-edge/caddy-ilp/integration/internal/testpki"
 )
 
 // Credentials of the one benchmark peer. They are test values on loopback.
@@ -43,6 +46,10 @@ type bench struct {
 	fulfill   []byte // what a stub answers
 	prepares  map[string][]byte
 	jwt       string
+	// The certificate (ECDSA P-256, self-signed for 127.0.0.1) every
+	// contender with TLS serves, and a client for h2 that trusts only it.
+	certFile, keyFile string
+	h2Client          *http.Client
 }
 
 // sample is one contender's figures from one run.
@@ -54,6 +61,7 @@ type sample struct {
 	p50, p99 time.Duration
 	peakMB   float64
 	failures int64
+	tls      string // as h2load negotiated it; empty without TLS
 }
 
 // setUp builds the binaries, starts three stub connectors and prepares
@@ -65,6 +73,10 @@ func setUp(ctx context.Context) (*bench, error) {
 	}
 	b := &bench{root: filepath.Dir(string(bytes.TrimSpace(out)))}
 	if b.dir, err = os.MkdirTemp("", "caddy-ilp-bench"); err != nil {
+		return nil, err
+	}
+	if err := b.makeCert(); err != nil {
+		b.tearDown()
 		return nil, err
 	}
 	b.caddy = filepath.Join(b.dir, "caddy")
@@ -109,6 +121,24 @@ func setUp(ctx context.Context) (*bench, error) {
 	b.prepares = makePrepares(sha256.Sum256(reply[2:34]))
 	b.jwt = ilptest.PluginJWT(benchJWTSecret, 2*time.Hour)
 	return b, nil
+}
+
+// makeCert writes the certificate the TLS contenders serve and makes the
+// client that checks they answer with it over h2.
+func (b *bench) makeCert() error {
+	b.certFile, b.keyFile = filepath.Join(b.dir, "cert.pem"), filepath.Join(b.dir, "key.pem")
+	cert, err := testpki.ServerCert(b.certFile, b.keyFile, "127.0.0.1", "localhost")
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	var p http.Protocols
+	p.SetHTTP2(true) // ALPN h2 or nothing
+	b.h2Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		Protocols: &p, TLSClientConfig: &tls.Config{RootCAs: roots},
+	}}
+	return nil
 }
 
 // startRedis runs redis-server on a loopback port, without persistence.
@@ -169,20 +199,23 @@ func makePrepares(condition [32]byte) map[string][]byte {
 }
 
 // workloads lists the load shapes: each packet size over HTTP/1.1 with 32
-// connections and over h2c with 8 connections of 16 streams.
+// connections and over h2c with 8 connections of 16 streams, and the small
+// one over h2 on TLS with h2c's connections and streams (only the
+// contenders that serve TLS).
 func (b *bench) workloads(rate int) []workload {
 	small, stream := b.prepares["79"], b.prepares["stream"]
 	return []workload{
 		{id: "79-h1", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns", len(small)), body: small, conns: 32},
-		{id: "79-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(small)), body: small, h2c: true, conns: 8, streams: 16},
+		{id: "79-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(small)), body: small, h2: true, conns: 8, streams: 16},
+		{id: "79-h2tls", name: fmt.Sprintf("%d B Prepare, h2 over TLS, 8 conns × 16 streams", len(small)), body: small, h2: true, tls: true, conns: 8, streams: 16},
 		{id: "stream-h1", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns", len(stream)), body: stream, conns: 32},
-		{id: "stream-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(stream)), body: stream, h2c: true, conns: 8, streams: 16},
+		{id: "stream-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(stream)), body: stream, h2: true, conns: 8, streams: 16},
 		// Latency below saturation: a fixed rate all contenders can carry.
 		{id: "79-h1-rate", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns, %d packets/s offered", len(small), rate), body: small, conns: 32, rate: rate},
 	}
 }
 
-func workloadIDs() string { return "79-h1,79-h2c,stream-h1,stream-h2c,79-h1-rate" }
+func workloadIDs() string { return "79-h1,79-h2c,79-h2tls,stream-h1,stream-h2c,79-h1-rate" }
 
 // destination is what the ILP-Destination header says for body.
 func destination(body []byte) string {
@@ -224,8 +257,14 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 		defer srv.proc.Stop()
 	}
 	url, client := srv.h1, h1Client
-	if wl.h2c {
+	switch {
+	case wl.tls:
+		url, client = srv.h2tls, b.h2Client
+	case wl.h2:
 		url, client = srv.h2c, h2cClient
+	}
+	if url == "" {
+		return sample{}, fmt.Errorf("%s serves no URL for %s", c.id, wl.id)
 	}
 	headers := b.headers(c, wl)
 	err = srv.proc.WaitReady(ctx, 20*time.Second, func() error {
@@ -258,6 +297,7 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 	}
 
 	s := sample{
+		tls:     r.tls,
 		packets: r.done,
 		pps:     r.rate,
 		p50:     r.p50, p99: r.p99,

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,17 @@ func TestParseH2load(t *testing.T) {
 	}
 	if _, err := parseH2load("h2load: connection refused"); err == nil {
 		t.Error("an error report parsed")
+	}
+
+	// Over TLS, h2load first says what it negotiated.
+	r, err = parseH2load(strings.Replace(h2loadReport, "starting benchmark...\n", "starting benchmark...\n"+
+		"TLS Protocol: TLSv1.3\nCipher: TLS_AES_128_GCM_SHA256\nServer Temp Key: X25519 253 bits\nApplication protocol: h2\n", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.tls, want.alpn = "TLSv1.3, TLS_AES_128_GCM_SHA256, X25519 253 bits", "h2"
+	if r != want {
+		t.Errorf("over TLS: got %+v, want %+v", r, want)
 	}
 }
 

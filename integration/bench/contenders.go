@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -16,12 +17,17 @@ type contender struct {
 	label  string // in the report
 	header bool   // requests carry ILP-Destination
 	jwt    bool   // requests carry a JWT instead of the static token
+	tls    bool   // serves h2 over TLS (server.h2tls); the others sit out the TLS workload
 	start  func(b *bench, dir string) (*server, error)
 }
+
+// runs reports whether c takes part in wl.
+func (c contender) runs(wl workload) bool { return c.tls || !wl.tls }
 
 // server is a started contender.
 type server struct {
 	h1, h2c string        // URLs for HTTP/1.1 and h2c load
+	h2tls   string        // URL for h2 over TLS load, with the bench's certificate
 	proc    *proc.Process // nil when there is no proxy (direct)
 	admin   string        // Caddy's admin address, for profiles
 }
@@ -43,13 +49,13 @@ var contenders = []contender{
 	{id: "direct", label: "direct to one stub (the floor)", header: true, start: startDirect},
 	{id: idRespond, label: "Caddy `respond` (Caddy's serving floor)", header: true, start: startCaddyRespond},
 	{id: idHeader, label: "Caddy `reverse_proxy` + `lb_policy header`", header: true, start: caddyfileStarter(caddyHeaderSite)},
-	{id: idNginx, label: "nginx `hash … consistent` + keepalive", header: true, start: startNginx},
+	{id: idNginx, label: "nginx `hash … consistent` + keepalive", header: true, tls: true, start: startNginx},
 	{id: "haproxy", label: "HAProxy `balance hdr()` consistent", header: true, start: startHAProxy},
 	{id: idILP, label: "caddy-ilp: `ilp_edge` token + `ilp_prefix`, header", header: true, start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
 	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", "", ""))},
-	{id: idFront, label: "caddy-ilp: the `ilp` app's front door, `ilp_edge` token + `ilp_proxy`", header: true, start: startFrontDoor},
+	{id: idFront, label: "caddy-ilp: the `ilp` app's front door, `ilp_edge` token + `ilp_proxy`", header: true, tls: true, start: startFrontDoor},
 	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", "", ""))},
 	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n", "\t\tmetrics off\n"))},
 	{id: idLimits, label: "caddy-ilp with `ilp_proxy`, rate and throughput limits in process", header: true, start: caddyfileStarter(caddyLimitsSite(false))},
@@ -162,27 +168,86 @@ func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*s
 
 // startFrontDoor runs ./cmd/caddy with ilp_edge and ilp_proxy as
 // caddyProxySite has them, in the ilp app's front door (HTTP/1.1 and h2c
-// outside Caddy's HTTP server) rather than in a site.
+// outside Caddy's HTTP server) rather than in a site; a second front door
+// with the same handlers serves TLS (h2 by ALPN, or HTTP/1.1) on another
+// port, as nginx's third listener does.
 func startFrontDoor(b *bench, dir string) (*server, error) {
-	port := freePort()
+	port, tlsPort := freePort(), freePort()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
-	srv, err := startCaddyfile(b, dir, fmt.Sprintf("{\n\tadmin %s\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n%s\t\t}\n\t}\n}\n",
-		admin, port, caddyProxySite("http", "", "")(b)))
+	handlers := caddyProxySite("http", "", "")(b)
+	cfg, err := adaptCaddyfile(b, dir, fmt.Sprintf(
+		"{\n\tadmin %s\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n%s\t\t}\n\t\tserver 127.0.0.1:%d {\n\t\t\ttls\n%s\t\t}\n\t}\n}\n",
+		admin, port, handlers, tlsPort, handlers))
+	if err != nil {
+		return nil, err
+	}
+	// The front door's tls without names serves whatever certificate
+	// Caddy's tls app holds, chosen by SNI or, as h2load sends none to an
+	// IP address, by the local address. A Caddyfile loads certificate
+	// files into the tls app only from a site, so they go into the
+	// adapted JSON: the same ECDSA P-256 certificate nginx serves, so that
+	// both sign the same handshakes (local_certs would issue another
+	// P-256 key, but with a chain of two certificates to send).
+	cfg["apps"].(map[string]any)["tls"] = map[string]any{"certificates": map[string]any{
+		"load_files": []any{map[string]any{"certificate": b.certFile, "key": b.keyFile}},
+	}}
+	srv, err := startCaddyJSON(b, dir, cfg)
 	if err != nil {
 		return nil, err
 	}
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
 	srv.h1, srv.h2c, srv.admin = u, u, admin
+	srv.h2tls = fmt.Sprintf("https://127.0.0.1:%d", tlsPort)
 	return srv, nil
 }
 
 // startCaddyfile runs ./cmd/caddy with the Caddyfile cfg, written in dir.
 func startCaddyfile(b *bench, dir, cfg string) (*server, error) {
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	path, err := writeCaddyfile(dir, cfg)
+	if err != nil {
 		return nil, err
 	}
 	p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	return &server{proc: p}, nil
+}
+
+func writeCaddyfile(dir, cfg string) (string, error) {
+	path := filepath.Join(dir, "Caddyfile")
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// adaptCaddyfile turns the Caddyfile cfg into Caddy's JSON with
+// ./cmd/caddy's adapter.
+func adaptCaddyfile(b *bench, dir, cfg string) (map[string]any, error) {
+	path, err := writeCaddyfile(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd := exec.Command(b.caddy, "adapt", "--config", path, "--adapter", "caddyfile")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("caddy adapt: %v\n%s", err, stderr.String())
+	}
+	var js map[string]any
+	return js, json.Unmarshal(out, &js)
+}
+
+// startCaddyJSON runs ./cmd/caddy with the JSON config cfg, written in dir.
+func startCaddyJSON(b *bench, dir string, cfg any) (*server, error) {
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(path, js, 0o600); err != nil {
+		return nil, err
+	}
+	p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path)
 	if err != nil {
 		return nil, err
 	}
@@ -209,27 +274,25 @@ func startCaddyRespond(b *bench, dir string) (*server, error) {
 			}}}},
 		}}}},
 	}
-	js, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "caddy.json")
-	if err := os.WriteFile(path, js, 0o600); err != nil {
-		return nil, err
-	}
-	p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path)
+	srv, err := startCaddyJSON(b, dir, cfg)
 	if err != nil {
 		return nil, err
 	}
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
-	return &server{h1: u, h2c: u, proc: p, admin: admin}, nil
+	srv.h1, srv.h2c, srv.admin = u, u, admin
+	return srv, nil
 }
 
 // startNginx runs nginx as an operator would for this job: one worker per
 // core, consistent hashing on the header, keep-alive to the upstreams, no
-// access log. nginx 1.22 cannot serve HTTP/1.1 and h2c on one port.
+// access log. nginx 1.22 cannot serve HTTP/1.1 and h2c on one port; the
+// third port is TLS (h2 by ALPN, or HTTP/1.1) with the bench's certificate,
+// the protocols Caddy allows by default and nginx's defaults otherwise
+// (session tickets on, no session cache: h2load's connections last the
+// whole run anyway). `listen … ssl http2` is 1.22's syntax; from 1.25.1 it
+// is deprecated for `http2 on`, but still works, as for the h2c port.
 func startNginx(b *bench, dir string) (*server, error) {
-	p1, p2 := freePort(), freePort()
+	p1, p2, p3 := freePort(), freePort(), freePort()
 	var servers strings.Builder
 	for _, a := range b.stubAddrs {
 		fmt.Fprintf(&servers, "\t\tserver %s;\n", a)
@@ -255,6 +318,10 @@ http {
 	server {
 		listen 127.0.0.1:%[3]d;
 		listen 127.0.0.1:%[4]d http2;
+		listen 127.0.0.1:%[5]d ssl http2;
+		ssl_certificate %[6]s;
+		ssl_certificate_key %[7]s;
+		ssl_protocols TLSv1.2 TLSv1.3;
 		location / {
 			proxy_pass http://stubs;
 			proxy_http_version 1.1;
@@ -262,7 +329,7 @@ http {
 		}
 	}
 }
-`, dir, servers.String(), p1, p2)
+`, dir, servers.String(), p1, p2, p3, b.certFile, b.keyFile)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -271,7 +338,8 @@ http {
 	if err != nil {
 		return nil, err
 	}
-	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", p1), h2c: fmt.Sprintf("http://127.0.0.1:%d", p2), proc: p}, nil
+	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", p1), h2c: fmt.Sprintf("http://127.0.0.1:%d", p2),
+		h2tls: fmt.Sprintf("https://127.0.0.1:%d", p3), proc: p}, nil
 }
 
 // startHAProxy runs HAProxy in the foreground with one thread per core,

@@ -20,9 +20,10 @@ type workload struct {
 	id      string // for -workloads
 	name    string // shown in the report
 	body    []byte // the Prepare
-	h2c     bool   // HTTP/2 with prior knowledge instead of HTTP/1.1
+	h2      bool   // HTTP/2 instead of HTTP/1.1: h2c with prior knowledge, or h2 by ALPN with tls
+	tls     bool   // over TLS, to the contenders that serve it
 	conns   int
-	streams int // concurrent streams per connection (h2c)
+	streams int // concurrent streams per connection (HTTP/2)
 	rate    int // packets/s offered in all; 0: as fast as answers come
 }
 
@@ -35,6 +36,8 @@ type loadResult struct {
 	failed    int64   // requests h2load counts as failed, errored or timed out
 	dataBytes int64   // response body bytes
 	p50, p99  time.Duration
+	tls       string // protocol, cipher and key exchange; empty without TLS
+	alpn      string // the application protocol
 }
 
 // runH2load loads url with wl: first for warmup (unmeasured), then, after
@@ -52,7 +55,7 @@ func runH2load(ctx context.Context, url string, wl workload, headers []string, w
 	if wl.rate > 0 {
 		args = append(args, "--rps", strconv.Itoa(max(1, wl.rate/wl.conns)))
 	}
-	if wl.h2c {
+	if wl.h2 {
 		args = append(args, "-m", strconv.Itoa(wl.streams))
 	} else {
 		args = append(args, "--h1")
@@ -71,6 +74,11 @@ func runH2load(ctx context.Context, url string, wl workload, headers []string, w
 	r, err := parseH2load(out)
 	if err != nil {
 		return r, fmt.Errorf("%w\n%s", err, out)
+	}
+	// Without h2 in the server's ALPN, h2load would fall back to HTTP/1.1
+	// over TLS and measure something else.
+	if wl.tls && r.alpn != "h2" {
+		return r, fmt.Errorf("h2load negotiated %q over TLS, want h2\n%s", r.alpn, out)
 	}
 	r.p50, r.p99, err = latencyPercentiles(logPath)
 	return r, err
@@ -96,6 +104,8 @@ var (
 	reRequests = regexp.MustCompile(`requests: \d+ total, (\d+) started, (\d+) done, \d+ succeeded, (\d+) failed, (\d+) errored, (\d+) timeout`)
 	reStatus   = regexp.MustCompile(`status codes: (\d+) 2xx`)
 	reTraffic  = regexp.MustCompile(`traffic: .*, [0-9.]+[KMG]?B \((\d+)\) data`)
+	reTLS      = regexp.MustCompile(`TLS Protocol: (.+)\nCipher: (.+)\n(?:Server Temp Key: (.+)\n)?`)
+	reALPN     = regexp.MustCompile(`Application protocol: (\S+)`)
 )
 
 // parseH2load reads the summary h2load prints.
@@ -113,6 +123,12 @@ func parseH2load(out string) (loadResult, error) {
 	r.failed = atoi(n[3]) + atoi(n[4]) + atoi(n[5])
 	r.ok = atoi(s[1])
 	r.dataBytes = atoi(t[1])
+	if m := reTLS.FindStringSubmatch(out); m != nil {
+		r.tls = strings.Join(slices.DeleteFunc(m[1:], func(s string) bool { return s == "" }), ", ")
+	}
+	if m := reALPN.FindStringSubmatch(out); m != nil {
+		r.alpn = m[1]
+	}
 	return r, nil
 }
 

@@ -4,7 +4,13 @@
 // connectors (integration/stubconnector) on loopback, loaded by h2load.
 //
 //	go run ./integration/bench            # full run: 3 rounds, all workloads (about 20 minutes)
-//	go run ./integration/bench -quick     # one short round, 79-byte packets only (CI)
+//	go run ./integration/bench -quick     # one short round of 79-h1 and 79-h2c (CI)
+//
+// The workloads are a 79-byte and a STREAM-sized Prepare over HTTP/1.1
+// (32 connections) and h2c (8 connections × 16 streams), the 79-byte one
+// at a fixed rate over HTTP/1.1, and the 79-byte one over h2 on TLS
+// (79-h2tls, 8 × 16): only nginx and the front door serve TLS, both with
+// the same self-signed ECDSA P-256 certificate the harness makes.
 //
 // The figure that survives a noisy machine is the proxy's CPU time per
 // packet (utime+stime of its whole process group from /proc, divided by
@@ -44,7 +50,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.BoolVar(&o.quick, "quick", false, "one short round of the 79-byte workloads; exits non-zero on any failure (CI)")
+	flag.BoolVar(&o.quick, "quick", false, "one short round of 79-h1 and 79-h2c; exits non-zero on any failure (CI)")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the report shows medians")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run")
@@ -105,6 +111,9 @@ func run(ctx context.Context, o options) (bool, error) {
 	for round := 1; round <= o.rounds; round++ {
 		for _, wl := range wls {
 			for _, c := range cs {
+				if !c.runs(wl) {
+					continue
+				}
 				s, err := b.measure(ctx, c, wl, o, "")
 				if err != nil {
 					return false, fmt.Errorf("round %d, %s, %s: %w", round, c.id, wl.name, err)
@@ -116,15 +125,22 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 
-	profiles := map[string]string{} // by contender id
+	profiles := map[string]profile{} // by contender id
 	if o.profile {
 		for _, c := range cs {
 			if c.id != idILP && c.id != idProxy && c.id != idFront {
 				continue
 			}
-			if profiles[c.id], err = b.profile(ctx, c, wls[0], o); err != nil {
+			// The first workload c runs: the TLS one may lead with -workloads.
+			i := slices.IndexFunc(wls, c.runs)
+			if i < 0 {
+				continue
+			}
+			top, err := b.profile(ctx, c, wls[i], o)
+			if err != nil {
 				return false, fmt.Errorf("profile %s: %w", c.id, err)
 			}
+			profiles[c.id] = profile{workload: wls[i].name, top: top}
 		}
 	}
 

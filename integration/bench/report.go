@@ -49,10 +49,16 @@ func summarize(ss []sample) summary {
 	return sum
 }
 
+// profile is pprof's top entries for one contender under one workload.
+type profile struct {
+	workload string // its name
+	top      string
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // report renders the results as Markdown.
-func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, profiles map[string]string) string {
+func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, profiles map[string]profile) string {
 	var w strings.Builder
 	fmt.Fprintf(&w, "# caddy-ilp benchmark\n\n")
 	fmt.Fprintf(&w, "%s. %s, %d cores. %d round(s) of %v after %v warm-up; each contender started fresh for every run; "+
@@ -66,6 +72,7 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 
 	sums := map[string]summary{}
 	for _, wl := range wls {
+		var negotiated []string // TLS parameters, by contender
 		fmt.Fprintf(&w, "## %s\n\n", wl.name)
 		fmt.Fprintf(&w, "| contender | packets/s | proxy CPU µs/packet | stub CPU µs/packet | p50 ms | p99 ms | peak RSS MB | failures |\n")
 		fmt.Fprintf(&w, "|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -86,8 +93,15 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 			}
 			fmt.Fprintf(&w, "| %s | %.0f | %s | %.1f | %.2f | %.2f | %s | %d |\n",
 				c.label, s.pps, cpu, s.stubCPU, s.p50, s.p99, rss, s.failures)
+			if t := ss[len(ss)-1].tls; t != "" {
+				negotiated = append(negotiated, fmt.Sprintf("%s: %s", c.label, t))
+			}
 		}
 		fmt.Fprintln(&w)
+		if len(negotiated) > 0 {
+			fmt.Fprintf(&w, "TLS as h2load negotiated it (the same self-signed ECDSA P-256 certificate on every server): %s.\n\n",
+				strings.Join(negotiated, "; "))
+		}
 	}
 
 	fmt.Fprintf(&w, "## Ratios\n\n")
@@ -135,14 +149,14 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	fmt.Fprintln(&w)
 
 	for _, c := range cs {
-		profile, ok := profiles[c.id]
+		p, ok := profiles[c.id]
 		if !ok {
 			continue
 		}
 		fmt.Fprintf(&w, "## Where the CPU goes: %s\n\n", c.label)
 		fmt.Fprintf(&w, "A CPU profile (`%s`, one extra run, not counted above) through Caddy's admin endpoint "+
-			"(`/debug/pprof/profile`); top 10 by own time, then by cumulative time:\n\n", wls[0].name)
-		fmt.Fprintf(&w, "```\n%s```\n\n", profile)
+			"(`/debug/pprof/profile`); top 10 by own time, then by cumulative time:\n\n", p.workload)
+		fmt.Fprintf(&w, "```\n%s```\n\n", p.top)
 	}
 	return w.String()
 }

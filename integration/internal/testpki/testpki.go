@@ -1,6 +1,7 @@
-// Package testpki makes the certificates the demo and the end-to-end
-// tests need: a throwaway CA for peers' client certificates, and the pool
-// that trusts the local CA Caddy makes for its own certificates.
+// Package testpki makes the certificates the demo, the end-to-end tests
+// and the benchmark harness need: a throwaway CA for peers' client
+// certificates, the pool that trusts the local CA Caddy makes for its own
+// certificates, and a self-signed server certificate.
 package testpki
 
 import (
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -68,4 +70,42 @@ func CaddyLocalRoots(dir string) (*x509.CertPool, error) {
 		return nil, errors.New("caddy's local CA: no certificate")
 	}
 	return roots, nil
+}
+
+// ServerCert makes a self-signed ECDSA P-256 server certificate for hosts
+// (names or IP addresses), valid for a day, writes it and its key (PKCS #8)
+// to certPath and keyPath (PEM), and returns it, for clients to trust.
+func ServerCert(certPath, keyPath string, hosts ...string) (*x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: hosts[0]},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
 }
