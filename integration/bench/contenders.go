@@ -284,8 +284,9 @@ func startCaddyRespond(b *bench, dir string) (*server, error) {
 }
 
 // startNginx runs nginx as an operator would for this job: one worker per
-// core, consistent hashing on the header, keep-alive to the upstreams, no
-// access log. nginx 1.22 cannot serve HTTP/1.1 and h2c on one port; the
+// core, consistent hashing on the header, keep-alive to the upstreams
+// (256 idle connections per worker: enough that 128 streams in flight
+// never make it reconnect), no access log. nginx 1.22 cannot serve HTTP/1.1 and h2c on one port; the
 // third port is TLS (h2 by ALPN, or HTTP/1.1) with the bench's certificate,
 // the protocols Caddy allows by default and nginx's defaults otherwise
 // (session tickets on, no session cache: h2load's connections last the
@@ -312,7 +313,7 @@ http {
 	keepalive_requests 1000000;
 	upstream stubs {
 		hash $http_ilp_destination consistent;
-%[2]s		keepalive 64;
+%[2]s		keepalive 256;
 		keepalive_requests 1000000;
 	}
 	server {
