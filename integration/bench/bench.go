@@ -57,6 +57,7 @@ type sample struct {
 	packets  int64
 	pps      float64
 	proxyCPU float64 // µs per packet; NaN without a proxy
+	proxySys float64 // µs per packet of it in the kernel; NaN without a proxy
 	stubCPU  float64 // µs per packet, all stubs together
 	p50, p99 time.Duration
 	peakMB   float64
@@ -301,12 +302,13 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 		packets: r.done,
 		pps:     r.rate,
 		p50:     r.p50, p99: r.p99,
-		proxyCPU: math.NaN(),
+		proxyCPU: math.NaN(), proxySys: math.NaN(),
 		stubCPU:  perPacket(stubs1.cpu-stubs0.cpu, r.done),
 		failures: r.failed + (r.done - r.ok),
 	}
 	if srv.proc != nil {
 		s.proxyCPU = perPacket(proxy1.cpu-proxy0.cpu, r.done)
+		s.proxySys = perPacket(proxy1.sys-proxy0.sys, r.done)
 		s.peakMB = float64(proxy1.peakKB) / 1024
 	}
 	s.failures += wrongAnswers(r, len(b.fulfill))

@@ -70,11 +70,11 @@ func TestWrongAnswers(t *testing.T) {
 func TestParseStat(t *testing.T) {
 	// A command name may hold spaces and parentheses.
 	stat := []byte("4242 (nginx: worker (x)) S 4200 4200 4200 0 -1 4194624 120 0 0 0 731 269 0 0 20 0 1 0 9 1 2 18446744073709551615")
-	pgrp, ticks, ok := parseStat(stat)
-	if !ok || pgrp != 4200 || ticks != 1000 {
-		t.Errorf("got pgrp %d, ticks %d, ok %v; want 4200, 1000, true", pgrp, ticks, ok)
+	pgrp, utime, stime, ok := parseStat(stat)
+	if !ok || pgrp != 4200 || utime != 731 || stime != 269 {
+		t.Errorf("got pgrp %d, utime %d, stime %d, ok %v; want 4200, 731, 269, true", pgrp, utime, stime, ok)
 	}
-	if _, _, ok := parseStat([]byte("4242 (truncated")); ok {
+	if _, _, _, ok := parseStat([]byte("4242 (truncated")); ok {
 		t.Error("a truncated stat parsed")
 	}
 }

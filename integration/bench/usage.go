@@ -18,6 +18,7 @@ const clockTicks = 100
 // usage is the resources used so far by every process in a group.
 type usage struct {
 	cpu    time.Duration // utime + stime
+	sys    time.Duration // stime: in the kernel, on the process's behalf
 	peakKB int64         // sum of the processes' VmHWM
 }
 
@@ -38,36 +39,37 @@ func groupUsage(pgid int) (usage, error) {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		group, ticks, ok := parseStat(stat)
+		group, utime, stime, ok := parseStat(stat)
 		if !ok || group != pgid {
 			continue
 		}
-		u.cpu += time.Duration(ticks) * time.Second / clockTicks
+		u.cpu += time.Duration(utime+stime) * time.Second / clockTicks
+		u.sys += time.Duration(stime) * time.Second / clockTicks
 		u.peakKB += peakRSS(pid)
 	}
 	return u, nil
 }
 
-// parseStat returns the process group and utime+stime (in clock ticks)
+// parseStat returns the process group, utime and stime (in clock ticks)
 // from the contents of /proc/<pid>/stat. The command name, field 2, may
 // contain spaces and parentheses, so fields are counted from the last ')'.
-func parseStat(stat []byte) (pgrp int, ticks int64, ok bool) {
+func parseStat(stat []byte) (pgrp int, utime, stime int64, ok bool) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	// After ")": state(3) ppid(4) pgrp(5) ... utime(14) stime(15).
 	f := strings.Fields(string(stat[i+1:]))
 	if len(f) < 13 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	pgrp, err1 := strconv.Atoi(f[2])
 	utime, err2 := strconv.ParseInt(f[11], 10, 64)
 	stime, err3 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return pgrp, utime + stime, true
+	return pgrp, utime, stime, true
 }
 
 func peakRSS(pid int) int64 {
