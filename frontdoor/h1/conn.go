@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/frontdoor/internal/deadline"
 )
 
 // This file is a connection's loop: read a request, call the handler,
@@ -53,16 +55,18 @@ var buffersPool = sync.Pool{New: func() any {
 
 // conn is one connection and its loop.
 type conn struct {
-	srv    *Server
-	nc     net.Conn
-	state  atomic.Int32
-	buf    *buffers // nil while idle
-	r0, r1 int      // buf.rb[r0:r1] is read and not yet served
-	date   dateCache
-	idle   idleReader
-	tls    *tls.ConnectionState           // once its handshake is done
-	served bool                           // a request was answered
-	handTo func(nc net.Conn, next []byte) // for stateHandoff: Server.Handoff when nil
+	srv     *Server
+	nc      net.Conn
+	state   atomic.Int32
+	buf     *buffers // nil while idle
+	r0, r1  int      // buf.rb[r0:r1] is read and not yet served
+	date    dateCache
+	idle    idleReader
+	tls     *tls.ConnectionState           // once its handshake is done
+	served  bool                           // a request was answered
+	readBy  time.Time                      // the read deadline, as setDeadline last set it
+	writeBy time.Time                      // the write deadline, as setDeadline last set it
+	handTo  func(nc net.Conn, next []byte) // for stateHandoff: Server.Handoff when nil
 }
 
 // serve runs the connection's loop until it closes; prefix is what was
@@ -92,7 +96,7 @@ func (c *conn) serve(prefix []byte) {
 func (c *conn) awaitRequest() bool {
 	c.r0, c.r1 = 0, 0
 	c.release()
-	if c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout)) != nil {
+	if !c.setDeadline(&c.readBy, c.srv.IdleTimeout) {
 		return false
 	}
 	// Idle, then check for a shutdown: Shutdown marks the server, then
@@ -134,7 +138,7 @@ func (c *conn) serveRequest() bool {
 		// byte; one read is usually enough, and costs no deadline.
 		if !timed {
 			timed = true
-			if c.nc.SetReadDeadline(time.Now().Add(c.srv.ReadHeaderTimeout)) != nil {
+			if !c.setDeadline(&c.readBy, c.srv.ReadHeaderTimeout) {
 				return false
 			}
 		}
@@ -148,7 +152,7 @@ func (c *conn) serveRequest() bool {
 		if req.expectContinue {
 			b.out = append(b.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
 		}
-		if c.nc.SetReadDeadline(time.Now().Add(c.srv.BodyTimeout)) != nil {
+		if !c.setDeadline(&c.readBy, c.srv.BodyTimeout) {
 			return false
 		}
 		for c.r1-c.r0 < total {
@@ -254,12 +258,28 @@ func (c *conn) flush() bool {
 	if c.buf == nil || len(c.buf.out) == 0 {
 		return true
 	}
-	if c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout)) != nil {
+	if !c.setDeadline(&c.writeBy, c.srv.WriteTimeout) {
 		return false
 	}
 	_, err := c.nc.Write(c.buf.out)
 	c.buf.out = c.buf.out[:0]
 	return err == nil
+}
+
+// setDeadline sets the read (by is &c.readBy) or write (&c.writeBy)
+// deadline timeout from now, unless the one set is earlier by less than a
+// tenth of timeout (deadline.Due): a busy connection moves each about once
+// per tenth of its timeout, not for every request.
+func (c *conn) setDeadline(by *time.Time, timeout time.Duration) bool {
+	t := time.Now().Add(timeout)
+	if !deadline.Due(*by, t, timeout/10) {
+		return true
+	}
+	*by = t
+	if by == &c.writeBy {
+		return c.nc.SetWriteDeadline(t) == nil
+	}
+	return c.nc.SetReadDeadline(t) == nil
 }
 
 // acquire takes buffers from the pool.

@@ -119,6 +119,7 @@ type conn struct {
 	lingering      bool // the last answer written: reading until the client closes
 	waiting        waitMode
 	deadline       time.Time
+	writeBy        time.Time // the write deadline set, by the goroutine flushing
 	idleSince      time.Time
 	date           dateCache
 	lastLength     int

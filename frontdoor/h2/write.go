@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/ilp-edge/caddy-ilp/frontdoor/internal/deadline"
 )
 
 // This file is a connection's writing side: every frame is appended,
@@ -44,7 +46,11 @@ func (c *conn) flushLocked() {
 		buf := c.out
 		c.out = c.spare[:0]
 		c.mu.Unlock()
-		err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+		var err error
+		if t := time.Now().Add(c.srv.WriteTimeout); deadline.Due(c.writeBy, t, c.srv.WriteTimeout/10) {
+			c.writeBy = t // by the one goroutine flushing
+			err = c.nc.SetWriteDeadline(t)
+		}
 		if err == nil {
 			_, err = c.nc.Write(buf)
 		}
@@ -143,10 +149,11 @@ func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
 	c.fw.WriteRSTStream(id, code)
 }
 
-// setReadDeadlineLocked sets the read deadline, unless it is already t
-// or the connection is lingering towards its close.
+// setReadDeadlineLocked sets the read deadline, unless the one set is
+// earlier by less than a tenth of ReadTimeout (deadline.Due) or the
+// connection is lingering towards its close.
 func (c *conn) setReadDeadlineLocked(t time.Time) {
-	if c.lingering || t.Equal(c.deadline) {
+	if c.lingering || !deadline.Due(c.deadline, t, c.srv.ReadTimeout/10) {
 		return
 	}
 	c.deadline = t
