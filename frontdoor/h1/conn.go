@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ilp-edge/caddy-ilp/frontdoor/internal/deadline"
+	"github.com/ilp-edge/caddy-ilp/internal/deadline"
 )
 
 // This file is a connection's loop: read a request, call the handler,

@@ -5,7 +5,7 @@ import (
 
 	"golang.org/x/net/http2"
 
-	"github.com/ilp-edge/caddy-ilp/frontdoor/internal/deadline"
+	"github.com/ilp-edge/caddy-ilp/internal/deadline"
 )
 
 // This file is a connection's writing side: every frame is appended,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/internal/deadline"
 )
 
 // This file is ilp_proxy's HTTP/1.1 client. An ILP exchange is one small
@@ -38,7 +39,12 @@ type h1Conn struct {
 	check     *connChecker
 	written   int64
 	idleSince time.Time
+	writeBy   time.Time // the write deadline set
 }
+
+// writeSlack is how much earlier than a packet's deadline the write
+// deadline of its request may be.
+const writeSlack = time.Second
 
 func (c *h1Conn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
@@ -134,9 +140,19 @@ func (p *h1Pool) roundTrip(req *h1Request, deadline time.Time, buf []byte) (upst
 }
 
 // exchange writes the request and reads the reply.
-func (c *h1Conn) exchange(req *h1Request, deadline time.Time, buf []byte) (reply upstreamReply, keepAlive bool, err error) {
-	if err := c.SetDeadline(deadline); err != nil {
+func (c *h1Conn) exchange(req *h1Request, packetDeadline time.Time, buf []byte) (reply upstreamReply, keepAlive bool, err error) {
+	// The reply is waited for until the packet's deadline exactly: a
+	// Fulfill read a moment later would be one the peer never gets. A
+	// write blocks only on a connector that stopped reading, so its
+	// deadline may be up to writeSlack early, and is moved only then.
+	if err := c.SetReadDeadline(packetDeadline); err != nil {
 		return reply, false, err
+	}
+	if deadline.Due(c.writeBy, packetDeadline, writeSlack) {
+		c.writeBy = packetDeadline
+		if err := c.SetWriteDeadline(packetDeadline); err != nil {
+			return reply, false, err
+		}
 	}
 	bw := bufWriterPool.Get().(*bufio.Writer)
 	bw.Reset(c)

@@ -1,7 +1,8 @@
 // Package deadline decides when a connection's deadline must move, for
-// packages h1 and h2: moving one resets a runtime timer, about 2% of a
-// packet's CPU when done for every request, so a busy connection moves
-// its deadlines only when they have fallen behind by a margin.
+// the front door's h1 and h2 and ilp_proxy's HTTP/1.1 client. Moving one
+// resets a runtime timer, about 2% of a packet's CPU when done for every
+// request, so a busy connection moves its deadlines only when they have
+// fallen behind by a margin.
 package deadline
 
 import "time"
