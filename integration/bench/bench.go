@@ -387,6 +387,9 @@ func (b *bench) profile(ctx context.Context, c contender, wl workload, o options
 		raw, err := os.ReadFile(path)
 		kept := filepath.Join(o.keepProfile, c.id+".pprof")
 		if err == nil {
+			err = os.MkdirAll(o.keepProfile, 0o755)
+		}
+		if err == nil {
 			err = os.WriteFile(kept, raw, 0o644)
 		}
 		if err != nil {
