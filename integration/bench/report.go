@@ -133,10 +133,7 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	}
 	fmt.Fprintln(&w)
 
-	fmt.Fprintf(&w, "## What limits cost\n\n")
-	fmt.Fprintf(&w, "`ilp_edge` + `ilp_proxy` with a peer's rate and throughput limits (in process, or on Redis on loopback) "+
-		"against the same without limits: proxy CPU per packet and p99 latency.\n\n")
-	fmt.Fprintf(&w, "| workload | limits | CPU ratio | p99 added, ms |\n|---|---|---:|---:|\n")
+	var limits strings.Builder
 	for _, wl := range wls {
 		base, ok := sums[idProxy+"/"+wl.name]
 		if !ok {
@@ -144,12 +141,17 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 		}
 		for _, id := range []string{idLimits, idRedis} {
 			if l, ok := sums[id+"/"+wl.name]; ok {
-				fmt.Fprintf(&w, "| %s | %s | %.2f× | %+.2f |\n", wl.name, map[string]string{idLimits: "in process", idRedis: "on Redis"}[id],
+				fmt.Fprintf(&limits, "| %s | %s | %.2f× | %+.2f |\n", wl.name, map[string]string{idLimits: "in process", idRedis: "on Redis"}[id],
 					l.proxyCPU/base.proxyCPU, l.p99-base.p99)
 			}
 		}
 	}
-	fmt.Fprintln(&w)
+	if limits.Len() > 0 { // only when the run had a limits contender and the one without limits
+		fmt.Fprintf(&w, "## What limits cost\n\n")
+		fmt.Fprintf(&w, "`ilp_edge` + `ilp_proxy` with a peer's rate and throughput limits (in process, or on Redis on loopback) "+
+			"against the same without limits: proxy CPU per packet and p99 latency.\n\n")
+		fmt.Fprintf(&w, "| workload | limits | CPU ratio | p99 added, ms |\n|---|---|---:|---:|\n%s\n", limits.String())
+	}
 
 	for _, c := range cs {
 		p, ok := profiles[c.id]
@@ -191,7 +193,12 @@ func versions(caddy string) []string {
 			name = "caddy"
 			line, _, _ = strings.Cut(line, " ")
 		}
-		vs = append(vs, fmt.Sprintf("%s %s", name, strings.TrimSpace(line)))
+		// Most say their own name first ("nginx version: nginx/1.22.1").
+		line = strings.TrimSpace(line)
+		if len(line) <= len(name) || !strings.EqualFold(line[:len(name)+1], name+" ") {
+			line = name + " " + line
+		}
+		vs = append(vs, line)
 	}
 	return vs
 }
