@@ -25,6 +25,7 @@ import (
 //			write_timeout <duration>
 //			max_header_bytes <size>
 //			max_concurrent_streams <n>
+//			access_log
 //			tls [<names...>] {
 //				client_auth { … }
 //			}
@@ -97,6 +98,11 @@ func unmarshalServer(d *caddyfile.Dispenser, warnings *[]caddyconfig.Warning) (*
 				return nil, err
 			}
 			s.MaxHeaderBytes = int(n)
+		case "access_log":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			s.AccessLog = true
 		case "tls":
 			t, err := unmarshalTLS(d)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -82,8 +83,7 @@ func (s *Server) serveH1(w *h1.ResponseWriter, r *h1.Request) {
 		req.Proto = "HTTP/1.0"
 	}
 	addFields(ex, r.Fields())
-	ex.resp.w = w
-	ex.resp.finish(s.serve(&ex.resp, req), s.logger)
+	s.answer(ex, w)
 }
 
 // serveH2 answers one HTTP/2 request (stream) through the server's
@@ -94,8 +94,21 @@ func (s *Server) serveH2(w *h2.ResponseWriter, r *h2.Request) {
 	req := ex.request(r.Method, r.Path, r.Authority, r.RemoteAddr(), r.TLS(), r.Body, s.ctx)
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
 	addFields(ex, r.Fields())
+	s.answer(ex, w)
+}
+
+// answer runs the handlers on the exchange's request and finishes the
+// answer on w, then logs it when the server keeps an access log.
+func (s *Server) answer(ex *exchange, w answerWriter) {
+	var start time.Time
+	if s.accessLog != nil {
+		start = time.Now()
+	}
 	ex.resp.w = w
-	ex.resp.finish(s.serve(&ex.resp, req), s.logger)
+	status := ex.resp.finish(s.serve(&ex.resp, ex.req), s.logger)
+	if s.accessLog != nil {
+		s.logAccess(ex, status, start)
+	}
 }
 
 // serve runs the handlers, a panic turned into an error as Caddy's HTTP
@@ -226,6 +239,7 @@ func canonicalKey(name []byte) string {
 type responseWriter struct {
 	header http.Header
 	status int
+	size   int // body bytes written
 	w      answerWriter
 }
 
@@ -247,13 +261,16 @@ func (rw *responseWriter) WriteHeader(code int) {
 
 func (rw *responseWriter) Write(b []byte) (int, error) {
 	rw.WriteHeader(http.StatusOK)
-	return rw.w.Write(b)
+	n, err := rw.w.Write(b)
+	rw.size += n
+	return n, err
 }
 
-// finish completes the answer after the handlers returned err: a handler
-// error is answered with its status and no body, as Caddy's HTTP server
-// answers one when no handle_errors route is set.
-func (rw *responseWriter) finish(err error, logger *zap.Logger) {
+// finish completes the answer after the handlers returned err, and
+// returns its status: a handler error is answered with its status and no
+// body, as Caddy's HTTP server answers one when no handle_errors route is
+// set.
+func (rw *responseWriter) finish(err error, logger *zap.Logger) int {
 	status := rw.status
 	if err != nil {
 		status = http.StatusInternalServerError
@@ -288,10 +305,11 @@ func (rw *responseWriter) finish(err error, logger *zap.Logger) {
 			}
 		}
 	}
+	return status
 }
 
 func (rw *responseWriter) reset() {
 	clear(rw.header)
-	rw.status = 0
+	rw.status, rw.size = 0, 0
 	rw.w = nil
 }

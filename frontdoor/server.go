@@ -58,6 +58,12 @@ type Server struct {
 	// Serve HTTPS rather than plaintext HTTP/1.1.
 	TLS *TLS `json:"tls,omitempty"`
 
+	// Log every request, as a site's access log does, to the logger
+	// ilp.log.access: the request (no headers), the peer as user_id, the
+	// status, size and duration, and the packet's destination, amount,
+	// result, Reject code and triggeredBy, and connector.
+	AccessLog bool `json:"access_log,omitempty"`
+
 	name   string
 	key    string          // the listen addresses, for newest
 	ctx    context.Context // the handlers' requests' parent
@@ -67,6 +73,8 @@ type Server struct {
 	srv    *h1.Server
 	srv2   *h2.Server // for connections that start with HTTP/2's preface
 	logger *zap.Logger
+	// accessLog is nil without AccessLog.
+	accessLog *zap.Logger
 }
 
 // provision loads the handlers and checks that they are ones that run
@@ -77,6 +85,9 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 	// packets in flight must still get their answers.
 	s.ctx = context.Background()
 	s.logger = ctx.Logger().With(zap.String("server", name))
+	if s.AccessLog {
+		s.accessLog = ctx.Logger().Named(accessLoggerName).With(zap.String("server", name))
+	}
 	if len(s.Listen) == 0 {
 		return errors.New("no listen addresses")
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -126,6 +127,7 @@ func TestHostileInput(t *testing.T) {
 		server 127.0.0.1:9082 {
 			read_header_timeout 2s
 			read_body_timeout 2s
+			access_log
 			%s
 			ilp_proxy %s
 		}
@@ -309,8 +311,64 @@ func TestHostileInput(t *testing.T) {
 			})
 		}
 	}
+	wantFrontDoorAccessLog(t, caddyLog, hostport(conn.Server))
 	bobJWT := ilptest.SignJWT("HS256", hostileJWTSecret, ilptest.PluginClaims(time.Hour))
 	wantNoSecrets(t, []string{hostileToken, hostileJWTSecret, hostileUpstream, bobJWT[strings.LastIndexByte(bobJWT, '.')+1:]}, logFile, caddyLog)
+}
+
+// wantFrontDoorAccessLog checks the access log lines the front door's
+// access_log wrote to the log file: a fulfilled packet with the peer and
+// the connector it went to, an edge's Reject with its code, and a 401
+// with no peer.
+func wantFrontDoorAccessLog(t *testing.T, logFile, connector string) {
+	t.Helper()
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		Logger   string `json:"logger"`
+		Msg      string `json:"msg"`
+		Status   int    `json:"status"`
+		Size     int    `json:"size"`
+		UserID   string `json:"user_id"`
+		Result   string `json:"ilp_result"`
+		Code     string `json:"ilp_code"`
+		Upstream string `json:"ilp_upstream"`
+		Req      struct {
+			Method   string `json:"method"`
+			URI      string `json:"uri"`
+			RemoteIP string `json:"remote_ip"`
+		} `json:"request"`
+	}
+	var fulfilled, rejected, refused int
+	for _, raw := range bytes.Split(b, []byte("\n")) {
+		var l line
+		if json.Unmarshal(raw, &l) != nil || l.Logger != "ilp.log.access" {
+			continue
+		}
+		if l.Msg != "handled request" || l.Req.RemoteIP != "127.0.0.1" || l.Req.URI == "" {
+			t.Errorf("access log line %s: want msg \"handled request\", the request's URI and remote_ip 127.0.0.1", raw)
+		}
+		switch {
+		case l.Status == 200 && l.Result == "fulfill":
+			if l.UserID != "alice" && l.UserID != "bob" || l.Upstream != connector || l.Req.Method != "POST" || l.Size == 0 {
+				t.Errorf("access log line of a Fulfill %s: want user_id alice or bob, ilp_upstream %s, POST and a size", raw, connector)
+			}
+			fulfilled++
+		case l.Status == 200 && l.Result == "edge_reject" && l.Code == "F01":
+			rejected++
+		case l.Status == 401:
+			if l.UserID != "" || l.Result != "" {
+				t.Errorf("access log line of a 401 %s: want no user_id and no ilp_result", raw)
+			}
+			refused++
+		}
+	}
+	if fulfilled == 0 || rejected == 0 || refused == 0 {
+		t.Errorf("front door access log: %d Fulfills, %d F01 Rejects from the edge, %d 401s; want each at least once",
+			fulfilled, rejected, refused)
+	}
 }
 
 // wantNoSecrets fails if any of the secrets appears in the files.
