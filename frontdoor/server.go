@@ -74,7 +74,8 @@ type Server struct {
 	srv2   *h2.Server // for connections that start with HTTP/2's preface
 	logger *zap.Logger
 	// accessLog is nil without AccessLog.
-	accessLog *zap.Logger
+	accessLog  *zap.Logger
+	refusalLog *handler.LogLimiter
 }
 
 // provision loads the handlers and checks that they are ones that run
@@ -87,6 +88,10 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 	s.logger = ctx.Logger().With(zap.String("server", name))
 	if s.AccessLog {
 		s.accessLog = ctx.Logger().Named(accessLoggerName).With(zap.String("server", name))
+	}
+	s.refusalLog = &handler.LogLimiter{Interval: time.Second}
+	if err := handler.RegisterCollectors(ctx.GetMetricsRegistry(), metricRefusals); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
 	}
 	if len(s.Listen) == 0 {
 		return errors.New("no listen addresses")
@@ -141,6 +146,7 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 	}
 	s.srv2 = &h2.Server{
 		Handler:              h2.HandlerFunc(s.serveH2),
+		Refused:              s.refusedH2,
 		MaxBodyBytes:         maxBody,
 		MaxConcurrentStreams: s.MaxConcurrentStreams,
 		MaxHeaderBytes:       s.MaxHeaderBytes,
@@ -150,6 +156,7 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 	}
 	s.srv = &h1.Server{
 		Handler:           h1.HandlerFunc(s.serveH1),
+		Refused:           s.refusedH1,
 		Handoff:           s.handoff,
 		HTTP2:             s.srv2.ServeConn,
 		Limits:            h1.Limits{MaxHeaderBytes: s.MaxHeaderBytes, MaxBodyBytes: maxBody},

@@ -192,6 +192,9 @@ func (c *conn) serveRequest() bool {
 // refuse answers a request this server will not serve, and ends the
 // connection.
 func (c *conn) refuse(e *Error) bool {
+	if c.srv.Refused != nil {
+		c.srv.Refused(c.nc.RemoteAddr(), e.Status, e.Reason)
+	}
 	c.buf.out = appendRefusal(c.buf.out, e, c.date.get(time.Now()))
 	if c.flush() {
 		c.linger()

@@ -606,3 +606,34 @@ func TestHTTP2PrefaceHandedOver(t *testing.T) {
 		t.Fatalf("the preface after a request: %v %v, want 505", resp, err)
 	}
 }
+
+// TestRefusedTold checks that the server tells Refused of a request it
+// refuses itself, before the answer goes out, and of none it serves.
+func TestRefusedTold(t *testing.T) {
+	type refusal struct {
+		status int
+		reason string
+	}
+	told := make(chan refusal, 2)
+	s := &Server{Handler: echo, Refused: func(remote net.Addr, status int, reason string) {
+		if remote == nil {
+			t.Error("Refused without the client's address")
+		}
+		told <- refusal{status, reason}
+	}}
+	c := dial(t, startServer(t, s))
+	c.Write([]byte("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok" +
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"))
+	br := bufio.NewReader(c)
+	for _, want := range []int{200, 400} {
+		if resp, _, err := readAnswer(br); err != nil || resp.StatusCode != want {
+			t.Fatalf("answer %v, %v; want %d", resp, err, want)
+		}
+	}
+	if r := <-told; r.status != 400 || !strings.Contains(r.reason, "Content-Length") {
+		t.Errorf("Refused told %d %q, want 400 and the repeated Content-Length", r.status, r.reason)
+	}
+	if len(told) != 0 {
+		t.Errorf("Refused told of %d more", len(told))
+	}
+}

@@ -71,6 +71,11 @@ type Server struct {
 	// 505. It owns the connection.
 	HTTP2 func(nc net.Conn, prefix []byte)
 
+	// Refused, if set, is told of every request the server answers
+	// itself with an error status, before any handler: the client's
+	// address, the status and why. It must not block.
+	Refused func(remote net.Addr, status int, reason string)
+
 	setup    sync.Once
 	limits   Limits    // Limits with defaults
 	bigPool  sync.Pool // read buffers of the largest request's size

@@ -629,6 +629,9 @@ func (c *conn) fail(e *connError) {
 		return
 	}
 	c.goingAway = true
+	if c.srv.Refused != nil {
+		c.srv.Refused(c.nc.RemoteAddr(), "GOAWAY "+e.code.String(), e.reason)
+	}
 	c.fw.WriteGoAway(c.maxID, e.code, []byte(e.reason))
 	c.waitWrittenLocked(0)
 	c.dead = true // handlers still running write nothing more

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -533,5 +534,38 @@ func TestNoContent(t *testing.T) {
 	a := c.expectAnswer(1)
 	if _, ok := a.fields["content-length"]; a.status != "204" || ok || a.body != "" {
 		t.Fatalf("%+v", a)
+	}
+}
+
+// TestRefusedTold checks that the server tells Refused of each refusal it
+// makes itself: an HTTP status, a stream reset, a GOAWAY with its reason,
+// and nothing for the NO_ERROR reset that follows a refusal.
+func TestRefusedTold(t *testing.T) {
+	var mu sync.Mutex
+	var told []string
+	s := &Server{Handler: echo, MaxBodyBytes: 100, Refused: func(remote net.Addr, answer, reason string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if remote == nil {
+			t.Error("Refused without the client's address")
+		}
+		told = append(told, strings.TrimSpace(answer+" "+reason))
+	}}
+	c := dial(t, startServer(t, s))
+	c.handshake()
+	c.headers(1, false, post("content-length", "101")...)
+	c.expectAnswer(1)
+	c.expectRST(1, http2.ErrCodeNo)
+	c.headers(3, false, post()...)
+	c.fr.WriteWindowUpdate(3, 0)
+	c.expectRST(3, http2.ErrCodeProtocol)
+	c.fr.WriteWindowUpdate(0, 0)
+	g := c.expectGoAway(http2.ErrCodeProtocol)
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"413", "RST_STREAM PROTOCOL_ERROR", "GOAWAY PROTOCOL_ERROR " + string(g.DebugData())}
+	if strings.Join(told, "|") != strings.Join(want, "|") {
+		t.Errorf("Refused told %q, want %q", told, want)
 	}
 }

@@ -166,6 +166,9 @@ func (c *conn) answer(st *stream) {
 // stops. With c.mu held, from the read loop, before any handler ran;
 // clientDone says the frame just read carried END_STREAM.
 func (c *conn) refuseLocked(st *stream, status int, clientDone bool) {
+	if c.srv.Refused != nil {
+		c.srv.Refused(c.nc.RemoteAddr(), statusText[status], "")
+	}
 	c.writeHeadersLocked(st.id, status, "", 0, nil, true)
 	if !clientDone {
 		c.rstLocked(st.id, http2.ErrCodeNo)

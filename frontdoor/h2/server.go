@@ -78,6 +78,13 @@ type Server struct {
 	// client's flow-control window: past it, the connection is closed.
 	WriteTimeout time.Duration
 
+	// Refused, if set, is told of every request or connection the server
+	// refuses itself, before any handler: the client's address, and the
+	// answer, an HTTP status ("431"), "RST_STREAM" or "GOAWAY" with its
+	// error code ("RST_STREAM PROTOCOL_ERROR"), and for a GOAWAY why. It
+	// is called with the connection's lock held, and must not block.
+	Refused func(remote net.Addr, answer, reason string)
+
 	setup    sync.Once
 	shutting atomic.Bool
 

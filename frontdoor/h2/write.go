@@ -146,6 +146,9 @@ func (c *conn) awaitWindowLocked(st *stream) bool {
 
 // rstLocked writes RST_STREAM.
 func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
+	if c.srv.Refused != nil && code != http2.ErrCodeNo { // NO_ERROR follows a refusal, told already
+		c.srv.Refused(c.nc.RemoteAddr(), "RST_STREAM "+code.String(), "")
+	}
 	c.fw.WriteRSTStream(id, code)
 }
 
