@@ -73,7 +73,13 @@ func TestExchangeReuse(t *testing.T) {
 	if v := caddyhttp.GetVar(req.Context(), "ilp_peer"); v != nil {
 		t.Fatalf("var ilp_peer %v left from the request before", v)
 	}
+	// Without a replacer, none: not a nil *caddy.Replacer, which
+	// ilp_edge's type assertion would take and then call.
+	if v := req.Context().Value(caddy.ReplacerCtxKey); v != nil {
+		t.Fatalf("replacer %#v in the context of a request given none", v)
+	}
+	ex.ctx.repl = caddy.NewEmptyReplacer()
 	if _, ok := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); !ok {
-		t.Fatal("no replacer in the request's context")
+		t.Fatal("the replacer given is not in the request's context")
 	}
 }

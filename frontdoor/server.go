@@ -74,8 +74,9 @@ type Server struct {
 	srv2   *h2.Server // for connections that start with HTTP/2's preface
 	logger *zap.Logger
 	// accessLog is nil without AccessLog.
-	accessLog  *zap.Logger
-	refusalLog *handler.LogLimiter
+	accessLog     *zap.Logger
+	refusalLog    *handler.LogLimiter
+	needsReplacer bool // a request's replacer is read: see answer
 }
 
 // provision loads the handlers and checks that they are ones that run
@@ -132,6 +133,7 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 			return s.edge.ServeHTTP(w, r, next)
 		})
 	}
+	s.needsReplacer = s.AccessLog || s.proxy.NeedsReplacer()
 	if s.TLS != nil {
 		if err := s.TLS.provision(ctx); err != nil {
 			return err

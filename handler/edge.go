@@ -351,8 +351,11 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 	pkt := new(Packet)
 	pkt.peer = p
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(pkt.placeholder)
+	// The ilp app's front door passes no replacer when nothing would read
+	// one.
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(pkt.placeholder)
+	}
 	if p.metrics != nil || e.logger.Core().Enabled(zap.DebugLevel) {
 		pkt.start = now()
 	}

@@ -441,6 +441,22 @@ func (p *Proxy) upstreamsFor(r *http.Request) *upstreamSet {
 	return set
 }
 
+// NeedsReplacer reports whether forwarding a request reads its
+// replacer: for placeholders in an upstream's path, or for a dynamic
+// upstream source (Caddy's read it). The ilp app's front door makes one
+// per request only then.
+func (p *Proxy) NeedsReplacer() bool {
+	if p.dynamic != nil {
+		return true
+	}
+	for _, u := range p.static.upstreams {
+		if u.pathReplace {
+			return true
+		}
+	}
+	return false
+}
+
 // upstreamReply is an upstream's answer; body aliases a pooled buffer.
 type upstreamReply struct {
 	status int
