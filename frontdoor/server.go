@@ -91,7 +91,7 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 		s.accessLog = ctx.Logger().Named(accessLoggerName).With(zap.String("server", name))
 	}
 	s.refusalLog = &handler.LogLimiter{Interval: time.Second}
-	if err := handler.RegisterCollectors(ctx.GetMetricsRegistry(), metricRefusals); err != nil {
+	if err := handler.RegisterCollectors(ctx.GetMetricsRegistry(), metricRefusals, openConns); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	if len(s.Listen) == 0 {
@@ -194,6 +194,7 @@ func (s *Server) start(ctx context.Context) error {
 		}
 	}
 	newest.Store(s.key, s)
+	openConns.add(s)
 	for _, addr := range s.Listen {
 		na, err := caddy.ParseNetworkAddress(addr)
 		if err != nil {
@@ -236,4 +237,5 @@ func (s *Server) stop(ctx context.Context) {
 	}
 	wg.Wait()
 	newest.CompareAndDelete(s.key, s)
+	openConns.remove(s)
 }

@@ -314,8 +314,12 @@ func TestHostileInput(t *testing.T) {
 	wantFrontDoorAccessLog(t, caddyLog, hostport(conn.Server))
 	// What the front door's HTTP/1.1 server refused itself never reached
 	// ilp_edge: its own metric counts it.
-	if n := scrape(t, "http://localhost:2999/metrics")[`caddy_ilp_front_door_refusals_total{answer="400",protocol="h1",server="srv0"}`]; n == 0 {
+	metrics := scrape(t, "http://localhost:2999/metrics")
+	if n := metrics[`caddy_ilp_front_door_refusals_total{answer="400",protocol="h1",server="srv0"}`]; n == 0 {
 		t.Error("caddy_ilp_front_door_refusals_total does not count the front door's 400s")
+	}
+	if _, ok := metrics[`caddy_ilp_front_door_connections{protocol="h1",server="srv0"}`]; !ok {
+		t.Error("no caddy_ilp_front_door_connections series for the front door")
 	}
 	bobJWT := ilptest.SignJWT("HS256", hostileJWTSecret, ilptest.PluginClaims(time.Hour))
 	wantNoSecrets(t, []string{hostileToken, hostileJWTSecret, hostileUpstream, bobJWT[strings.LastIndexByte(bobJWT, '.')+1:]}, logFile, caddyLog)

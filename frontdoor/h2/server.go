@@ -152,6 +152,13 @@ func (s *Server) ServeConn(nc net.Conn, prefix []byte) {
 	c.serve()
 }
 
+// OpenConns returns how many connections the server is serving.
+func (s *Server) OpenConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // forget removes a closed connection.
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
