@@ -63,6 +63,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 func (a *App) Start() error {
 	for name, s := range a.Servers {
 		if err := s.start(a.ctx); err != nil {
+			// Caddy stops the apps that started, not the one that failed:
+			// what this one opened would stay open, its listeners too.
+			a.Stop()
 			return fmt.Errorf("server %q: %w", name, err)
 		}
 	}
