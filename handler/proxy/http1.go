@@ -144,11 +144,13 @@ func (c *h1Conn) exchange(req *h1Request, packetDeadline time.Time, buf []byte) 
 	// The reply is waited for until the packet's deadline exactly: a
 	// Fulfill read a moment later would be one the peer never gets. A
 	// write blocks only on a connector that stopped reading, so its
-	// deadline may be up to writeSlack early, and is moved only then.
+	// deadline may be up to writeSlack early, and is moved only then, or
+	// when the one set has passed (an earlier packet's, on a connection
+	// idle since).
 	if err := c.SetReadDeadline(packetDeadline); err != nil {
 		return reply, false, err
 	}
-	if deadline.Due(c.writeBy, packetDeadline, writeSlack) {
+	if deadline.Due(c.writeBy, packetDeadline, writeSlack) || !c.writeBy.After(time.Now()) {
 		c.writeBy = packetDeadline
 		if err := c.SetWriteDeadline(packetDeadline); err != nil {
 			return reply, false, err

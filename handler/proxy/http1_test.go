@@ -538,3 +538,33 @@ func TestH1PoolKeepsWhatConcurrencyNeeded(t *testing.T) {
 		p.close()
 	}
 }
+
+// TestH1WriteDeadlineOfAnEarlierPacket: packets whose deadlines are less
+// than writeSlack apart leave a connection's write deadline at the first
+// one's. Once that has passed, while the last one's (the read deadline)
+// has not, the next packet on the connection must get a write deadline
+// of its own, or its request would fail to be written at all.
+func TestH1WriteDeadlineOfAnEarlierPacket(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	p := &h1Pool{addr: srv.Listener.Addr().String(), dialTimeout: time.Second, idleTimeout: time.Minute}
+	defer p.close()
+	req := &h1Request{path: "/", host: p.addr, header: http.Header{}, body: []byte("packet")}
+	start := time.Now()
+	for _, d := range []time.Duration{100 * time.Millisecond, 600 * time.Millisecond} {
+		if _, err := p.roundTrip(req, start.Add(d), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := p.idle[0]
+	time.Sleep(time.Until(start.Add(200 * time.Millisecond)))
+	reply, err := p.roundTrip(req, start.Add(800*time.Millisecond), nil)
+	if err != nil || string(reply.body) != "ok" {
+		t.Fatalf("the third packet: %q, %v", reply.body, err)
+	}
+	if len(p.idle) != 1 || p.idle[0] != conn {
+		t.Fatal("the third packet did not go on the same connection: the test proves nothing")
+	}
+}
