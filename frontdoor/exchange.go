@@ -171,7 +171,8 @@ func (ex *exchange) request(method, target, host []byte, remote net.Addr, state 
 
 // addFields adds the request's header fields, h1's or h2's. Their values
 // are copied into one string, and each gets a slice of the exchange's
-// values: two allocations per request rather than two per field.
+// values, whose backing array is reused: one allocation per request
+// rather than two per field (BenchmarkExchangeH1).
 func addFields[F ~struct{ Name, Value []byte }](ex *exchange, fields []F) {
 	n := 0
 	for _, f := range fields {
