@@ -18,6 +18,7 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/frontdoor/h1"
 	"github.com/ilp-edge/caddy-ilp/frontdoor/h2"
+	"github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
 )
 
 // exchange is what one request needs to go through ilp_edge and
@@ -219,29 +220,26 @@ func (ex *exchange) reset() {
 	ex.resp.reset()
 }
 
-// Header names ilp_edge reads or passes on, in canonical form, so that
-// the common ones cost no allocation.
-var knownKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{"Authorization", "Ilp-Peer-Name", "Ilp-Destination", "Content-Type", "Content-Length",
-		"Host", "User-Agent", "Accept", "Accept-Encoding", "Connection", "Traceparent", "Tracestate", "Prefer", "Request-Id"} {
-		m[strings.ToLower(k)] = k
+// Header names ilp_edge reads or passes on, and the ones clients commonly
+// send, in canonical form and by length, so that they cost no allocation
+// and are found with a comparison or two: a map lookup would hash a
+// lower-cased copy of every name.
+var knownKeys = func() (byLen [16][]string) {
+	for _, k := range []string{"Host", "Authorization", "Ilp-Destination", "Content-Type", "Content-Length",
+		"Ilp-Peer-Name", "User-Agent", "Accept", "Accept-Encoding", "Connection", "Traceparent", "Tracestate",
+		"Prefer", "Request-Id"} {
+		byLen[len(k)] = append(byLen[len(k)], k)
 	}
-	return m
+	return byLen
 }()
 
 // canonicalKey is name in http.Header's canonical form.
 func canonicalKey(name []byte) string {
-	var lower [32]byte
-	if len(name) <= len(lower) {
-		for i, c := range name {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
+	if len(name) < len(knownKeys) {
+		for _, k := range knownKeys[len(name)] {
+			if httpsyntax.EqualFold(name, k) {
+				return k
 			}
-			lower[i] = c
-		}
-		if k, ok := knownKeys[string(lower[:len(name)])]; ok {
-			return k
 		}
 	}
 	return http.CanonicalHeaderKey(string(name))

@@ -51,6 +51,22 @@ func TestAddFields(t *testing.T) {
 	}
 }
 
+// TestCanonicalKey checks that the names found among the known keys, in
+// any case, and the others get the key net/http would give them.
+func TestCanonicalKey(t *testing.T) {
+	names := []string{"host", "HOST", "authorization", "ILP-Destination", "ilp-peer-name", "content-type",
+		"CONTENT-LENGTH", "accept", "prefer", "x-a", "X-Forwarded-For", "tracestate", "traceparent-x",
+		"a-very-long-field-name-indeed", "content_type"}
+	for _, row := range knownKeys {
+		names = append(names, row...)
+	}
+	for _, name := range names {
+		if got, want := canonicalKey([]byte(name)), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("canonicalKey(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
 // TestExchangeReuse checks that an exchange reset after a request gives
 // the handlers of the next one a request with nothing of the one before,
 // and with the context values they read.

@@ -37,26 +37,6 @@ func equalFold(b []byte, name string) bool {
 	return true
 }
 
-// equalFoldAny is equalFold for a name in any case, as callers pass it.
-func equalFoldAny(b []byte, name string) bool {
-	if len(b) != len(name) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], name[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
 // trimOWS returns b without the spaces and tabs around it.
 func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {

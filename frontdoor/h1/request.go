@@ -132,7 +132,7 @@ func (r *Request) Fields() []Field { return r.fields }
 // Lookup returns the value of the first field named name, in any case.
 func (r *Request) Lookup(name string) (value []byte, ok bool) {
 	for i := range r.fields {
-		if equalFoldAny(r.fields[i].Name, name) {
+		if httpsyntax.EqualFold(r.fields[i].Name, name) {
 			return r.fields[i].Value, true
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing/iotest"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
 )
 
 // addReplySeeds seeds a fuzz target with the TestReadReply cases, but for
@@ -368,7 +369,7 @@ func longestLine(raw []byte) (n int) {
 // countFields counts the lines of raw that are a field named name.
 func countFields(raw []byte, name string) (n int) {
 	anyLine(raw, func(l []byte) bool {
-		if k, _, ok := bytes.Cut(l, []byte(":")); ok && equalFoldASCII(k, name) {
+		if k, _, ok := bytes.Cut(l, []byte(":")); ok && httpsyntax.EqualFold(k, name) {
 			n++
 		}
 		return false

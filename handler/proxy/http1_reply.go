@@ -255,7 +255,7 @@ func trimOWS[T ~string | ~[]byte](b T) T {
 // connection.
 func (h *replyHead) addField(name, value []byte) error {
 	switch {
-	case equalFoldASCII(name, "content-length"):
+	case httpsyntax.EqualFold(name, "content-length"):
 		if h.length >= 0 {
 			return errRepeatedLength
 		}
@@ -264,19 +264,19 @@ func (h *replyHead) addField(name, value []byte) error {
 			return errBadLength
 		}
 		h.length = n
-	case equalFoldASCII(name, "transfer-encoding"):
+	case httpsyntax.EqualFold(name, "transfer-encoding"):
 		switch {
 		case h.http10:
 			// net/http ignores it; RFC 9112 §6.1 says the framing is faulty.
 			return errEncodingHTTP10
-		case h.chunked || !equalFoldASCII(value, "chunked"):
+		case h.chunked || !httpsyntax.EqualFold(value, "chunked"):
 			return errBadEncoding
 		}
 		h.chunked = true
-	case equalFoldASCII(name, "connection"):
+	case httpsyntax.EqualFold(name, "connection"):
 		h.close = h.close || hasToken(value, "close")
 		h.keepAlive = h.keepAlive || hasToken(value, "keep-alive")
-	case equalFoldASCII(name, "trailer"):
+	case httpsyntax.EqualFold(name, "trailer"):
 		h.framingTrail = h.framingTrail || hasToken(value, "content-length") ||
 			hasToken(value, "transfer-encoding") || hasToken(value, "trailer")
 	}
@@ -304,7 +304,7 @@ func parseLength(b []byte) (int64, bool) {
 func hasToken[T ~string | ~[]byte](list T, token string) bool {
 	for {
 		elem, rest, more := cut(list, ',')
-		if equalFoldASCII(trimOWS(elem), token) {
+		if httpsyntax.EqualFold(trimOWS(elem), token) {
 			return true
 		}
 		if !more {
@@ -480,26 +480,4 @@ func readAllInto(r io.Reader, buf []byte) ([]byte, error) {
 			return buf, err
 		}
 	}
-}
-
-// equalFoldASCII compares a header field's name or token with name in
-// any ASCII case; unlike strings.EqualFold it folds nothing beyond ASCII,
-// as HTTP field names are ASCII.
-func equalFoldASCII[T ~string | ~[]byte](b T, name string) bool {
-	if len(b) != len(name) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], name[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

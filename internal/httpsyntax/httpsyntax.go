@@ -42,3 +42,25 @@ var Chars = func() (t [256]uint8) {
 func IsHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
+
+// EqualFold reports whether b is name in any ASCII case. Unlike
+// strings.EqualFold it folds nothing beyond ASCII: field names and the
+// tokens compared with it are ASCII.
+func EqualFold[T ~string | ~[]byte](b T, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], name[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
