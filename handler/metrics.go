@@ -32,7 +32,7 @@ var (
 	}, []string{"method", "reason"})
 	metricPacketDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "packet_duration_seconds",
-		Help:    "Time from a Prepare's arrival to its answer, by peer and result.",
+		Help:    "Time from a Prepare read (its body in) to its answer, by peer and result.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"peer", "result"})
 	metricPeerProtocol = prometheus.NewCounterVec(prometheus.CounterOpts{

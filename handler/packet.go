@@ -34,7 +34,7 @@ type Packet struct {
 	charged     bool      // its amount was taken from the peer's throughput budget
 	fannedOut   bool      // set by the forwarder (SetFannedOut)
 	tried       uint64    // ilp_prefix: the pool indexes (below 64) it chose for this packet
-	start       time.Time // arrival; zero when neither metrics nor debug logs need it
+	start       time.Time // when its bytes were in: what its expiry and duration are measured from
 	reader      bytes.Reader
 	capture     responseCapture
 	ctx         expiryContext // what the next handler sees

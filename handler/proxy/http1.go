@@ -69,6 +69,12 @@ func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
 		// a packet the backend never saw, so it is not reused. The check
 		// is a system call, made outside the lock.
 		if now.Sub(c.idleSince) < p.idleTimeout && c.check.open() {
+			// A write deadline an earlier packet left may have passed, or
+			// be about to, while this packet's is later by less than
+			// writeSlack: forgotten, exchange sets this packet's.
+			if c.writeBy.Before(now.Add(writeSlack)) {
+				c.writeBy = time.Time{}
+			}
 			return c, nil
 		}
 		c.Close()
@@ -145,12 +151,11 @@ func (c *h1Conn) exchange(req *h1Request, packetDeadline time.Time, buf []byte) 
 	// Fulfill read a moment later would be one the peer never gets. A
 	// write blocks only on a connector that stopped reading, so its
 	// deadline may be up to writeSlack early, and is moved only then, or
-	// when the one set has passed (an earlier packet's, on a connection
-	// idle since).
+	// when get forgot one that had passed or was about to.
 	if err := c.SetReadDeadline(packetDeadline); err != nil {
 		return reply, false, err
 	}
-	if deadline.Due(c.writeBy, packetDeadline, writeSlack) || !c.writeBy.After(time.Now()) {
+	if deadline.Due(c.writeBy, packetDeadline, writeSlack) {
 		c.writeBy = packetDeadline
 		if err := c.SetWriteDeadline(packetDeadline); err != nil {
 			return reply, false, err
