@@ -39,6 +39,7 @@ type bench struct {
 	root      string // the repository
 	dir       string // scratch space, removed at the end
 	caddy     string // ./cmd/caddy, built
+	gofloor   string // ./integration/bench/gofloor, built
 	stubs     []*proc.Process
 	stubAddrs []string
 	redis     *proc.Process // for the limits on Redis
@@ -81,8 +82,9 @@ func setUp(ctx context.Context) (*bench, error) {
 		return nil, err
 	}
 	b.caddy = filepath.Join(b.dir, "caddy")
+	b.gofloor = filepath.Join(b.dir, "gofloor")
 	stub := filepath.Join(b.dir, "stubconnector")
-	for bin, pkg := range map[string]string{b.caddy: "./cmd/caddy", stub: "./integration/stubconnector"} {
+	for bin, pkg := range map[string]string{b.caddy: "./cmd/caddy", stub: "./integration/stubconnector", b.gofloor: "./integration/bench/gofloor"} {
 		log.Printf("go build %s", pkg)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 		cmd.Dir = b.root

@@ -18,11 +18,12 @@ type contender struct {
 	header bool   // requests carry ILP-Destination
 	jwt    bool   // requests carry a JWT instead of the static token
 	tls    bool   // serves h2 over TLS (server.h2tls); the others sit out the TLS workload
+	h1Only bool   // serves HTTP/1.1 only, and sits out the HTTP/2 workloads
 	start  func(b *bench, dir string) (*server, error)
 }
 
 // runs reports whether c takes part in wl.
-func (c contender) runs(wl workload) bool { return c.tls || !wl.tls }
+func (c contender) runs(wl workload) bool { return (c.tls || !wl.tls) && !(c.h1Only && wl.h2) }
 
 // server is a started contender.
 type server struct {
@@ -42,11 +43,13 @@ const (
 	idLimits  = "caddy-ilp-proxy-limits"
 	idRedis   = "caddy-ilp-proxy-redis"
 	idFront   = "caddy-ilp-front-door"
+	idGoFloor = "go-floor"
 )
 
 // contenders are the benchmark's rows, in report order.
 var contenders = []contender{
 	{id: "direct", label: "direct to one stub (the floor)", header: true, start: startDirect},
+	{id: idGoFloor, label: "a minimal Go forwarder (Go's floor: no auth, no parsing, no deadlines)", header: true, h1Only: true, start: startGoFloor},
 	{id: idRespond, label: "Caddy `respond` (Caddy's serving floor)", header: true, start: startCaddyRespond},
 	{id: idHeader, label: "Caddy `reverse_proxy` + `lb_policy header`", header: true, start: caddyfileStarter(caddyHeaderSite)},
 	{id: idNginx, label: "nginx `hash … consistent` + keepalive", header: true, tls: true, start: startNginx},
@@ -67,6 +70,16 @@ var contenders = []contender{
 func startDirect(b *bench, _ string) (*server, error) {
 	u := "http://" + b.stubAddrs[0]
 	return &server{h1: u, h2c: u}, nil
+}
+
+// startGoFloor runs ./integration/bench/gofloor in front of the stubs.
+func startGoFloor(b *bench, dir string) (*server, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	p, err := proc.Start(dir, "gofloor", nil, b.gofloor, "-listen", addr, "-upstreams", strings.Join(b.stubAddrs, ","))
+	if err != nil {
+		return nil, err
+	}
+	return &server{h1: "http://" + addr, proc: p}, nil
 }
 
 // caddyGlobal is the global options block every Caddyfile contender

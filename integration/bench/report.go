@@ -133,6 +133,31 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	}
 	fmt.Fprintln(&w)
 
+	var floor strings.Builder
+	for _, wl := range wls {
+		f, ok := sums[idGoFloor+"/"+wl.name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&floor, "| %s | %.1f (%.1f) |", wl.name, f.proxyCPU, f.proxySys)
+		for _, id := range []string{idNginx, idFront} {
+			if o, ok := sums[id+"/"+wl.name]; ok {
+				fmt.Fprintf(&floor, " %.2f×, %+.1f µs |", o.proxyCPU/f.proxyCPU, o.proxyCPU-f.proxyCPU)
+			} else {
+				fmt.Fprintf(&floor, " — |")
+			}
+		}
+		fmt.Fprintln(&floor)
+	}
+	if floor.Len() > 0 {
+		fmt.Fprintf(&w, "## Against Go's floor\n\n")
+		fmt.Fprintf(&w, "The minimal Go forwarder (`integration/bench/gofloor`: a goroutine per connection, pooled upstream "+
+			"connections, no authentication, OER parsing, deadlines or metrics) is what the kernel and Go's runtime cost per "+
+			"packet before any of caddy-ilp's work. nginx and the front door against it: proxy CPU per packet as a multiple, "+
+			"and the µs per packet they add.\n\n")
+		fmt.Fprintf(&w, "| workload | Go's floor: CPU µs/packet (kernel) | nginx | the front door |\n|---|---:|---:|---:|\n%s\n", floor.String())
+	}
+
 	var limits strings.Builder
 	for _, wl := range wls {
 		base, ok := sums[idProxy+"/"+wl.name]
