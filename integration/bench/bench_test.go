@@ -125,3 +125,21 @@ func TestMakePreparesSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestContenderRuns checks which workloads a contender sits out: the TLS
+// one unless it serves TLS, and HTTP/2 ones when it serves HTTP/1.1 only.
+func TestContenderRuns(t *testing.T) {
+	h1, h2c, h2tls := workload{}, workload{h2: true}, workload{h2: true, tls: true}
+	for _, tc := range []struct {
+		c              contender
+		h1, h2c, h2tls bool
+	}{
+		{contender{id: "plain"}, true, true, false},
+		{contender{id: "tls", tls: true}, true, true, true},
+		{contender{id: "h1-only", h1Only: true}, true, false, false},
+	} {
+		if got := [3]bool{tc.c.runs(h1), tc.c.runs(h2c), tc.c.runs(h2tls)}; got != [3]bool{tc.h1, tc.h2c, tc.h2tls} {
+			t.Errorf("%s runs h1, h2c, h2 TLS: %v, want %v", tc.c.id, got, [3]bool{tc.h1, tc.h2c, tc.h2tls})
+		}
+	}
+}
