@@ -11,7 +11,7 @@ import (
 // once per connection so that a check allocates nothing.
 type connChecker struct {
 	raw   syscall.RawConn
-	peek  func(fd uintptr) bool
+	peek  func(fd uintptr)
 	alive bool
 	buf   [1]byte
 }
@@ -26,12 +26,11 @@ func newConnChecker(c net.Conn) *connChecker {
 		return nil
 	}
 	k := &connChecker{raw: raw}
-	k.peek = func(fd uintptr) bool {
+	k.peek = func(fd uintptr) {
 		// Nothing to read is the one healthy answer: 0 bytes is EOF, and
 		// bytes nobody asked for would be taken as the next reply.
 		_, _, err := syscall.Recvfrom(int(fd), k.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		k.alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
-		return true
 	}
 	return k
 }
@@ -41,5 +40,8 @@ func (k *connChecker) open() bool {
 		return true
 	}
 	k.alive = false
-	return k.raw.Read(k.peek) == nil && k.alive
+	// Control, not Read: the peek never blocks, and Read would refuse it
+	// once the last packet's read deadline has passed, taking a healthy
+	// connection for a closed one.
+	return k.raw.Control(k.peek) == nil && k.alive
 }
