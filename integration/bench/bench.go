@@ -314,6 +314,11 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 		s.peakMB = float64(proxy1.peakKB) / 1024
 	}
 	s.failures += wrongAnswers(r, len(b.fulfill))
+	if s.failures > 0 { // the report has only the count: say what they were, for a CI run that failed
+		log.Printf("%s, %s: %d failures: h2load counted %d failed; %d of %d answers not 2xx; %d bytes of answers "+
+			"for %d 2xx of a %d-byte Fulfill, %d requests unfinished", c.id, wl.id, s.failures, r.failed, r.done-r.ok,
+			r.done, r.dataBytes, r.ok, len(b.fulfill), r.started-r.done)
+	}
 	return s, nil
 }
 
