@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,8 +35,6 @@ type exchange struct {
 	values []string // the header's values, each a one-value slice of it
 	vars   map[string]any
 	resp   responseWriter
-	remote net.Addr // the connection remoteAddr was formatted for
-	addr   string
 	host   string // the last request's Host, kept: most are the same
 }
 
@@ -136,7 +133,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (err error) {
 
 // request fills the exchange's *http.Request with what every version
 // of HTTP has; the caller adds the version and the header fields.
-func (ex *exchange) request(method, target, host []byte, remote net.Addr, state *tls.ConnectionState, body []byte,
+func (ex *exchange) request(method, target, host []byte, remote string, state *tls.ConnectionState, body []byte,
 	base context.Context,
 ) *http.Request {
 	req := ex.req
@@ -158,10 +155,7 @@ func (ex *exchange) request(method, target, host []byte, remote net.Addr, state 
 		ex.host = string(host)
 	}
 	req.Host = ex.host
-	if remote != ex.remote {
-		ex.remote, ex.addr = remote, remote.String()
-	}
-	req.RemoteAddr = ex.addr
+	req.RemoteAddr = remote
 	req.TLS = state
 	ex.body.Reset(body)
 	req.Body = &ex.body

@@ -2,7 +2,6 @@ package frontdoor
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"reflect"
 	"testing"
@@ -71,7 +70,7 @@ func TestCanonicalKey(t *testing.T) {
 // the handlers of the next one a request with nothing of the one before,
 // and with the context values they read.
 func TestExchangeReuse(t *testing.T) {
-	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4000}
+	const remote = "127.0.0.1:4000"
 	ex := exchangePool.Get().(*exchange)
 	req := ex.request([]byte("POST"), []byte("/ilp?x=1"), []byte("edge"), remote, nil, []byte("body"), context.Background())
 	addFields(ex, fields[h1.Field]("authorization", "Bearer t"))

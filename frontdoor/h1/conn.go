@@ -67,6 +67,7 @@ type conn struct {
 	readBy  time.Time                      // the read deadline, as setDeadline last set it
 	writeBy time.Time                      // the write deadline, as setDeadline last set it
 	handTo  func(nc net.Conn, next []byte) // for stateHandoff: Server.Handoff when nil
+	remote  string                         // the peer's address, once a request needs it
 }
 
 // serve runs the connection's loop until it closes; prefix is what was
@@ -289,7 +290,11 @@ func (c *conn) setDeadline(by *time.Time, timeout time.Duration) bool {
 func (c *conn) acquire() {
 	c.buf = buffersPool.Get().(*buffers)
 	c.buf.rb = c.buf.small
-	c.buf.req.remote = c.nc.RemoteAddr()
+	// Formatted once per connection rather than for every request.
+	if c.remote == "" {
+		c.remote = c.nc.RemoteAddr().String()
+	}
+	c.buf.req.remote = c.remote
 }
 
 // tlsState is the connection's TLS state, taken once its handshake is

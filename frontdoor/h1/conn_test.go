@@ -483,6 +483,27 @@ func TestHandlerFields(t *testing.T) {
 	}
 }
 
+// TestRemoteAddr checks that every request on a connection has the
+// client's address, as net/http formats it.
+func TestRemoteAddr(t *testing.T) {
+	got := make(chan string, 2)
+	addr := startServer(t, &Server{Handler: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		got <- r.RemoteAddr()
+		w.WriteString("ok")
+	})})
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	for range 2 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if _, _, err := readAnswer(br); err != nil {
+			t.Fatal(err)
+		}
+		if remote := <-got; remote != c.LocalAddr().String() {
+			t.Fatalf("RemoteAddr %q, want the client's %q", remote, c.LocalAddr())
+		}
+	}
+}
+
 func TestHandlerCloses(t *testing.T) {
 	client, _, done := servePipe(t, &Server{Handler: echo}, nil)
 	go io.WriteString(client, "GET / HTTP/1.1\r\nHost: a\r\nX-Close: 1\r\n\r\n")

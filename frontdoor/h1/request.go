@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"net"
 
 	"github.com/ilp-edge/caddy-ilp/internal/httpsyntax"
 )
@@ -119,10 +118,10 @@ type Request struct {
 
 	fields         []Field
 	host           []byte
-	close          bool // Connection: close
-	keepAlive      bool // Connection: keep-alive
-	expectContinue bool // Expect: 100-continue in HTTP/1.1
-	remote         net.Addr
+	close          bool   // Connection: close
+	keepAlive      bool   // Connection: keep-alive
+	expectContinue bool   // Expect: 100-continue in HTTP/1.1
+	remote         string // the connection's, formatted once
 	tls            *tls.ConnectionState
 }
 
@@ -164,9 +163,9 @@ func (r *Request) KeepAlive() bool {
 // TLS. It is the connection's, shared by its requests: do not modify it.
 func (r *Request) TLS() *tls.ConnectionState { return r.tls }
 
-// RemoteAddr returns the peer's address, for a request served on a
-// connection.
-func (r *Request) RemoteAddr() net.Addr { return r.remote }
+// RemoteAddr returns the peer's address as host:port, as net/http's
+// Request.RemoteAddr has it, for a request served on a connection.
+func (r *Request) RemoteAddr() string { return r.remote }
 
 // headState collects, while the fields are read, what they say about
 // framing: each is judged once the header section is whole.

@@ -84,6 +84,8 @@ type conn struct {
 	nc  net.Conn
 	tls *tls.ConnectionState // once known: the connection's, for its requests
 
+	remote string // the peer's address, once a request needs it; the read loop's
+
 	// The read loop's own.
 	rd           connReader
 	br           *bufio.Reader

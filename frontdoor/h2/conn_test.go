@@ -39,6 +39,22 @@ func TestPrefaceSettingsAndRequest(t *testing.T) {
 	}
 }
 
+// TestRemoteAddr checks that every stream's request has the client's
+// address, as net/http formats it.
+func TestRemoteAddr(t *testing.T) {
+	addr := startServer(t, &Server{Handler: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.Write([]byte(r.RemoteAddr()))
+	})})
+	c := dial(t, addr)
+	c.handshake()
+	for _, id := range []uint32{1, 3} {
+		c.request(id, "")
+		if a := c.expectAnswer(id); a.body != c.nc.LocalAddr().String() {
+			t.Fatalf("stream %d: RemoteAddr %q, want the client's %q", id, a.body, c.nc.LocalAddr())
+		}
+	}
+}
+
 func TestPrefaceRefused(t *testing.T) {
 	addr := startServer(t, &Server{Handler: echo})
 	c := dial(t, addr)

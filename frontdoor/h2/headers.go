@@ -255,7 +255,10 @@ func (c *conn) endBlock() error {
 	r.Authority = authority
 	r.Scheme = st.hdr[hb.scheme.start:hb.scheme.end]
 	r.ContentLength = st.contentLength
-	r.remote = c.nc.RemoteAddr()
+	if c.remote == "" { // formatted once per connection
+		c.remote = c.nc.RemoteAddr().String()
+	}
+	r.remote = c.remote
 	r.tls = c.tlsState()
 	r.id = id
 	for _, f := range hb.fields {

@@ -2,7 +2,6 @@ package h2
 
 import (
 	"crypto/tls"
-	"net"
 )
 
 // This file is a request as a handler sees it: the pseudo-headers, the
@@ -30,7 +29,7 @@ type Request struct {
 	ContentLength int64
 
 	fields []Field
-	remote net.Addr
+	remote string // the connection's, formatted once
 	tls    *tls.ConnectionState
 	id     uint32
 }
@@ -60,8 +59,9 @@ func (r *Request) Header(name string) []byte {
 // TLS. It is the connection's, shared by its requests: do not modify it.
 func (r *Request) TLS() *tls.ConnectionState { return r.tls }
 
-// RemoteAddr returns the peer's address.
-func (r *Request) RemoteAddr() net.Addr { return r.remote }
+// RemoteAddr returns the peer's address as host:port, as net/http's
+// Request.RemoteAddr has it.
+func (r *Request) RemoteAddr() string { return r.remote }
 
 // StreamID returns the request's stream identifier, for logs.
 func (r *Request) StreamID() uint32 { return r.id }
