@@ -27,6 +27,27 @@ func BenchmarkRoundTrip16Streams(b *testing.B) {
 	benchmarkRoundTrip(b, startServer(b, &Server{Handler: ilpAnswer}))
 }
 
+// BenchmarkRoundTrip16StreamsDeepHandler is the same with a handler that
+// needs an 8 KiB stack, as ilp_edge and ilp_proxy with their upstream
+// write do: what a goroutine's stack costs a stream.
+func BenchmarkRoundTrip16StreamsDeepHandler(b *testing.B) {
+	benchmarkRoundTrip(b, startServer(b, &Server{Handler: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		useStack(8)
+		ilpAnswer(w, r)
+	})}))
+}
+
+// useStack uses about kib KiB of stack.
+//
+//go:noinline
+func useStack(kib int) byte {
+	var frame [1000]byte
+	if kib <= 1 {
+		return frame[kib]
+	}
+	return useStack(kib-1) + frame[kib]
+}
+
 // BenchmarkRoundTrip16StreamsNetHTTP is the same exchange with net/http's
 // HTTP/2 server (h2c), for comparison.
 func BenchmarkRoundTrip16StreamsNetHTTP(b *testing.B) {

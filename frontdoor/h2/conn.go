@@ -571,10 +571,10 @@ func (c *conn) endRequestLocked(st *stream) {
 	st.state = stateHalfClosed
 	c.open--
 	c.handlers.Add(1)
-	go c.runHandler(st)
+	c.srv.handlerPool.run(c, st)
 }
 
-// runHandler runs on the stream's own goroutine.
+// runHandler runs on a goroutine of the server's handlerPool.
 func (c *conn) runHandler(st *stream) {
 	defer c.handlers.Done()
 	c.srv.Handler.ServeH2(&st.w, &st.req)

@@ -88,9 +88,10 @@ type Server struct {
 	setup    sync.Once
 	shutting atomic.Bool
 
-	mu        sync.Mutex
-	listeners acceptloop.Listeners
-	conns     map[*conn]struct{}
+	mu          sync.Mutex
+	listeners   acceptloop.Listeners
+	conns       map[*conn]struct{}
+	handlerPool handlerPool
 }
 
 // init applies the defaults, once.
@@ -149,6 +150,7 @@ func (s *Server) ServeConn(nc net.Conn, prefix []byte) {
 	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
+	s.handlerPool.connOpened()
 	c.serve()
 }
 
@@ -164,6 +166,7 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.handlerPool.connClosed()
 }
 
 // shutdownPoll is how often Shutdown looks for connections gone.
