@@ -178,7 +178,8 @@
 // TestContinuationFlood, TestPingsAnsweredInOneWrite); shutdown in
 // server_test.go; the handlers' goroutines in handlers_test.go (reused
 // across streams and connections, at most 512 kept, none left once the
-// last connection closes); x/net's client in interop_test.go
+// last connection closes) and TestAnswersShareWrites (answers ended at
+// once share writes); x/net's client in interop_test.go
 // (TestGoClient200ConcurrentPOSTs); FuzzServeConn; and
 // BenchmarkRoundTrip16Streams (and ...DeepHandler, whose handler needs an
 // 8 KiB stack) beside net/http's h2c server.

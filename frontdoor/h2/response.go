@@ -2,6 +2,7 @@ package h2
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +157,15 @@ func (c *conn) answer(st *stream) {
 		}
 	}
 	c.releaseLocked(st, how)
+	if !c.flushing && len(c.streams) > c.open {
+		// Other handlers of this connection are running: let those
+		// ready to answer too append theirs before the write.
+		c.flushing = true
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+		c.flushing = false
+	}
 	c.flushLocked()
 	c.mu.Unlock()
 }

@@ -12,7 +12,11 @@ import (
 // under conn.mu, to one buffer by the Framer, and the buffer is written
 // by whichever goroutine finds no write in progress (a group commit):
 // while one goroutine writes, the answers of the others pile up behind
-// it and go out together in the next write. The read loop writes its
+// it and go out together in the next write. A handler that answers while
+// others of its connection run yields once before it writes, so that
+// those whose upstream answers came in the same poll append theirs first:
+// 16 streams answered at once then cost a write or two, not one each.
+// The read loop writes its
 // control frames (SETTINGS ACK, PING ACK, WINDOW_UPDATE, RST_STREAM)
 // only before it blocks on a read, so that those of a batch of frames
 // read at once share a write too. Here too is the flow control of
