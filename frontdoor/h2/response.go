@@ -157,7 +157,7 @@ func (c *conn) answer(st *stream) {
 		}
 	}
 	c.releaseLocked(st, how)
-	if !c.flushing && len(c.streams) > c.open {
+	if !c.flushing && len(c.out) > 0 && len(c.streams) > c.open {
 		// Other handlers of this connection are running: let those
 		// ready to answer too append theirs before the write.
 		c.flushing = true
@@ -165,6 +165,7 @@ func (c *conn) answer(st *stream) {
 		runtime.Gosched()
 		c.mu.Lock()
 		c.flushing = false
+		c.cond.Broadcast() // to one waiting for the write in progress (waitWrittenLocked)
 	}
 	c.flushLocked()
 	c.mu.Unlock()
