@@ -152,8 +152,8 @@
 // goroutine kept from an earlier stream (up to 512 are kept while the
 // server has connections), whose stack has already grown to what
 // handlers need: a new goroutine's 2 KiB stack, grown by copying for
-// every stream, cost the front door a tenth of its CPU under h2c load. A stream, its header bytes, its body and its answer
-// come from a pool; the answer's :status, content-length of the last size
+// every stream, cost the front door a tenth of its CPU under h2c load.
+// A stream, its header bytes, its body and its answer come from a pool; the answer's :status, content-length of the last size
 // and date of the current second are not formatted again; the frames of
 // answers finished while a write is in progress go
 // out together in the next write. A connection holds its 4 KiB read

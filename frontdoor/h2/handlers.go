@@ -18,6 +18,11 @@ const maxIdleHandlers = 512
 // handlerPool is a server's goroutines waiting for a stream. They are
 // kept only while the server has a connection: when its last one closes,
 // they end, so a server that serves nothing holds none.
+//
+// It counts connections itself rather than read Server.conns: run is
+// called with a connection's lock held, and Shutdown takes connections'
+// locks under the server's, so the pool's lock must be one of its own,
+// taken last.
 type handlerPool struct {
 	mu    sync.Mutex // never held while taking another lock
 	conns int        // connections being served

@@ -44,17 +44,20 @@ func (c *client) answers(n int) []*answer {
 	return ended
 }
 
+// idleCount is how many goroutines wait for a stream.
+func (p *handlerPool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
 // waitHandlersIdle waits until s keeps n goroutines waiting for a stream.
 func waitHandlersIdle(t *testing.T, s *Server, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		s.handlerPool.mu.Lock()
-		idle := len(s.handlerPool.idle)
-		s.handlerPool.mu.Unlock()
-		if idle == n {
+		if idle := s.handlerPool.idleCount(); idle == n {
 			return
-		}
-		if time.Now().After(deadline) {
+		} else if time.Now().After(deadline) {
 			t.Fatalf("%d goroutines waiting for a stream, want %d", idle, n)
 		}
 	}
@@ -147,9 +150,7 @@ func TestHandlerGoroutinesBounded(t *testing.T) {
 	buf := make([]byte, 8<<20)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		running := strings.Count(string(buf[:runtime.Stack(buf, true)]), ".(*handlerPool).serve(")
-		s.handlerPool.mu.Lock()
-		idle := len(s.handlerPool.idle)
-		s.handlerPool.mu.Unlock()
+		idle := s.handlerPool.idleCount()
 		if running == idle {
 			if idle != maxIdleHandlers {
 				t.Errorf("%d goroutines kept after %d streams at once, want %d", idle, conns*streams, maxIdleHandlers)

@@ -16,10 +16,9 @@ import (
 // others of its connection run yields once before it writes, so that
 // those whose upstream answers came in the same poll append theirs first:
 // 16 streams answered at once then cost a write or two, not one each.
-// The read loop writes its
-// control frames (SETTINGS ACK, PING ACK, WINDOW_UPDATE, RST_STREAM)
-// only before it blocks on a read, so that those of a batch of frames
-// read at once share a write too. Here too is the flow control of
+// The read loop writes its control frames (SETTINGS ACK, PING ACK,
+// WINDOW_UPDATE, RST_STREAM) only before it blocks on a read, so that
+// those of a batch of frames read at once share a write too. Here too is the flow control of
 // answers: DATA never exceeds the client's windows.
 
 // maxWindow is the largest flow-control window, 2^31-1.
