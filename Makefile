@@ -34,16 +34,22 @@ JS_DEPS = integration/js/node_modules/.package-lock.json
 # One package at a time (-p 1): the end-to-end tests bound latency,
 # goroutines and memory on a 2-core machine, and another package's tests
 # running beside them would starve them.
-race: $(JS_DEPS) redis-server
+race: $(JS_DEPS) redis-server haproxy
 	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
 
-# The tests of limits shared on Redis run a real redis-server on loopback
-# (internal/redistest), from Debian's package, installed here if missing.
+# The tests of the shared store run real redis-server and redis-sentinel
+# processes on loopback (internal/redistest), and the tests of several
+# edges put HAProxy in front of them, all from Debian's packages,
+# installed here if missing.
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
-.PHONY: redis-server
+APT_INSTALL = $(SUDO) apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
+.PHONY: redis-server haproxy
 redis-server:
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends redis-server; }
+	@command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null && command -v redis-cli >/dev/null || \
+		{ $(APT_INSTALL) redis-server redis-sentinel redis-tools; }
+haproxy:
+	@command -v haproxy >/dev/null || { $(APT_INSTALL) haproxy; }
 
 $(JS_DEPS): integration/js/package-lock.json integration/js/package.json
 	cd integration/js && npm ci --no-audit --no-fund

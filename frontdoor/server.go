@@ -21,6 +21,7 @@ import (
 	"github.com/ilp-edge/caddy-ilp/frontdoor/h2"
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
+	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
 )
 
 // Server is one front door: listeners, and the handlers every request
@@ -75,7 +76,7 @@ type Server struct {
 	logger *zap.Logger
 	// accessLog is nil without AccessLog.
 	accessLog     *zap.Logger
-	refusalLog    *handler.LogLimiter
+	refusalLog    *loglimit.Limiter
 	needsReplacer bool // a request's replacer is read: see answer
 }
 
@@ -90,7 +91,7 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 	if s.AccessLog {
 		s.accessLog = ctx.Logger().Named(accessLoggerName).With(zap.String("server", name))
 	}
-	s.refusalLog = &handler.LogLimiter{Interval: time.Second}
+	s.refusalLog = &loglimit.Limiter{Interval: time.Second}
 	if err := handler.RegisterCollectors(ctx.GetMetricsRegistry(), metricRefusals, openConns); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}

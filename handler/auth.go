@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // Peer configures one peer of the edge and the credentials it may present.
@@ -65,6 +67,7 @@ type peer struct {
 	limits       *peerLimits  // nil: none
 	ildcpReply   []byte       // the Fulfill to its peer.config requests; nil: forward them
 	routing      string       // routing_protocol: RoutingSticky, RoutingLocal or RoutingFanout
+	store        *store.Store // the edge's shared store; nil: none
 }
 
 // Authentication failures, by reason. The 401 error names the reason only.

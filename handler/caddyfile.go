@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // ParseEdgeCaddyfile sets up an Edge from the `ilp_edge` directive; see
@@ -42,15 +43,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //			asset_scale <n>
 //		}
 //		routing_protocol fanout|sticky|local
-//		redis <host:port> {
-//			username <name>
-//			password <secret>
-//			db <n>
-//			key_prefix <prefix>
-//			timeout <duration>
-//			on_store_failure allow|deny
-//			instances <n>
-//		}
+//		redis <host:port...> { … }
 //		peer <name> {
 //			token <secret>
 //			jwt_secret <secret>
@@ -151,7 +144,7 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%v", err)
 			}
 		case "redis":
-			r, err := unmarshalRedis(d)
+			r, err := store.UnmarshalCaddyfile(d)
 			if err != nil {
 				return err
 			}
@@ -331,52 +324,4 @@ func unmarshalILDCP(d *caddyfile.Dispenser) (*ILDCP, error) {
 		return nil, d.Err("ildcp needs address_prefix and asset_code")
 	}
 	return c, nil
-}
-
-func unmarshalRedis(d *caddyfile.Dispenser) (*RedisStore, error) {
-	r := new(RedisStore)
-	if !d.AllArgs(&r.Address) {
-		return nil, d.Err("redis takes one address, host:port")
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return nil, d.Errf("redis: %s takes exactly one argument", opt)
-		}
-		switch opt {
-		case "username":
-			r.Username = v
-		case "password":
-			r.Password = v
-		case "key_prefix":
-			r.KeyPrefix = v
-		case "db":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return nil, d.Errf("redis: db %q: want a whole number from 0", v)
-			}
-			r.DB = n
-		case "timeout":
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("redis: timeout %q: want a duration above 0", v)
-			}
-			r.Timeout = caddy.Duration(dur)
-		case "on_store_failure":
-			if v != StoreFailureAllow && v != StoreFailureDeny {
-				return nil, d.Errf("redis: on_store_failure %q: want allow or deny", v)
-			}
-			r.OnStoreFailure = v
-		case "instances":
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil || n == 0 {
-				return nil, d.Errf("redis: instances %q: want a whole number above 0", v)
-			}
-			r.Instances = n
-		default:
-			return nil, d.Errf("unrecognized redis option %q", opt)
-		}
-	}
-	return r, nil
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -62,7 +64,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			DestinationHeader: "verify", PeerHeader: "X-Peer", JWTLeeway: &leeway, JWTAllowMissingExp: true,
 			ForwardHeaders: []string{"traceparent", "tracestate", "X-Request-Id"},
 			Limits:         &Limits{MaxPacketAmount: math.MaxUint64, Rate: &Budget{Limit: 10000, Period: caddy.Duration(time.Minute), Burst: 500}},
-			Redis: &RedisStore{Address: "127.0.0.1:6379", Username: "edge", Password: "{env.REDIS_PASSWORD}", DB: 2, KeyPrefix: "limits:",
+			Redis: &store.Config{Address: "127.0.0.1:6379", Username: "edge", Password: "{env.REDIS_PASSWORD}", DB: 2, KeyPrefix: "limits:",
 				Timeout: caddy.Duration(20 * time.Millisecond), OnStoreFailure: "deny", Instances: 3},
 			Peers: []*Peer{
 				{Name: "alice", Tokens: []string{"{env.ALICE}", "second"}, UpstreamToken: "{file./run/alice}",
@@ -87,12 +89,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "forward_headers hop-by-hop", input: "ilp_edge {\naddress g.e\nforward_headers Keep-Alive\n}", err: "Keep-Alive may not be forwarded"},
 		{name: "forward_headers idempotency key", input: "ilp_edge {\naddress g.e\nforward_headers idempotency-key\n}", err: "may not be forwarded"},
 		{name: "forward_headers not a name", input: "ilp_edge {\naddress g.e\nforward_headers x:y\n}", err: "not a header name"},
-		{name: "redis without address", input: "ilp_edge {\naddress g.e\nredis {\n}\n}", err: "redis takes one address"},
+		{name: "redis without address", input: "ilp_edge {\naddress g.e\nredis {\n}\n}", err: "redis takes an address"},
 		{name: "redis bad failure mode", input: "ilp_edge {\naddress g.e\nredis r:1 {\non_store_failure maybe\n}\n}", err: "want allow or deny"},
 		{name: "redis instances 0", input: "ilp_edge {\naddress g.e\nredis r:1 {\ninstances 0\n}\n}", err: "above 0"},
 		{name: "redis bad timeout", input: "ilp_edge {\naddress g.e\nredis r:1 {\ntimeout -1s\n}\n}", err: "redis: timeout"},
 		{name: "redis bad db", input: "ilp_edge {\naddress g.e\nredis r:1 {\ndb x\n}\n}", err: "redis: db"},
-		{name: "redis unknown option", input: "ilp_edge {\naddress g.e\nredis r:1 {\ncluster yes\n}\n}", err: `unrecognized redis option "cluster"`},
+		{name: "redis unknown option", input: "ilp_edge {\naddress g.e\nredis r:1 {\nsentinels yes\n}\n}", err: `unrecognized redis option "sentinels"`},
 		{name: "rate without per", input: "ilp_edge {\naddress g.e\nrate 10 every 1s\n}", err: "rate takes <limit> per <duration>"},
 		{name: "rate of 0", input: "ilp_edge {\naddress g.e\nrate 0 per 1s\n}", err: "not a whole number above 0"},
 		{name: "throughput over a day", input: "ilp_edge {\naddress g.e\nthroughput 5 per 48h\n}", err: "at most 24h"},

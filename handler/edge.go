@@ -20,6 +20,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // Names of the vars ilp_edge sets for other handlers and for the ilp_prefix
@@ -110,10 +112,14 @@ type Edge struct {
 	// keeps its own budgets, in memory, unless Redis is set.
 	Limits *Limits `json:"limits,omitempty"`
 
-	// Keep the Limits' budgets on Redis, shared by every edge instance
-	// that uses the same server and key prefix: a peer gets its limit
-	// once for the whole fleet, not once per instance.
-	Redis *RedisStore `json:"redis,omitempty"`
+	// The shared store: Redis, which every edge instance of the fleet
+	// uses with the same settings, so that they act as one edge. The
+	// Limits' budgets are kept there (a peer gets its limit once for the
+	// whole fleet, not once per instance), and so are the peers' routing
+	// tables with routing_protocol fanout (a connector that missed route
+	// updates catches up through whichever edge it hears from next).
+	// Without it, each instance keeps its own.
+	Redis *store.Config `json:"redis,omitempty"`
 
 	// Answer every peer's ILDCP (peer.config) request at the edge: each
 	// peer may set its own instead. Without it, they are forwarded like
@@ -153,12 +159,12 @@ type Edge struct {
 
 	auth       *authenticator
 	peers      []*peer
-	store      *limitStore         // from Redis; nil: budgets in process
+	store      *store.Store        // from Redis; nil: budgets and tables in process
 	peerHeader string              // PeerHeader in canonical form, to set without allocating
 	forward    map[string]struct{} // ForwardHeaders in canonical form
 	logger     *zap.Logger
-	authLog    *LogLimiter // auth failures, per claimed peer
-	configLog  *LogLimiter // config errors seen at run time
+	authLog    *loglimit.Limiter // auth failures, per claimed peer
+	configLog  *loglimit.Limiter // config errors seen at run time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -202,7 +208,7 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	auth.peerHeader = e.peerHeader
 	e.auth, e.peers = auth, peers
 	if e.Redis != nil {
-		if e.store, err = e.Redis.provision(e.logger); err != nil {
+		if e.store, err = store.Load(e.Redis, e.logger); err != nil {
 			return err
 		}
 	}
@@ -226,9 +232,10 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("peer %q: %w", p.name, err)
 		}
 		p.routing = cmp.Or(routing, RoutingFanout)
+		p.store = e.store
 	}
-	e.authLog = &LogLimiter{Interval: time.Second}
-	e.configLog = &LogLimiter{Interval: time.Minute}
+	e.authLog = &loglimit.Limiter{Interval: time.Second}
+	e.configLog = &loglimit.Limiter{Interval: time.Minute}
 	if !e.DisableMetrics {
 		if err := registerMetrics(ctx.GetMetricsRegistry(), e.store != nil); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
@@ -263,7 +270,7 @@ func (e *Edge) Cleanup() error {
 		}
 	}
 	if e.store != nil {
-		e.store.release()
+		e.store.Release()
 		e.store = nil
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"sync"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // leasesPerBurst is how many leases a burst is taken in: the larger, the
@@ -22,9 +24,14 @@ const (
 	maxToleranceUS = 1 << 50
 )
 
-// sharedBudget is a budget kept on Redis for every edge instance (see
-// RedisStore), of which this instance holds a lease: time taken from
-// Redis and not yet spent. On Redis, the budget is time: a unit costs
+// sharedBudget is a budget kept on Redis for every edge instance (the
+// shared store's Lease), of which this instance holds a lease: time taken
+// from Redis and not yet spent. Each instance leases a share of a peer's
+// budget at a time (a twentieth of its burst, or what one packet needs if
+// more; the burst must last at least a millisecond at the limit's rate)
+// and spends it locally: one round trip per lease, not per packet. The
+// conversion between units and microseconds is done here in 128-bit
+// integers, so amounts are exact up to 2^64-1. On Redis, the budget is time: a unit costs
 // period/limit, and the budget's tolerance, its burst, is burst units'
 // worth, both in microseconds.
 //
@@ -32,19 +39,21 @@ const (
 // a unit is periodUS, a microsecond is limit. So no fraction of a unit is
 // lost when Redis grants a time that is not a whole number of units.
 type sharedBudget struct {
-	store                  *limitStore
-	key                    string // on Redis
+	store                  *store.Store
+	name                   string // on Redis
 	limit, burst, periodUS uint64
+	period                 time.Duration
 	toleranceUS, leaseUS   uint64
-	fallback               *gcra // this instance's share, while Redis cannot answer
 
 	mu          sync.Mutex
+	fallback    *gcra     // this instance's share, while Redis cannot answer
+	fallbackFor uint64    // the number of instances it is a share of
 	lease       u128      // leased and not spent, scaled
 	deniedUntil time.Time // Redis said that no take of deniedFrom or more fits until then
 	deniedFrom  uint64
 }
 
-func newSharedBudget(store *limitStore, name string, b *Budget) (*sharedBudget, error) {
+func newSharedBudget(st *store.Store, name string, b *Budget) (*sharedBudget, error) {
 	period := time.Duration(b.Period)
 	periodUS := uint64(period / time.Microsecond)
 	burst := b.burst()
@@ -62,11 +71,9 @@ func newSharedBudget(store *limitStore, name string, b *Budget) (*sharedBudget, 
 	case tolerance > maxToleranceUS:
 		return nil, fmt.Errorf("burst %d at %d per %v lasts too long for a shared budget", burst, b.Limit, period)
 	}
-	share := func(n uint64) uint64 { return max(n/store.instances, 1) }
 	sb := &sharedBudget{
-		store: store, key: store.keyPrefix + name,
-		limit: b.Limit, burst: burst, periodUS: periodUS, toleranceUS: tolerance,
-		fallback: newGCRA(share(b.Limit), period, share(burst), now()),
+		store: st, name: name,
+		limit: b.Limit, burst: burst, periodUS: periodUS, period: period, toleranceUS: tolerance,
 	}
 	sb.leaseUS = sb.costUS(max(burst/leasesPerBurst, 1))
 	return sb, nil
@@ -104,10 +111,10 @@ func (b *sharedBudget) take(ctx context.Context, expiry time.Time, n uint64) err
 	need := b.toUS(cost.sub(b.lease))
 	b.mu.Unlock()
 
-	if !b.store.asking(t) {
-		return b.takeFallback(t, n, errStoreUnavailable)
+	if !b.store.Asking(t) {
+		return b.takeFallback(t, n, store.ErrUnavailable)
 	}
-	granted, wait, err := b.store.lease(ctx, expiry, b.key, need, max(need, b.leaseUS), b.toleranceUS)
+	granted, wait, err := b.store.Lease(ctx, t, expiry, b.name, need, max(need, b.leaseUS), b.toleranceUS)
 	if err != nil {
 		return b.takeFallback(t, n, err)
 	}
@@ -127,10 +134,20 @@ func (b *sharedBudget) take(ctx context.Context, expiry time.Time, n uint64) err
 }
 
 // takeFallback is take while Redis cannot answer (err): this instance's
-// share of the budget, or, with on_store_failure deny, nothing.
+// share of the budget, or, with on_store_failure deny, nothing. The share
+// is of the edges alive when Redis last answered; a budget kept for
+// another number starts afresh.
 func (b *sharedBudget) takeFallback(t time.Time, n uint64, err error) error {
-	if b.store.deny {
+	if b.store.Deny() {
 		return err
+	}
+	instances := b.store.Instances()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fallback == nil || b.fallbackFor != instances {
+		share := func(n uint64) uint64 { return max(n/instances, 1) }
+		b.fallback = newGCRA(share(b.limit), b.period, share(b.burst), t)
+		b.fallbackFor = instances
 	}
 	if !b.fallback.take(t, n) {
 		return errOverBudget

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -17,27 +17,53 @@ import (
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 	"github.com/ilp-edge/caddy-ilp/internal/redistest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // testStore is one edge instance's view of the Redis at addr: a store of
 // its own (not the shared pool's), under the test's key prefix.
-func testStore(t *testing.T, addr string, mod func(*RedisStore)) (*limitStore, *observer.ObservedLogs) {
+func testStore(t *testing.T, addr string, mod func(*store.Config)) (*store.Store, *observer.ObservedLogs) {
 	t.Helper()
-	c := &RedisStore{Address: addr, KeyPrefix: t.Name() + ":"}
+	c := &store.Config{Address: addr, KeyPrefix: t.Name() + ":"}
 	if mod != nil {
 		mod(c)
 	}
-	r, err := c.withDefaults()
+	core, logs := observer.New(zapcore.InfoLevel)
+	s, err := store.New(c, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zapcore.InfoLevel)
-	s := newLimitStore(&r, "test", zap.New(core))
 	t.Cleanup(func() { s.Destruct() })
 	return s, logs
 }
 
-func testSharedBudget(t *testing.T, s *limitStore, b Budget) *sharedBudget {
+// leasesDenied is how many leases the store's metric counts as denied.
+func leasesDenied(t *testing.T) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := RegisterCollectors(reg, store.Collectors()...); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "caddy_ilp_limit_store_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == "denied" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func testSharedBudget(t *testing.T, s *store.Store, b Budget) *sharedBudget {
 	t.Helper()
 	sb, err := newSharedBudget(s, "alice rate", &b)
 	if err != nil {
@@ -108,7 +134,7 @@ func TestSharedBudgetBurst(t *testing.T) {
 }
 
 func TestSharedBudgetConvertsExactlyToUint64Max(t *testing.T) {
-	s := &limitStore{instances: 1}
+	s := new(store.Store)
 	sb, err := newSharedBudget(s, "x", &Budget{Limit: math.MaxUint64, Period: caddy.Duration(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -177,11 +203,11 @@ func TestSharedBudgetRemembersADenial(t *testing.T) {
 	s, _ := testStore(t, r.Addr, nil)
 	sb := testSharedBudget(t, s, Budget{Limit: 2, Period: hour})
 	takes(t, 3, 1, sb)
-	denied := testutil.ToFloat64(metricStoreRequests.WithLabelValues("denied"))
+	denied := leasesDenied(t)
 	if got := takes(t, 50, 1, sb); got != 0 {
 		t.Fatalf("%d admitted from a spent budget", got)
 	}
-	if d := testutil.ToFloat64(metricStoreRequests.WithLabelValues("denied")) - denied; d != 0 {
+	if d := leasesDenied(t) - denied; d != 0 {
 		t.Errorf("Redis was asked %v more times within the wait it gave", d)
 	}
 }
@@ -203,7 +229,7 @@ func TestSharedBudgetIgnoresTheInstancesClocks(t *testing.T) {
 
 func TestSharedBudgetAllowsAShareWhileRedisIsDown(t *testing.T) {
 	r := redistest.Start(t)
-	s, logs := testStore(t, r.Addr, func(c *RedisStore) { c.Instances = 4 })
+	s, logs := testStore(t, r.Addr, func(c *store.Config) { c.Instances = 4 })
 	sb := testSharedBudget(t, s, Budget{Limit: 40, Period: hour})
 	clock := time.Now()
 	setClock(t, func() time.Time { return clock })
@@ -212,23 +238,23 @@ func TestSharedBudgetAllowsAShareWhileRedisIsDown(t *testing.T) {
 	if got := takes(t, 20, 1, sb); got != 10 {
 		t.Errorf("with Redis down, %d admitted, want this instance's share, 10", got)
 	}
-	if testutil.ToFloat64(metricStoreDegraded) != 1 {
-		t.Error("caddy_ilp_limit_store_degraded is not 1 while Redis is down")
+	if !s.Degraded() {
+		t.Error("the store is not degraded while Redis is down")
 	}
-	if n := logs.FilterMessageSnippet("limit store unreachable").Len(); n != 1 {
+	if n := logs.FilterMessageSnippet("shared store unreachable").Len(); n != 1 {
 		t.Errorf("%d warnings for 20 packets, want 1", n)
 	}
 	r.Restart()
-	clock = clock.Add(storeRetryInterval)
+	clock = clock.Add(store.RetryInterval)
 	// The first packet after the retry interval asks Redis, which is back
 	// (and empty: a restarted Redis without persistence forgets).
 	if got := takes(t, 40, 1, sb); got != 40 {
 		t.Errorf("with Redis back, %d admitted, want the budget's 40", got)
 	}
-	if testutil.ToFloat64(metricStoreDegraded) != 0 {
-		t.Error("caddy_ilp_limit_store_degraded is not back to 0")
+	if s.Degraded() {
+		t.Error("the store is still degraded")
 	}
-	if logs.FilterMessage("limit store answering again").Len() != 1 {
+	if logs.FilterMessage("shared store answering again").Len() != 1 {
 		t.Error("no log line saying the store answers again")
 	}
 }
@@ -237,7 +263,7 @@ func TestSharedBudgetDeniesWhileRedisIsDownWhenAsked(t *testing.T) {
 	r := redistest.Start(t)
 	e, _ := testEdge(t, func(e *Edge) {
 		e.Limits = &Limits{Rate: &Budget{Limit: 100, Period: hour}}
-		e.Redis = &RedisStore{Address: r.Addr, KeyPrefix: t.Name() + ":", OnStoreFailure: StoreFailureDeny}
+		e.Redis = &store.Config{Address: r.Addr, KeyPrefix: t.Name() + ":", OnStoreFailure: store.FailureDeny}
 	})
 	be := &backend{}
 	if got := sendAmount(t, e, be, "Bearer "+aliceToken, 1); got != "fulfill" {
@@ -267,9 +293,9 @@ func TestSharedBudgetDeniesWhileRedisIsDownWhenAsked(t *testing.T) {
 
 func TestSharedBudgetNeverWaitsPastTheExpiry(t *testing.T) {
 	r := redistest.Start(t)
-	s, _ := testStore(t, r.Addr, func(c *RedisStore) {
+	s, _ := testStore(t, r.Addr, func(c *store.Config) {
 		c.Timeout = caddy.Duration(time.Hour)
-		c.OnStoreFailure = StoreFailureDeny
+		c.OnStoreFailure = store.FailureDeny
 	})
 	sb := testSharedBudget(t, s, Budget{Limit: 10, Period: hour})
 	r.Pause()
@@ -277,32 +303,32 @@ func TestSharedBudgetNeverWaitsPastTheExpiry(t *testing.T) {
 	// With a timeout of an hour, only the packet's expiry ends this (or
 	// the test binary's timeout fails it).
 	err := sb.take(t.Context(), time.Now().Add(100*time.Millisecond), 1)
-	if !errors.Is(err, errStoreUnavailable) {
+	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("a take with Redis hung: %v, want the store unavailable at the packet's deadline", err)
 	}
 	// Running out of its own time is the packet's matter: Redis is not
 	// counted as down for it.
-	if s.downUntil.Load() != 0 {
+	if s.Degraded() {
 		t.Error("a packet's expiry marked the store down")
 	}
 }
 
 func TestSharedBudgetFallsBackWhenRedisIsSlow(t *testing.T) {
 	r := redistest.Start(t)
-	s, _ := testStore(t, r.Addr, func(c *RedisStore) { c.Timeout = caddy.Duration(20 * time.Millisecond) })
+	s, _ := testStore(t, r.Addr, func(c *store.Config) { c.Timeout = caddy.Duration(20 * time.Millisecond) })
 	sb := testSharedBudget(t, s, Budget{Limit: 10, Period: hour})
 	r.Pause()
 	defer r.Resume()
 	if got := takes(t, 20, 1, sb); got != 10 {
 		t.Errorf("with Redis hung: %d admitted, want the fallback's 10", got)
 	}
-	if s.downUntil.Load() == 0 {
+	if !s.Degraded() {
 		t.Error("a store slower than its timeout was not marked down")
 	}
 }
 
 func TestSharedBudgetSettings(t *testing.T) {
-	s := &limitStore{keyPrefix: "p:", instances: 1}
+	s := new(store.Store)
 	for _, tc := range []struct {
 		b   Budget
 		err string
@@ -323,7 +349,7 @@ func TestSharedBudgetSettings(t *testing.T) {
 // BenchmarkSharedBudgetTake is a packet's cost when its lease has room:
 // no round trip.
 func BenchmarkSharedBudgetTake(b *testing.B) {
-	s := &limitStore{instances: 1}
+	s := new(store.Store)
 	sb, err := newSharedBudget(s, "bench", &Budget{Limit: math.MaxUint64, Period: caddy.Duration(time.Second)})
 	if err != nil {
 		b.Fatal(err)
@@ -342,16 +368,14 @@ func BenchmarkSharedBudgetTake(b *testing.B) {
 // covers (a twentieth of the burst).
 func BenchmarkSharedBudgetLease(b *testing.B) {
 	r := redistest.Start(b)
-	c := &RedisStore{Address: r.Addr, KeyPrefix: "bench:"}
-	cfg, err := c.withDefaults()
+	s, err := store.New(&store.Config{Address: r.Addr, KeyPrefix: "bench:"}, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := newLimitStore(&cfg, "bench", zap.NewNop())
 	defer s.Destruct()
 	ctx, expiry := b.Context(), time.Now().Add(time.Hour)
 	for b.Loop() {
-		if _, _, err := s.lease(ctx, expiry, "bench", 1, 1, 1<<40); err != nil {
+		if _, _, err := s.Lease(ctx, time.Now(), expiry, "bench", 1, 1, 1<<40); err != nil {
 			b.Fatal(err)
 		}
 	}

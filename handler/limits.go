@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // Limits are what one peer may send through this edge instance. ilp_edge
@@ -149,7 +150,7 @@ func (budgetState) Destruct() error { return nil }
 
 // newPeerLimits provisions a peer's limits, kept in process, or shared
 // through store when it is not nil.
-func newPeerLimits(peer string, l *Limits, store *limitStore) (*peerLimits, error) {
+func newPeerLimits(peer string, l *Limits, st *store.Store) (*peerLimits, error) {
 	if l == nil {
 		return nil, nil
 	}
@@ -160,12 +161,12 @@ func newPeerLimits(peer string, l *Limits, store *limitStore) (*peerLimits, erro
 		}
 		key := fmt.Sprintf("%s %s %d/%v burst %d", peer, kind, b.Limit, time.Duration(b.Period), b.burst())
 		name := key
-		if store != nil {
-			key = store.id + " " + key
+		if st != nil {
+			key = st.ID() + " " + key
 		}
 		v, _, err := budgets.LoadOrNew(key, func() (caddy.Destructor, error) {
-			if store != nil {
-				sb, err := newSharedBudget(store, name, b)
+			if st != nil {
+				sb, err := newSharedBudget(st, name, b)
 				if err != nil {
 					return nil, fmt.Errorf("peer %q: %s: %w", peer, kind, err)
 				}

@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // The collectors are package-level and registered with every config's
@@ -44,30 +46,15 @@ var (
 		Help:    "Time left before a Prepare's expiresAt when its answer went back.",
 		Buckets: []float64{0, .1, .25, .5, 1, 2, 5, 10, 20, 30, 60},
 	})
-
-	// The Redis limit store (limitstore.go).
-	metricStoreRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "ilp", Name: "limit_store_requests_total",
-		Help: "Leases asked of the Redis limit store, by result: granted, denied (the budget is spent) or error.",
-	}, []string{"result"})
-	metricStoreDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "caddy", Subsystem: "ilp", Name: "limit_store_duration_seconds",
-		Help:    "Time a lease took from the Redis limit store, errors included.",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
-	})
-	metricStoreDegraded = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "ilp", Name: "limit_store_degraded",
-		Help: "1 while the Redis limit store is not answering and on_store_failure applies, else 0.",
-	})
 )
 
 // registerMetrics registers ilp_edge's collectors with a config's
 // registry, and the limit store's when it has one.
-func registerMetrics(reg prometheus.Registerer, store bool) error {
+func registerMetrics(reg prometheus.Registerer, withStore bool) error {
 	cs := []prometheus.Collector{metricPackets, metricRejects, metricFulfilledAmount, metricAuthFailures,
 		metricPacketDuration, metricExpiryHeadroom, metricPeerProtocol}
-	if store {
-		cs = append(cs, metricStoreRequests, metricStoreDuration, metricStoreDegraded)
+	if withStore {
+		cs = append(cs, store.Collectors()...)
 	}
 	return RegisterCollectors(reg, cs...)
 }

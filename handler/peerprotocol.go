@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // How ilp_edge treats a peer's routing protocol (CCP) Prepares, to
@@ -57,6 +58,16 @@ func (p *Packet) RouteControl() bool { return p.fanoutCCP(ilpdest.PeerRouteContr
 
 func (p *Packet) fanoutCCP(destination string) bool {
 	return p.peer != nil && p.peer.routing == RoutingFanout && string(p.prepare.Destination) == destination
+}
+
+// SharedStore is the store the edge shares with the other edge
+// instances, where a forwarder keeps the peer's routing table; nil when
+// it has none, and the table is the forwarder's own.
+func (p *Packet) SharedStore() *store.Store {
+	if p.peer == nil {
+		return nil
+	}
+	return p.peer.store
 }
 
 // SetFannedOut records that the forwarder delivered a FanOut packet to

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
 )
 
 // PrefixSelection is the `ilp_prefix` reverse_proxy selection policy: it
@@ -56,7 +57,7 @@ type PrefixSelection struct {
 	segments   int
 	fallback   reverseproxy.Selector
 	logger     *zap.Logger
-	rerouteLog *LogLimiter // packets routed past their first choice, per skipped upstream
+	rerouteLog *loglimit.Limiter // packets routed past their first choice, per skipped upstream
 }
 
 // CaddyModule returns the Caddy module information.
@@ -85,7 +86,7 @@ func (s *PrefixSelection) Provision(ctx caddy.Context) error {
 	}
 	s.fallback = mod.(reverseproxy.Selector)
 	s.logger = ctx.Logger()
-	s.rerouteLog = &LogLimiter{Interval: time.Second}
+	s.rerouteLog = &loglimit.Limiter{Interval: time.Second}
 	s.logger.Info("ilp_prefix ready", zap.Int("prefix_segments", s.segments), zap.String("key", s.Key))
 	return nil
 }

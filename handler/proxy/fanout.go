@@ -45,9 +45,9 @@ func acceptedUpdate(reply upstreamReply, err *handler.ForwardError) bool {
 func (p *Proxy) fanOut(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, pkt *handler.Packet,
 	set *upstreamSet, order []int, key string, deadline time.Time,
 ) error {
-	t := peerTableOf(pkt.Peer())
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	held := p.holdTable(r.Context(), pkt, deadline)
+	defer held.release(p)
+	t := held.peerTable
 
 	var targets []int // ranks in order
 	for _, healthy := range [2]bool{true, false} {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
 )
 
 // Defaults of the ilp_proxy options.
@@ -137,7 +138,8 @@ type Proxy struct {
 	segments   int
 	maxFails   int32 // MaxFails, or no limit when passive health is off
 	logger     *zap.Logger
-	rerouteLog *handler.LogLimiter // packets delivered past their first choice, per skipped upstream
+	rerouteLog *loglimit.Limiter // packets delivered past their first choice, per skipped upstream
+	tableLog   *loglimit.Limiter // peers' shared routing tables that could not be used, per peer
 	stopHealth context.CancelFunc
 }
 
@@ -153,7 +155,8 @@ func (Proxy) CaddyModule() caddy.ModuleInfo {
 // connection pools and health state.
 func (p *Proxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
-	p.rerouteLog = &handler.LogLimiter{Interval: time.Second}
+	p.rerouteLog = &loglimit.Limiter{Interval: time.Second}
+	p.tableLog = &loglimit.Limiter{Interval: 10 * time.Second}
 	p.segments = p.RoutingSegments()
 	if p.Key == "" {
 		p.Key = handler.KeyDestination
@@ -330,11 +333,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	if pkt.FanOut() {
 		return p.fanOut(w, r, repl, pkt, set, order, key, deadline)
 	}
-	var table *peerTable
+	var table *heldTable
 	if pkt.RouteControl() {
-		table = peerTableOf(pkt.Peer())
-		table.mu.Lock()
-		defer table.mu.Unlock()
+		table = p.holdTable(r.Context(), pkt, deadline)
+		defer table.release(p)
 	}
 	bufp := replyBufPool.Get().(*[]byte)
 	defer replyBufPool.Put(bufp)

@@ -15,18 +15,23 @@ const maxDataSize = 32767
 
 // peerTables holds a *peerTable per peer whose routing_protocol is
 // fanout. It is package-level so that a reload keeps what the edge
-// knows, as the connectors keep what they applied.
+// knows, as the connectors keep what they applied. With a shared store,
+// it is this edge's copy of what the store holds (heldTable).
 var peerTables sync.Map
 
 func peerTableOf(peer string) *peerTable {
 	if t, ok := peerTables.Load(peer); ok {
 		return t.(*peerTable)
 	}
-	t, _ := peerTables.LoadOrStore(peer, &peerTable{
+	t, _ := peerTables.LoadOrStore(peer, newPeerTable())
+	return t.(*peerTable)
+}
+
+func newPeerTable() *peerTable {
+	return &peerTable{
 		routes: map[string]ilpdest.Route{}, withdrawn: map[string]bool{},
 		synced: map[string]uint32{}, silence: map[string]bool{},
-	})
-	return t.(*peerTable)
+	}
 }
 
 // peerTable is what the edge knows of one peer's routing table (CCP),
@@ -125,13 +130,8 @@ func (t *peerTable) accepted(addr string) {
 	}
 }
 
-// fullUpdate is the route update Prepare that holds the whole table,
-// from epoch 0, expiring at expiresAt; nil when the edge does not hold
-// the whole table, or it is too large for one packet.
-func (t *peerTable) fullUpdate(expiresAt time.Time) []byte {
-	if !t.complete {
-		return nil
-	}
+// asUpdate is the table as one route update from epoch 0.
+func (t *peerTable) asUpdate() ilpdest.RouteUpdate {
 	u := ilpdest.RouteUpdate{
 		RoutingTableID: t.id, CurrentEpochIndex: t.current, ToEpochIndex: t.epoch,
 		HoldDownTime: t.holdDown, Speaker: t.speaker,
@@ -140,7 +140,17 @@ func (t *peerTable) fullUpdate(expiresAt time.Time) []byte {
 	for _, prefix := range slices.Sorted(maps.Keys(t.routes)) {
 		u.NewRoutes = append(u.NewRoutes, t.routes[prefix])
 	}
-	data := ilpdest.AppendRouteUpdate(nil, u)
+	return u
+}
+
+// fullUpdate is the route update Prepare that holds the whole table,
+// from epoch 0, expiring at expiresAt; nil when the edge does not hold
+// the whole table, or it is too large for one packet.
+func (t *peerTable) fullUpdate(expiresAt time.Time) []byte {
+	if !t.complete {
+		return nil
+	}
+	data := ilpdest.AppendRouteUpdate(nil, t.asUpdate())
 	if len(data) > maxDataSize {
 		return nil
 	}
