@@ -2,6 +2,7 @@
 // commands for looking at what an ILP edge does without writing Go.
 //
 //	caddy ilp route <ilp-address> --config <file>  where a packet goes
+//	caddy ilp fleet --admin <host:port>            the edges, peers' tables
 //	caddy ilp send <url> --token <t>               one Prepare, and its answer
 //	caddy ilp decode [<file>|-]                     an OER packet as JSON
 //	caddy ilp secret                                a fresh peer secret
@@ -21,7 +22,7 @@ func init() {
 Commands for operating caddy-ilp. Each prints to standard output and exits
 non-zero with a message on standard error when it cannot do its job.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(routeCommand(), sendCommand(), decodeCommand(), secretCommand(), fingerprintCommand())
+			cmd.AddCommand(routeCommand(), fleetCommand(), sendCommand(), decodeCommand(), secretCommand(), fingerprintCommand())
 		},
 	})
 }

@@ -223,7 +223,13 @@ func printLiveRoute(w io.Writer, admin, dest, peer string) error {
 	if peer != "" {
 		q.Set("peer", peer)
 	}
-	res, err := http.Get("http://" + admin + "/ilp/route?" + q.Encode())
+	return printAdmin(w, admin, "/ilp/route?"+q.Encode())
+}
+
+// printAdmin copies the running edge's answer to GET path on its admin
+// endpoint (JSON) to w.
+func printAdmin(w io.Writer, admin, path string) error {
+	res, err := http.Get("http://" + admin + path)
 	if err != nil {
 		return err
 	}

@@ -69,17 +69,25 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 // in its next route update.
 func (f *ccpFleet) addLate(t *testing.T, port int) {
 	t.Helper()
-	body := fmt.Sprintf(`{"id": "late", "options": {"relation": "child", "assetCode": "XRP", "assetScale": 9,
+	addPeerAccount(t, f.peerAdmin, "late", fmt.Sprintf("http://127.0.0.1:%d/", port), connToken)
+}
+
+// addPeerAccount adds the child account id to the peer (peer.js) through
+// its admin API on peerAdmin, sending to url with token: the route the
+// peer has configured for the account takes effect.
+func addPeerAccount(t *testing.T, peerAdmin int, id, url, token string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"id": %q, "options": {"relation": "child", "assetCode": "XRP", "assetScale": 9,
 		"plugin": "ilp-plugin-http", "options": {
 			"incoming": {"port": {"port": 0, "host": "127.0.0.1"}, "staticToken": "unused"},
-			"outgoing": {"url": "http://127.0.0.1:%d/", "staticToken": %q}}}}`, port, connToken)
-	res, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/addAccount", f.peerAdmin), "application/json", strings.NewReader(body))
+			"outgoing": {"url": %q, "staticToken": %q}}}}`, id, url, token)
+	res, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/addAccount", peerAdmin), "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		t.Fatalf("peer's admin API: addAccount late: %s", res.Status)
+		t.Fatalf("peer's admin API: addAccount %s: %s", id, res.Status)
 	}
 }
 

@@ -99,6 +99,16 @@ func newStore(r *Config, id string, logger *zap.Logger) (*Store, error) {
 	return s, nil
 }
 
+// Loaded returns the stores that configs in use have loaded.
+func Loaded() []*Store {
+	var out []*Store
+	stores.Range(func(_, v any) bool {
+		out = append(out, v.(*Store))
+		return true
+	})
+	return out
+}
+
 // Release gives back what Load returned; the last release of a store
 // stops its heartbeat and closes its client.
 func (s *Store) Release() { stores.Delete(s.id) }

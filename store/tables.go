@@ -177,3 +177,18 @@ func (s *Store) fail(err error) error {
 	s.failed(time.Now(), err)
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
+
+// ReadTable returns peer's routing table as last saved (nil: never),
+// without locking it: for an operator's view.
+func (s *Store) ReadTable(ctx context.Context, peer string) ([]byte, error) {
+	ctx, cancel := context.WithDeadline(ctx, s.tableDeadline(time.Time{}))
+	defer cancel()
+	v, err := s.client.Get(ctx, s.tableKeys(peer)[1]).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return v, nil
+}

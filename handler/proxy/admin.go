@@ -17,6 +17,9 @@ import (
 //
 //	GET /ilp/upstreams               each handler's upstreams and their health
 //	GET /ilp/route?address=<addr>    where each handler sends a packet to addr now
+//	GET /ilp/fleet                   the edges alive on the shared store, and each
+//	                                 peer's routing table: its route control, and
+//	                                 where each connector stands in it
 //
 // reverse_proxy's own upstreams, ilp_prefix's included, are at Caddy's
 // GET /reverse_proxy/upstreams.
@@ -35,6 +38,7 @@ func (Admin) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/ilp/upstreams", Handler: caddy.AdminHandlerFunc(serveUpstreams)},
 		{Pattern: "/ilp/route", Handler: caddy.AdminHandlerFunc(serveRoute)},
+		{Pattern: "/ilp/fleet", Handler: caddy.AdminHandlerFunc(serveFleet)},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // maxDataSize is the largest data an ILP packet may carry (RFC 27): a
@@ -78,6 +79,10 @@ type peerTable struct {
 	// peer's route control): the route control is sent to controlTo
 	// again.
 	fromStart bool
+
+	// shared is the store the table was last read from and saved to;
+	// nil: it is this edge's alone.
+	shared *store.Store
 }
 
 // inOrder reports whether the upstream addr applies u as it is: u starts

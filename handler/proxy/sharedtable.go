@@ -59,6 +59,7 @@ func (p *Proxy) holdTable(ctx context.Context, pkt *handler.Packet, deadline tim
 				zap.String("peer", peer), zap.Error(err))
 		}
 	}
+	t.shared = st
 	return &heldTable{peerTable: t, lock: lock}
 }
 

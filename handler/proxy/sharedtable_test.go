@@ -67,6 +67,22 @@ func TestSharedTableCatchesUpThroughAnotherEdge(t *testing.T) {
 				!slices.Equal(full.WithdrawnRoutes, []string{"test.alice.a"}) {
 				t.Fatalf("%s got %+v through the other edge, want alice's whole table: epochs 0 to 3, b and c, a withdrawn", cs[2].name, full)
 			}
+
+			// The admin API's view: the shared table, every connector at
+			// epoch 3, and this edge alive on the store.
+			f := fleet(t.Context())
+			i := slices.IndexFunc(f.Tables, func(s tableStatus) bool { return s.Peer == "alice" })
+			if i < 0 || !f.Tables[i].Shared || f.Tables[i].Epoch != 3 || !f.Tables[i].Complete || f.Tables[i].Routes != 2 {
+				t.Fatalf("GET /ilp/fleet tables: %+v, want alice's shared table at epoch 3", f.Tables)
+			}
+			for _, c := range cs {
+				if e, ok := f.Tables[i].Connectors[c.addr()]; !ok || e != 3 {
+					t.Errorf("GET /ilp/fleet: %s at epoch %d (%v), want 3", c.name, e, ok)
+				}
+			}
+			if len(f.Stores) == 0 || f.Stores[0].Error != "" {
+				t.Errorf("GET /ilp/fleet stores: %+v", f.Stores)
+			}
 		})
 	}
 }

@@ -189,6 +189,17 @@ func (c *Cluster) nodesView(addr string, slot int) (ids map[string]string, owner
 	return ids, owner, nil
 }
 
+// Owner is the address of the node that serves slot, as the first node
+// sees the cluster.
+func (c *Cluster) Owner(t testing.TB, slot int) string {
+	t.Helper()
+	_, owner, err := c.nodesView(c.Addrs[0], slot)
+	if err != nil {
+		t.Fatalf("CLUSTER NODES: %v", err)
+	}
+	return owner
+}
+
 func (c *Cluster) has(addr string) bool {
 	for _, a := range c.Addrs {
 		if a == addr {

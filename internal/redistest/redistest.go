@@ -30,12 +30,7 @@ func Start(t testing.TB) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: `make test` installs it (Debian package redis-server)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, false)))
 	s := &Server{Addr: addr, t: t, dir: t.TempDir()}
 	s.Restart()
 	t.Cleanup(s.Kill)

@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -153,9 +155,24 @@ func FreePort() (int, error) {
 	return ports[0], nil
 }
 
+// Ports are taken from [portLow, portHigh): below the kernel's ephemeral
+// range (32768 and up by default), from which outgoing connections take
+// their local ports, so that a port found free is not taken by a client
+// (a peer that opens a connection per packet opens hundreds) before its
+// server binds it. internal/redistest takes its ports from 20000 up.
+const portLow, portHigh = 10000, 20000
+
+var (
+	portMu   sync.Mutex
+	portUsed = map[int]bool{} // handed out by this process: never twice
+)
+
 // FreePorts returns n distinct loopback TCP ports that were free a moment
-// ago: all n are held open until every one is found.
+// ago, none of which this process was given before: all n are held open
+// until every one is found.
 func FreePorts(n int) ([]int, error) {
+	portMu.Lock()
+	defer portMu.Unlock()
 	var ports []int
 	var lns []net.Listener
 	defer func() {
@@ -163,13 +180,21 @@ func FreePorts(n int) ([]int, error) {
 			ln.Close()
 		}
 	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			return nil, fmt.Errorf("no free loopback port in %d–%d", portLow, portHigh)
+		}
+		p := portLow + rand.IntN(portHigh-portLow)
+		if portUsed[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
+		portUsed[p] = true
 	}
 	return ports, nil
 }
