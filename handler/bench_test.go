@@ -16,6 +16,8 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+	"github.com/ilp-edge/caddy-ilp/internal/redistest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // The benchmarks compare ServeHTTP followed by a stand-in for
@@ -157,4 +159,17 @@ func BenchmarkDeadlineContextStd(b *testing.B) {
 		_ = r.WithContext(ctx)
 		cancel()
 	}
+}
+
+// BenchmarkServeHTTPTokenOERSharedStore is TokenOER on an edge with a
+// shared store (a real redis-server) and no limits: the peer's CCP state
+// is on Redis, which a payment packet never touches, so it must cost
+// what TokenOER costs.
+func BenchmarkServeHTTPTokenOERSharedStore(b *testing.B) {
+	r := redistest.Start(b)
+	e := benchEdgeWith(b, func(e *Edge) {
+		e.Redis = &store.Config{Address: r.Addr, KeyPrefix: "bench:"}
+		e.RoutingProtocol = RoutingFanout
+	})
+	benchServe(b, e, benchRequest(prepareBytes("g.us.bank.alice", time.Hour), "Authorization", "Bearer "+aliceToken))
 }

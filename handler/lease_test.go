@@ -259,6 +259,25 @@ func TestSharedBudgetAllowsAShareWhileRedisIsDown(t *testing.T) {
 	}
 }
 
+// TestSharedBudgetShareFollowsTheLiveEdges: without instances, the share
+// an edge enforces while Redis is away is of the edges alive when Redis
+// last answered: a third of the limit with three, a half once one of them
+// stopped.
+func TestSharedBudgetShareFollowsTheLiveEdges(t *testing.T) {
+	r := redistest.Start(t)
+	a, _ := testStore(t, r.Addr, nil)
+	testStore(t, r.Addr, nil)
+	c, _ := testStore(t, r.Addr, nil)
+	waitFor(t, "three edges alive", func() bool { return a.Instances() == 3 })
+	c.Destruct()
+	waitFor(t, "two edges alive", func() bool { return a.Instances() == 2 })
+	sb := testSharedBudget(t, a, Budget{Limit: 60, Period: hour})
+	r.Kill()
+	if got := takes(t, 60, 1, sb); got != 30 {
+		t.Errorf("with Redis down and two edges alive: %d admitted, want half of 60", got)
+	}
+}
+
 func TestSharedBudgetDeniesWhileRedisIsDownWhenAsked(t *testing.T) {
 	r := redistest.Start(t)
 	e, _ := testEdge(t, func(e *Edge) {
@@ -377,6 +396,17 @@ func BenchmarkSharedBudgetLease(b *testing.B) {
 	for b.Loop() {
 		if _, _, err := s.Lease(ctx, time.Now(), expiry, "bench", 1, 1, 1<<40); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// waitFor polls cond every 20 ms for up to five seconds, then fails the
+// test.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
 		}
 	}
 }

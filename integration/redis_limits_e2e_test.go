@@ -94,47 +94,109 @@ type timedOutcome struct {
 	answer string
 }
 
-// TestSharedRateLimitAcrossTwoEdges runs two ./cmd/caddy edge instances
-// sharing one real redis-server, and one peer sending at 3× its packet
-// rate split evenly over both for 30 s: the fleet admits the peer's limit
-// once (within 10%), not once per instance, and answers the rest T05.
-func TestSharedRateLimitAcrossTwoEdges(t *testing.T) {
+// TestSharedRateLimitAcrossThreeEdges runs three ./cmd/caddy edge
+// instances sharing one real redis-server, and one peer sending at 3× its
+// packet rate split evenly over them for 30 s; one edge is SIGKILLed half
+// way. The fleet admits the peer's limit once (within 10%), not once per
+// instance, and answers the rest T05, before the edge died and after.
+func TestSharedRateLimitAcrossThreeEdges(t *testing.T) {
 	r := redistest.Start(t)
 	conn, delivered := fulfillingConnector(t)
 	const (
 		limit    = 50 // packets per second
 		duration = 30 * time.Second
+		killAt   = 15 * time.Second
 	)
-	site := limitedSite(r.Addr, "instances 2", fmt.Sprintf("rate %d per 1s", limit), hostport(conn))
-	_, a, _ := runSite(t, "", site)
-	_, b, _ := runSite(t, "", site)
+	site := limitedSite(r.Addr, "", fmt.Sprintf("rate %d per 1s", limit), hostport(conn))
+	var urls []string
+	var edges []*process
+	for range 3 {
+		p, addr, _ := runSite(t, "", site)
+		edges, urls = append(edges, p), append(urls, "http://"+addr+"/ilp_proxy")
+	}
 	delivered.Store(0) // the warm-ups
+	go func() {
+		time.Sleep(killAt)
+		edges[2].cmd.Process.Kill()
+	}()
 
-	perEdge := int(duration.Seconds()) * limit * 3 / 2
-	out := paced(t, []string{"http://" + a + "/ilp_proxy", "http://" + b + "/ilp_proxy"}, perEdge, limit*3/2)
+	perEdge := int(duration.Seconds()) * limit
+	out := paced(t, urls, perEdge, limit)
+	answers := map[string]int{}
+	for i, o := range out {
+		// The killed edge's packets get no answer from it once it is dead
+		// (the connection is refused: they never reached a connector) or
+		// as it dies (reset: in flight at the kill).
+		if strings.HasPrefix(o.answer, "error") && o.sent >= killAt-time.Second {
+			out[i].answer = "dead edge"
+		}
+		answers[out[i].answer]++
+	}
+	if len(out) != 3*perEdge || answers["fulfill"]+answers["T05"]+answers["dead edge"] != len(out) {
+		t.Fatalf("%d packets sent, answers %v: want every one fulfilled or T05, or refused by the dead edge", 3*perEdge, answers)
+	}
+	// The peer's burst (one second's worth) is admitted at once; after it,
+	// the rate. Count it from 5 s to the kill, and from 2 s after it.
+	rate := func(from, to time.Duration) float64 {
+		n := 0
+		for _, o := range out {
+			if o.sent >= from && o.sent < to && o.answer == "fulfill" {
+				n++
+			}
+		}
+		return float64(n) / (to - from).Seconds()
+	}
+	before, after := rate(5*time.Second, killAt), rate(killAt+2*time.Second, duration)
+	t.Logf("%d sent at %d/s over three edges for %v: answers %v; admitted %.1f/s with three edges, %.1f/s after one died, for a limit of %d/s (%.2f×, %.2f×)",
+		len(out), limit*3, duration, answers, before, after, limit, before/limit, after/limit)
+	for _, r := range []float64{before, after} {
+		if r < limit*0.9 || r > limit*1.1 {
+			t.Errorf("admitted %.1f packets/s, want %d ± 10%%", r, limit)
+		}
+	}
+	if n := int(delivered.Load()); n != answers["fulfill"] {
+		t.Errorf("the connector got %d packets, want the %d fulfilled", n, answers["fulfill"])
+	}
+}
+
+// TestLimitsThroughASentinelFailover runs an edge whose limits are on a
+// Sentinel-managed Redis (a master, a replica, three sentinels) and
+// SIGKILLs the master under load (100 packets/s for 10 s, the limit far
+// above it): every packet is fulfilled, none refused or lost, while the
+// sentinels promote the replica and the edge finds it.
+func TestLimitsThroughASentinelFailover(t *testing.T) {
+	sen := redistest.StartSentinel(t)
+	conn, delivered := fulfillingConnector(t)
+	_, addr, admin := runSite(t, "", limitedSite(strings.Join(sen.Sentinels, " "),
+		"master_name "+sen.MasterName+"\non_store_failure allow", "rate 2000 per 1s", hostport(conn)))
+	delivered.Store(0)
+	var failover time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(2 * time.Second)
+		old := sen.Master()
+		sen.KillMaster()
+		failover = sen.WaitFailover(t, old, 20*time.Second)
+	}()
+	out := paced(t, []string{"http://" + addr + "/ilp_proxy"}, 1000, 100)
+	<-done
 	answers := map[string]int{}
 	for _, o := range out {
 		answers[o.answer]++
 	}
-	if len(out) != 2*perEdge || answers["fulfill"]+answers["T05"] != len(out) {
-		t.Fatalf("%d packets sent, answers %v: want every one fulfilled or T05", 2*perEdge, answers)
+	m := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", admin))
+	t.Logf("master killed under 100 packets/s: sentinels failed over in %v; answers %v; leases %v granted, %v failed (those packets on the in-process share); degraded now %v",
+		failover.Round(time.Millisecond), answers, m[`caddy_ilp_limit_store_requests_total{result="granted"}`],
+		m[`caddy_ilp_limit_store_requests_total{result="error"}`], m["caddy_ilp_limit_store_degraded"])
+	if answers["fulfill"] != 1000 {
+		t.Errorf("answers %v, want 1000 fulfilled: a failover must cost no packet", answers)
 	}
-	// The peer's burst (one second's worth) is admitted at once; after it,
-	// the rate. Count the rate over the run's last 25 s, past the burst.
-	var late int
-	for _, o := range out {
-		if o.sent >= 5*time.Second && o.answer == "fulfill" {
-			late++
-		}
+	if n := delivered.Load(); n != 1000 {
+		t.Errorf("the connector got %d packets, want 1000", n)
 	}
-	rate := float64(late) / (duration - 5*time.Second).Seconds()
-	t.Logf("%d sent at %d/s over two edges for %v: %d fulfilled, %d T05; after the burst, %.1f admitted/s for a limit of %d/s (%.2f×)",
-		len(out), limit*3, duration, answers["fulfill"], answers["T05"], rate, limit, rate/limit)
-	if rate < limit*0.9 || rate > limit*1.1 {
-		t.Errorf("admitted %.1f packets/s, want %d ± 10%%", rate, limit)
-	}
-	if n := int(delivered.Load()); n != answers["fulfill"] {
-		t.Errorf("the connector got %d packets, want the %d fulfilled", n, answers["fulfill"])
+	if m["caddy_ilp_limit_store_degraded"] != 0 {
+		t.Error("the edge did not come back to Redis after the failover")
 	}
 }
 
