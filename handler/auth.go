@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/store"
 )
 
@@ -54,6 +55,28 @@ type Peer struct {
 
 	// This peer's routing_protocol, in place of the handler's.
 	RoutingProtocol string `json:"routing_protocol,omitempty"`
+
+	// How the peer's Prepares are answered: "sync", the Fulfill or Reject
+	// in the 200 answer (RFC 35 drafts 1 and 2); "async", 202 Accepted at
+	// once and the Fulfill or Reject POSTed to the peer's callback URL
+	// with its Request-Id (RFC 35 draft 3); "auto" (default), async for a
+	// request that has a Request-Id or Prefer: respond-async, else sync.
+	Mode string `json:"mode,omitempty"`
+
+	// Where the edge may POST the replies to the peer's asynchronous
+	// Prepares: callback_url, the peer's callback URL (also where a
+	// Prepare without Callback-Url is answered), and
+	// callback_url_prefixes, URLs under which a Prepare's Callback-Url
+	// may be. Any other Callback-Url is refused (400): a peer cannot make
+	// the edge POST wherever it likes.
+	async.CallbackPolicy
+
+	// The credential the edge presents to the peer's callback URL: a
+	// static bearer token, or a secret with which it signs an HS256 JWT
+	// for each POST, as ilp-plugin-http signs its own. Accept {env.*} and
+	// {file.*} placeholders.
+	CallbackToken     string `json:"callback_token,omitempty"`
+	CallbackJWTSecret string `json:"callback_jwt_secret,omitempty"`
 }
 
 // peer is a provisioned Peer: what the per-packet path needs, precomputed.
@@ -68,6 +91,7 @@ type peer struct {
 	ildcpReply   []byte       // the Fulfill to its peer.config requests; nil: forward them
 	routing      string       // routing_protocol: RoutingSticky, RoutingLocal or RoutingFanout
 	store        *store.Store // the edge's shared store; nil: none
+	async        *peerAsync
 }
 
 // Authentication failures, by reason. The 401 error names the reason only.

@@ -44,17 +44,25 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		}
 //		routing_protocol fanout|sticky|local
 //		redis <host:port...> { … }
+//		async_max_in_flight <n>
+//		async_max_in_flight_per_peer <n>
 //		peer <name> {
 //			token <secret>
 //			jwt_secret <secret>
 //			client_cert <sha256-fingerprint>
 //			upstream_token <secret>
+//			mode sync|async|auto
+//			callback_url <url>
+//			callback_url_prefix <url>
+//			callback_token <secret>
+//			callback_jwt_secret <secret>
 //			max_packet_amount|rate|throughput|ildcp|routing_protocol …
 //		}
 //	}
 //
 // forward_headers may be repeated. token, jwt_secret and client_cert may
-// be repeated; a peer needs at least one of them. Secrets may be
+// be repeated; a peer needs at least one of them. callback_url_prefix may
+// be repeated. Secrets may be
 // {env.NAME} or {file./path} placeholders.
 func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -73,6 +81,16 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			e.MaxPacketSize = n
+		case "async_max_in_flight", "async_max_in_flight_per_peer":
+			n, err := ParseCountArg(d)
+			if err != nil {
+				return err
+			}
+			if opt == "async_max_in_flight" {
+				e.AsyncMaxInFlight = n
+			} else {
+				e.AsyncMaxInFlightPerPeer = n
+			}
 		case "max_hold":
 			dur, err := ParseDurationArg(d)
 			if err != nil {
@@ -219,12 +237,35 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 				return nil, d.Errf("peer %q: upstream_token given twice", p.Name)
 			}
 			p.UpstreamToken = v
+		case "mode":
+			if v != ModeSync && v != ModeAsync && v != ModeAuto {
+				return nil, d.Errf("peer %q: mode %q: want sync, async or auto", p.Name, v)
+			}
+			p.Mode = v
+		case "callback_url":
+			p.URL = v
+		case "callback_url_prefix":
+			p.Prefixes = append(p.Prefixes, v)
+		case "callback_token":
+			p.CallbackToken = v
+		case "callback_jwt_secret":
+			p.CallbackJWTSecret = v
 		default:
 			return nil, d.Errf("peer %q: unrecognized option %q", p.Name, opt)
 		}
 	}
 	if len(p.Tokens)+len(p.JWTSecrets)+len(p.ClientCerts) == 0 {
 		return nil, d.Errf("peer %q needs a token, jwt_secret or client_cert", p.Name)
+	}
+	policy := p.CallbackPolicy
+	if err := policy.Provision(); err != nil {
+		return nil, d.Errf("peer %q: %v", p.Name, err)
+	}
+	if p.Mode == ModeAsync && !policy.Configured() {
+		return nil, d.Errf("peer %q: mode async needs callback_url or callback_url_prefix", p.Name)
+	}
+	if p.CallbackToken != "" && p.CallbackJWTSecret != "" {
+		return nil, d.Errf("peer %q: callback_token and callback_jwt_secret are exclusive", p.Name)
 	}
 	return p, nil
 }

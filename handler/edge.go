@@ -6,6 +6,7 @@ package handler
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
 	"github.com/ilp-edge/caddy-ilp/store"
@@ -157,6 +159,13 @@ type Edge struct {
 	// Turn off the caddy_ilp_* Prometheus metrics this handler keeps.
 	DisableMetrics bool `json:"disable_metrics,omitempty"`
 
+	// The most asynchronous Prepares (see Peer.Mode) accepted and not yet
+	// answered by callback, in all and per peer; past either, a Prepare
+	// is refused with 429 before it is accepted. Defaults: 10000 and
+	// 1000.
+	AsyncMaxInFlight        int `json:"async_max_in_flight,omitempty"`
+	AsyncMaxInFlightPerPeer int `json:"async_max_in_flight_per_peer,omitempty"`
+
 	auth       *authenticator
 	peers      []*peer
 	store      *store.Store        // from Redis; nil: budgets and tables in process
@@ -164,6 +173,11 @@ type Edge struct {
 	forward    map[string]struct{} // ForwardHeaders in canonical form
 	logger     *zap.Logger
 	authLog    *loglimit.Limiter // auth failures, per claimed peer
+	inFlight   *async.InFlight   // asynchronous exchanges accepted and not ended
+	claims     *async.Claims     // each peer's Request-Ids, forwarded once
+	sender     *async.Sender     // of replies to callback URLs
+	asyncCtx   context.Context   // cancelled when the process exits and the grace period is over
+	asyncStop  context.CancelFunc
 	configLog  *loglimit.Limiter // config errors seen at run time
 }
 
@@ -233,8 +247,18 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		}
 		p.routing = cmp.Or(routing, RoutingFanout)
 		p.store = e.store
+		if p.async, err = newPeerAsync(e.Peers[i], caddy.NewReplacer()); err != nil {
+			return fmt.Errorf("peer %q: %w", p.name, err)
+		}
 	}
 	e.authLog = &loglimit.Limiter{Interval: time.Second}
+	e.inFlight = &async.InFlight{
+		Total:   cmp.Or(e.AsyncMaxInFlight, DefaultAsyncMaxInFlight),
+		PerPeer: cmp.Or(e.AsyncMaxInFlightPerPeer, DefaultAsyncMaxInFlightPerPeer),
+	}
+	e.claims = &async.Claims{Store: e.store}
+	e.sender = async.NewSender(e.logger)
+	e.asyncCtx, e.asyncStop = context.WithCancel(context.Background())
 	e.configLog = &loglimit.Limiter{Interval: time.Minute}
 	if !e.DisableMetrics {
 		if err := registerMetrics(ctx.GetMetricsRegistry(), e.store != nil); err != nil {
@@ -262,8 +286,22 @@ func (e *Edge) logReady() {
 }
 
 // Cleanup releases the peers' budgets and the Redis client: a reload
-// that keeps a peer's limits keeps what it has used of them.
+// that keeps a peer's limits keeps what it has used of them. Accepted
+// asynchronous Prepares go on past a reload, each until its reply is
+// delivered or its time is up; when the process exits, it waits for them
+// for at most max_hold, then gives up on the replies left.
 func (e *Edge) Cleanup() error {
+	if e.inFlight != nil && caddy.Exiting() {
+		grace, cancel := context.WithTimeout(context.Background(), time.Duration(e.MaxHold))
+		if n := e.inFlight.Count(); n > 0 {
+			e.logger.Info("waiting for asynchronous replies in flight", zap.Int("in_flight", n))
+		}
+		if !e.inFlight.Wait(grace.Done()) {
+			e.logger.Warn("exiting with asynchronous replies undelivered", zap.Int("in_flight", e.inFlight.Count()))
+		}
+		cancel()
+		e.asyncStop()
+	}
 	for _, p := range e.peers {
 		if p.limits != nil {
 			p.limits.release()
@@ -356,6 +394,13 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("ilp_edge: authentication failed: %w", err))
 	}
 
+	var x *asyncExchange
+	if p.async.wantsAsync(r) {
+		if x, err = e.startAsync(w, r, p); err != nil {
+			return err
+		}
+	}
+
 	pkt := new(Packet)
 	pkt.peer = p
 	// The ilp app's front door passes no replacer when nothing would read
@@ -364,15 +409,27 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		repl.Map(pkt.placeholder)
 	}
 	tooLarge, err := pkt.readBody(r, e.MaxPacketSize)
-	if tooLarge {
-		w.Header()["Connection"] = connectionClose
-		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
-			fmt.Errorf("ilp_edge: peer %q: body over max_packet_size %d", p.name, e.MaxPacketSize))
-	}
-	if err != nil {
+	if tooLarge || err != nil {
+		if x != nil {
+			e.release(x)
+		}
+		if tooLarge {
+			w.Header()["Connection"] = connectionClose
+			return caddyhttp.Error(http.StatusRequestEntityTooLarge,
+				fmt.Errorf("ilp_edge: peer %q: body over max_packet_size %d", p.name, e.MaxPacketSize))
+		}
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("ilp_edge: peer %q: reading body: %w", p.name, err))
 	}
+	if x != nil {
+		return e.accept(w, r, next, pkt, x)
+	}
+	return e.serveRead(w, r, next, pkt)
+}
 
+// serveRead answers the Prepare in pkt, read from r's body, with a
+// Fulfill or Reject: the edge's own, or the forwarder's (next).
+func (e *Edge) serveRead(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, pkt *Packet) error {
+	p := pkt.peer
 	caddyhttp.SetVar(r.Context(), VarPeer, p.nameValue)
 	// One reading of the clock for the expiry check, the hold and the
 	// metrics' start, another for the answer: it costs about 2% of the
@@ -435,7 +492,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	pkt.ctx.init(r.Context(), deadline)
 	defer pkt.ctx.cancel()
 	pkt.capture.reset(w)
-	err = e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)
+	err := e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)
 	answered := now()
 	if pkt.FanOut() && !pkt.fannedOut && e.configLog.Allow("no fan-out", answered) {
 		e.logger.Warn("routing_protocol fanout: the forwarder sent a route update to one connector",

@@ -394,7 +394,7 @@ func TestRequestTowardBackend(t *testing.T) {
 			"ILP-Peer-Name", "mallory", "Content-Type", "application/ilp+octet-stream",
 			"Connection", "ILP-Peer-Name, authorization , X-Hop", "X-Hop", "1",
 			"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-			"ILP-Destination", "g.us.bank.alice", "Accept-Encoding", "gzip", "Cookie", "a=b", "Prefer", "respond-async",
+			"ILP-Destination", "g.us.bank.alice", "Accept-Encoding", "gzip", "Cookie", "a=b", "Prefer", "return=minimal",
 			"Idempotency-Key", "k1", "X-Idempotency-Key", "k2", "Expect", "100-continue")
 		r.ContentLength = -1
 		be := &backend{}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 
+	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/store"
 )
 
@@ -53,6 +54,7 @@ var (
 func registerMetrics(reg prometheus.Registerer, withStore bool) error {
 	cs := []prometheus.Collector{metricPackets, metricRejects, metricFulfilledAmount, metricAuthFailures,
 		metricPacketDuration, metricExpiryHeadroom, metricPeerProtocol}
+	cs = append(cs, async.Collectors()...)
 	if withStore {
 		cs = append(cs, store.Collectors()...)
 	}

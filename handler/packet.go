@@ -40,6 +40,13 @@ type Packet struct {
 	ctx         expiryContext // what the next handler sees
 }
 
+// detached is a new packet with p's bytes and peer, for an asynchronous
+// exchange to go on with past the request that brought p: p stays as the
+// request's access log reads it.
+func (p *Packet) detached() *Packet {
+	return &Packet{body: p.body, peer: p.peer}
+}
+
 // Read and Close make the packet the request body seen by the next handler.
 func (p *Packet) Read(b []byte) (int, error) { return p.reader.Read(b) }
 

@@ -10,7 +10,20 @@
 //     RECEIVED <total so far> at every payment it receives, all
 //     addresses together
 //   node stream.js send --url U --token T --destination D --secret S --amount N
-//     pays N to D through U; prints PAID <sent> <delivered> or FAILED <reason>
+//                       [--max-packet M] [--retry-errors]
+//                       [--async-callback-port P --async-callback-token C]
+//     pays N to D through U; prints PAID <sent> <delivered> or FAILED <reason>.
+//     With --max-packet, no packet carries more than M (STREAM's
+//     maximumPacketAmount), so that a payment takes many packets. With
+//     --retry-errors, a packet whose HTTP request fails (the connection
+//     refused or reset: the edge behind U died) counts as a T01 Reject,
+//     which STREAM retries, instead of ending the connection, as
+//     ilp-plugin-http's thrown error does; each prints
+//     RETRY <amount> <error> first. With --async-callback-port, the sender
+//     speaks RFC 35 draft 3 (asyncplugin.js): each Prepare gets 202 and its
+//     reply comes to a callback server on 127.0.0.1:P, which takes the
+//     edge's Bearer C; it prints ASYNC <sent> <accepted> <replies>
+//     <duplicates> <refused> before PAID.
 //
 // Neither side has a parent connector to ask its ILP address (ILDCP), so
 // each plugin answers peer.config itself. Runs at most 60 s.
@@ -19,6 +32,7 @@ const ILDCP = require('ilp-protocol-ildcp')
 const IlpPacket = require('ilp-packet')
 const PluginHttp = require('ilp-plugin-http').default
 const { loopbackPort, connectLoopback, parseArgs, println } = require('./lib')
+const { AsyncPlugin } = require('./asyncplugin')
 
 const hard = setTimeout(() => { println('FAILED hard time limit of 60 s'); process.exit(3) }, 60 * 1000)
 hard.unref()
@@ -89,20 +103,40 @@ async function receive (args) {
 }
 
 async function send (args) {
-  const plugin = withAddress(new PluginHttp({
-    incoming: { port: loopbackPort(0), staticToken: 'unused' },
-    outgoing: { url: args.url, staticToken: args.token, sendIlpDestination: true }
-  }), 'test.sender')
-  await connectLoopback(plugin)
+  const plugin = withAddress(args['async-callback-port']
+    ? new AsyncPlugin({ url: args.url, token: args.token, callbackPort: args['async-callback-port'], callbackToken: args['async-callback-token'] })
+    : new PluginHttp({
+      incoming: { port: loopbackPort(0), staticToken: 'unused' },
+      outgoing: { url: args.url, staticToken: args.token, sendIlpDestination: true }
+    }), 'test.sender')
+  if (args['retry-errors']) {
+    const sendData = plugin.sendData.bind(plugin)
+    plugin.sendData = async (data) => {
+      try {
+        return await sendData(data)
+      } catch (e) {
+        const message = String(e.message).replace(/\n/g, ' ')
+        println(`RETRY ${IlpPacket.deserializeIlpPrepare(data).amount} ${message}`)
+        return IlpPacket.serializeIlpReject({ code: 'T01', triggeredBy: 'test.sender', message, data: Buffer.alloc(0) })
+      }
+    }
+  }
+  if (plugin instanceof AsyncPlugin) await plugin.connect()
+  else await connectLoopback(plugin)
   const conn = await STREAM.createConnection({
     plugin,
     destinationAccount: args.destination,
     sharedSecret: Buffer.from(args.secret, 'base64'),
-    slippage: 0
+    slippage: 0,
+    maximumPacketAmount: args['max-packet']
   })
   const stream = conn.createStream()
   try {
     await stream.sendTotal(args.amount, { timeout: 45000 })
+    if (plugin.stats) {
+      const s = plugin.stats
+      println(`ASYNC ${s.sent} ${s.accepted} ${s.replies} ${s.duplicates} ${s.refused}`)
+    }
     println(`PAID ${stream.totalSent} ${conn.totalDelivered}`)
   } catch (e) {
     println(`FAILED ${String(e.message).replace(/\n/g, ' ')} (sent ${stream.totalSent})`)
@@ -116,7 +150,9 @@ const [role, ...rest] = process.argv.slice(2)
 const spec = {
   port: { type: 'string', default: '0' }, token: { type: 'string' }, url: { type: 'string' },
   destination: { type: 'string' }, secret: { type: 'string' }, amount: { type: 'string' },
-  address: { type: 'string', default: 'test.receiver' }, addresses: { type: 'string', default: '1' }
+  address: { type: 'string', default: 'test.receiver' }, addresses: { type: 'string', default: '1' },
+  'max-packet': { type: 'string' }, 'retry-errors': { type: 'bool' },
+  'async-callback-port': { type: 'string' }, 'async-callback-token': { type: 'string' }
 }
 const main = { receive, send }[role]
 if (!main) { println('FAILED usage: node stream.js receive|send …'); process.exit(2) }

@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestAsyncPeerPaysThroughASyncFleet: a STREAM sender whose plugin
+// speaks RFC 35 draft 3 (integration/js/asyncplugin.js: every Prepare
+// gets 202, its reply comes by callback) pays a STREAM receiver behind
+// three real ilp-connector 23 instances, which speak only synchronous ILP
+// over HTTP; at the same time a stock ilp-plugin-http sender pays the
+// same receiver through the same edge, synchronously. Both payments
+// arrive to the unit, every accepted Prepare got exactly one reply, and
+// the edge refused none.
+func TestAsyncPeerPaysThroughASyncFleet(t *testing.T) {
+	needNode(t)
+	recv, recvPort, dests, secrets := streamReceiver(t, "test.receiver", 2)
+	var ups []string
+	for range 3 {
+		port := freePort(t)
+		p := start(t, "node", "js/connector.js", "--port", fmt.Sprint(port), "--token", connToken,
+			"--up-port", fmt.Sprint(recvPort), "--up-token", connToken, "--route-prefix", "test.receiver")
+		p.waitReady(t)
+		waitListening(t, p, port)
+		ups = append(ups, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	callbackPort := freePort(t)
+	startInProcess(t, fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token %s
+				upstream_token %s
+				callback_url_prefix http://127.0.0.1:%d/callback/
+				callback_token edge-to-alice
+			}
+			peer bob {
+				token bob-sync-token
+				upstream_token %s
+			}
+		}
+		ilp_proxy %s
+	}`, aliceToken, connToken, callbackPort, connToken, strings.Join(ups, " ")))
+
+	const amount = 20000
+	results := make([]string, 2)
+	var wg sync.WaitGroup
+	for i, args := range [][]string{
+		{"--token", aliceToken, "--async-callback-port", fmt.Sprint(callbackPort), "--async-callback-token", "edge-to-alice"},
+		{"--token", "bob-sync-token"},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := append([]string{"js/stream.js", "send", "--url", "http://127.0.0.1:9080/", "--destination", dests[i],
+				"--secret", secrets[i], "--amount", fmt.Sprint(amount), "--max-packet", "1000"}, args...)
+			out, err := exec.Command("node", cmd...).CombinedOutput()
+			results[i] = strings.TrimSpace(string(out))
+			if err != nil {
+				results[i] += " " + err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	lines := strings.Split(results[0], "\n")
+	if len(lines) != 2 || lines[1] != fmt.Sprintf("PAID %d %d", amount, amount) {
+		t.Fatalf("the asynchronous sender: %q, want ASYNC … then PAID %d %d", results[0], amount, amount)
+	}
+	var sent, accepted, replies, duplicates, refused int
+	if _, err := fmt.Sscanf(lines[0], "ASYNC %d %d %d %d %d", &sent, &accepted, &replies, &duplicates, &refused); err != nil {
+		t.Fatalf("%q: %v", lines[0], err)
+	}
+	t.Logf("asynchronous sender: %d Prepares sent, %d accepted (202), %d replies by callback, %d duplicate replies, %d refused",
+		sent, accepted, replies, duplicates, refused)
+	if accepted != sent || replies != accepted || duplicates != 0 || refused != 0 {
+		t.Errorf("want every Prepare accepted and answered once by callback")
+	}
+	if want := fmt.Sprintf("PAID %d %d", amount, amount); results[1] != want {
+		t.Errorf("the synchronous sender: %q, want %s", results[1], want)
+	}
+	want := fmt.Sprint(2 * amount)
+	waitUntil(t, 5*time.Second, "the receiver gets "+want, func() bool { return streamTotal(recv) == want })
+	m := scrape(t, "http://localhost:2999/metrics")
+	t.Logf("edge: async Prepares accepted %v, replies delivered %v, abandoned %v",
+		m[`caddy_ilp_async_prepares_total{peer="alice",result="accepted"}`],
+		m[`caddy_ilp_async_replies_total{outcome="delivered",peer="alice"}`],
+		m[`caddy_ilp_async_replies_total{outcome="abandoned",peer="alice"}`])
+}
