@@ -33,6 +33,9 @@ type edgeTier struct {
 	peerDoors []string             // each edge's peer door, host:port: HAProxy's backends
 	edgeAdmin []string             // each edge's admin endpoint, host:port
 	lb        *haproxytest.HAProxy // where the peer sends (its --edge-url)
+
+	edgeCmds   [][]string // each edge's command line (the binary, then its arguments), to restart it
+	aliceDoors []string   // each edge's door for alice, host:port (edge 0's is 127.0.0.1:9081)
 }
 
 // startEdgeTier starts the tier: the receivers' backend, the three edges
@@ -117,7 +120,9 @@ http://127.0.0.1:%d {
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f.edges = append(f.edges, start(t, bin, "run", "--config", path, "--adapter", "caddyfile"))
+		f.edgeCmds = append(f.edgeCmds, []string{bin, "run", "--config", path, "--adapter", "caddyfile"})
+		f.edges = append(f.edges, start(t, bin, f.edgeCmds[i][1:]...))
+		f.aliceDoors = append(f.aliceDoors, fmt.Sprintf("127.0.0.1:%d", p.alice))
 		f.peerDoors = append(f.peerDoors, fmt.Sprintf("127.0.0.1:%d", p.peer))
 		f.edgeAdmin = append(f.edgeAdmin, fmt.Sprintf("127.0.0.1:%d", p.admin))
 	}
