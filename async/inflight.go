@@ -33,6 +33,7 @@ func (f *InFlight) Acquire(peer string) bool {
 	f.total++
 	f.byPeer[peer]++
 	f.wg.Add(1)
+	metricInFlight.Inc()
 	return true
 }
 
@@ -44,6 +45,7 @@ func (f *InFlight) Release(peer string) {
 		delete(f.byPeer, peer)
 	}
 	f.mu.Unlock()
+	metricInFlight.Dec()
 	f.wg.Done()
 }
 
