@@ -16,6 +16,8 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
+	"github.com/ilp-edge/caddy-ilp/internal/redistest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 const aliceID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -299,4 +301,27 @@ func TestAsyncModes(t *testing.T) {
 		t.Errorf("mode async without callbacks: %v", err)
 	}
 	e.Cleanup()
+}
+
+// TestAsyncReplayThroughAnotherEdge: two edges on one shared store; a
+// Prepare accepted by the first and sent again with its Request-Id
+// through the second is accepted (202) and not forwarded again: the peer
+// gets one reply. Each edge's own claims would not see the other's.
+func TestAsyncReplayThroughAnotherEdge(t *testing.T) {
+	r := redistest.Start(t)
+	cb, posts := peerCallback(t, http.StatusOK)
+	shared := func(e *Edge) { e.Redis = &store.Config{Address: r.Addr, KeyPrefix: t.Name() + ":"} }
+	first, second := asyncEdge(t, cb.URL, shared), asyncEdge(t, cb.URL, shared)
+	be := &countingBackend{}
+	body := prepareBytes("g.us.bank.alice", time.Minute)
+	for i, e := range []*Edge{first, second} {
+		if w, err := serve(t, e, asyncRequest(body, aliceID, cb.URL+"/cb/"), be); err != nil || w.Code != http.StatusAccepted {
+			t.Fatalf("edge %d: HTTP %d, %v; want 202", i, w.Code, err)
+		}
+	}
+	nextPost(t, posts)
+	noPost(t, posts)
+	if n := be.n.Load(); n != 1 {
+		t.Errorf("forwarded %d times through two edges, want once", n)
+	}
 }

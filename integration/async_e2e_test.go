@@ -1,12 +1,22 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 // TestAsyncPeerPaysThroughASyncFleet: a STREAM sender whose plugin
@@ -91,4 +101,87 @@ func TestAsyncPeerPaysThroughASyncFleet(t *testing.T) {
 		m[`caddy_ilp_async_prepares_total{peer="alice",result="accepted"}`],
 		m[`caddy_ilp_async_replies_total{outcome="delivered",peer="alice"}`],
 		m[`caddy_ilp_async_replies_total{outcome="abandoned",peer="alice"}`])
+}
+
+// TestAsyncRepliesSurviveShutdown accepts 20 asynchronous Prepares
+// (202 each) for a connector that takes a second over each, SIGTERMs
+// Caddy while the connector holds them all, and counts the replies at
+// the peer's callback: every accepted Prepare gets exactly one, a
+// Fulfill, before Caddy exits.
+func TestAsyncRepliesSurviveShutdown(t *testing.T) {
+	var holding atomic.Int32
+	conn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		holding.Add(1)
+		time.Sleep(time.Second)
+		w.Write(ilptest.Fulfill([]byte("late")))
+	}))
+	t.Cleanup(conn.Close)
+	var mu sync.Mutex
+	replies := map[string][]string{}
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		replies[r.Header.Get("Request-Id")] = append(replies[r.Header.Get("Request-Id")], answerOf(&http.Response{StatusCode: 200}, body))
+		mu.Unlock()
+	}))
+	t.Cleanup(cb.Close)
+	caddy, addr, _ := runSite(t, "", func(port int) string {
+		return fmt.Sprintf(`
+http://127.0.0.1:%d {
+	ilp_edge {
+		address test.edge
+		peer alice {
+			token %s
+			callback_url_prefix %s/cb/
+		}
+	}
+	handle /ilp_proxy {
+		ilp_proxy %s
+	}
+}
+`, port, hostileToken, cb.URL, hostport(conn))
+	})
+	holding.Store(0)
+	client := testClient(t, 10*time.Second)
+	const n = 20
+	for i := range n {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/ilp_proxy",
+			bytes.NewReader(ilptest.Prepare(fmt.Sprintf("g.shut.r%d.x", i), 30*time.Second)))
+		req.Header.Set("Authorization", "Bearer "+hostileToken)
+		req.Header.Set("Request-Id", uuid.NewString())
+		req.Header.Set("Callback-Url", cb.URL+"/cb/")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusAccepted {
+			t.Fatalf("Prepare %d: HTTP %d, want 202", i, res.StatusCode)
+		}
+	}
+	waitUntil(t, 10*time.Second, "the connector holds every Prepare", func() bool { return holding.Load() == n })
+	if err := caddy.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- caddy.wait() }()
+	select {
+	case <-exited:
+	case <-time.After(40 * time.Second):
+		t.Fatal("Caddy did not exit")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	counts := map[string]int{}
+	for id, rs := range replies {
+		if len(rs) != 1 {
+			t.Errorf("Request-Id %s: %d replies %v, want one", id, len(rs), rs)
+		}
+		counts[rs[0]]++
+	}
+	t.Logf("%d asynchronous Prepares in flight at SIGTERM: replies before Caddy exited %v", n, counts)
+	if counts["fulfill"] != n {
+		t.Errorf("%d of %d got their Fulfill by callback", counts["fulfill"], n)
+	}
 }
