@@ -104,11 +104,17 @@ func TestAsyncPeerPaysThroughASyncFleet(t *testing.T) {
 }
 
 // TestAsyncRepliesSurviveShutdown accepts 20 asynchronous Prepares
-// (202 each) for a connector that takes a second over each, SIGTERMs
-// Caddy while the connector holds them all, and counts the replies at
-// the peer's callback: every accepted Prepare gets exactly one, a
-// Fulfill, before Caddy exits.
+// (202 each) for a connector that takes a second over each, then, while
+// the connector holds them all, reloads Caddy's config or SIGTERMs it,
+// and counts the replies at the peer's callback: every accepted Prepare
+// gets exactly one, a Fulfill (before Caddy exits, for SIGTERM).
 func TestAsyncRepliesSurviveShutdown(t *testing.T) {
+	for _, event := range []string{"reload", "SIGTERM"} {
+		t.Run(event, func(t *testing.T) { testAsyncRepliesSurvive(t, event) })
+	}
+}
+
+func testAsyncRepliesSurvive(t *testing.T, event string) {
 	var holding atomic.Int32
 	conn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body)
@@ -126,11 +132,12 @@ func TestAsyncRepliesSurviveShutdown(t *testing.T) {
 		mu.Unlock()
 	}))
 	t.Cleanup(cb.Close)
-	caddy, addr, _ := runSite(t, "", func(port int) string {
-		return fmt.Sprintf(`
+	site := func(address string) func(port int) string {
+		return func(port int) string {
+			return fmt.Sprintf(`
 http://127.0.0.1:%d {
 	ilp_edge {
-		address test.edge
+		address %s
 		peer alice {
 			token %s
 			callback_url_prefix %s/cb/
@@ -140,8 +147,10 @@ http://127.0.0.1:%d {
 		ilp_proxy %s
 	}
 }
-`, port, hostileToken, cb.URL, hostport(conn))
-	})
+`, port, address, hostileToken, cb.URL, hostport(conn))
+		}
+	}
+	caddy, addr, admin := runSite(t, "", site("test.edge"))
 	holding.Store(0)
 	client := testClient(t, 10*time.Second)
 	const n = 20
@@ -161,15 +170,42 @@ http://127.0.0.1:%d {
 		}
 	}
 	waitUntil(t, 10*time.Second, "the connector holds every Prepare", func() bool { return holding.Load() == n })
-	if err := caddy.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- caddy.wait() }()
-	select {
-	case <-exited:
-	case <-time.After(40 * time.Second):
-		t.Fatal("Caddy did not exit")
+	switch event {
+	case "SIGTERM":
+		if err := caddy.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- caddy.wait() }()
+		select {
+		case <-exited:
+		case <-time.After(40 * time.Second):
+			t.Fatal("Caddy did not exit")
+		}
+	case "reload":
+		_, port, _ := strings.Cut(addr, ":")
+		var p int
+		fmt.Sscan(port, &p)
+		cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n}\n", admin) + site("test.edge.reloaded")(p)
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", admin), strings.NewReader(cfg))
+		req.Header.Set("Content-Type", "text/caddyfile")
+		loading := time.Now()
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("POST /load took %v", time.Since(loading))
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("POST /load: %s", res.Status)
+		}
+		waitUntil(t, 10*time.Second, "every reply", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(replies) == n
+		})
+		time.Sleep(200 * time.Millisecond) // a second reply to one id would come now
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -180,7 +216,7 @@ http://127.0.0.1:%d {
 		}
 		counts[rs[0]]++
 	}
-	t.Logf("%d asynchronous Prepares in flight at SIGTERM: replies before Caddy exited %v", n, counts)
+	t.Logf("%d asynchronous Prepares in flight at the %s: replies %v", n, event, counts)
 	if counts["fulfill"] != n {
 		t.Errorf("%d of %d got their Fulfill by callback", counts["fulfill"], n)
 	}
