@@ -43,7 +43,7 @@ func (s *Store) ClaimRequest(ctx context.Context, peer, id string, digest []byte
 		return 0, ErrUnavailable
 	}
 	key := s.keyPrefix + "req:{" + peer + "}:" + id
-	res, err := s.run(ctx, time.Now().Add(s.timeout), claimScript, []string{key}, digest, max(ttl.Milliseconds(), 1))
+	res, err := s.run(ctx, time.Now().Add(s.timeout), time.Time{}, claimScript, []string{key}, digest, max(ttl.Milliseconds(), 1))
 	if err != nil {
 		return 0, err
 	}

@@ -99,9 +99,12 @@ func TestTableLockIsOnePerPeer(t *testing.T) {
 	if err != nil || saved != nil {
 		t.Fatalf("first lock: %q, %v; want nothing saved yet", saved, err)
 	}
-	_, _, err = b.LockTable(ctx, "alice", time.Minute, time.Now().Add(100*time.Millisecond))
+	_, _, err = b.LockTable(ctx, "alice", time.Minute, time.Now().Add(300*time.Millisecond))
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "locked by another edge") {
 		t.Fatalf("a second edge locked alice's table: %v", err)
+	}
+	if b.Degraded() {
+		t.Error("waiting for a table another edge holds marked the store down")
 	}
 	lb, _, err := b.LockTable(ctx, "bob", time.Minute, time.Now().Add(time.Second))
 	if err != nil {

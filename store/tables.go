@@ -94,7 +94,7 @@ func (s *Store) LockTable(ctx context.Context, peer string, lease time.Duration,
 	l := &TableLock{s: s, keys: s.tableKeys(peer), token: hex.EncodeToString(b[:]), lease: lease, Peer: peer}
 	start := time.Now()
 	for {
-		res, err := s.run(ctx, s.tableDeadline(deadline), lockTableScript, l.keys, l.token, lease.Milliseconds())
+		res, err := s.run(ctx, s.tableDeadline(), deadline, lockTableScript, l.keys, l.token, lease.Milliseconds())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -133,7 +133,7 @@ func CountLocalTable() { tablesLocal.Inc() }
 // Save writes the table (nil: leaves it as it was) and frees the lock.
 // It returns ErrLockLost when the lease ran out first.
 func (l *TableLock) Save(ctx context.Context, table []byte) error {
-	res, err := l.s.run(ctx, l.s.tableDeadline(time.Time{}), saveTableScript, l.keys, l.token, table)
+	res, err := l.s.run(ctx, l.s.tableDeadline(), time.Time{}, saveTableScript, l.keys, l.token, table)
 	if err != nil {
 		return err
 	}
@@ -145,24 +145,25 @@ func (l *TableLock) Save(ctx context.Context, table []byte) error {
 
 // tableDeadline is when a round trip for a routing table gives up: four
 // times the store's timeout, at least 200ms (route updates are rare, and
-// their packets can wait longer than a payment's lease), and never past
-// deadline unless it is zero.
-func (s *Store) tableDeadline(deadline time.Time) time.Time {
-	d := time.Now().Add(max(4*s.timeout, 200*time.Millisecond))
-	if !deadline.IsZero() && deadline.Before(d) {
-		return deadline
-	}
-	return d
+// their packets can wait longer than a payment's lease).
+func (s *Store) tableDeadline() time.Time {
+	return time.Now().Add(max(4*s.timeout, 200*time.Millisecond))
 }
 
-// run runs script until deadline, and notes whether Redis answered. Its
-// errors wrap ErrUnavailable.
-func (s *Store) run(parent context.Context, deadline time.Time, script *redis.Script, keys []string, args ...any) (any, error) {
+// run runs script until the store's deadline or the caller's (its
+// packet's; zero: none), whichever is sooner, and notes whether Redis
+// answered. Running out of the caller's time, or the caller going away,
+// is not Redis' failure. Its errors wrap ErrUnavailable.
+func (s *Store) run(parent context.Context, deadline, callers time.Time, script *redis.Script, keys []string, args ...any) (any, error) {
+	callersFirst := !callers.IsZero() && callers.Before(deadline)
+	if callersFirst {
+		deadline = callers
+	}
 	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 	res, err := script.Run(ctx, s.client, keys, args...).Result()
 	if err != nil {
-		if parent.Err() != nil {
+		if parent.Err() != nil || callersFirst && !time.Now().Before(deadline) {
 			s.gaveUp()
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
@@ -181,7 +182,7 @@ func (s *Store) fail(err error) error {
 // ReadTable returns peer's routing table as last saved (nil: never),
 // without locking it: for an operator's view.
 func (s *Store) ReadTable(ctx context.Context, peer string) ([]byte, error) {
-	ctx, cancel := context.WithDeadline(ctx, s.tableDeadline(time.Time{}))
+	ctx, cancel := context.WithDeadline(ctx, s.tableDeadline())
 	defer cancel()
 	v, err := s.client.Get(ctx, s.tableKeys(peer)[1]).Bytes()
 	if errors.Is(err, redis.Nil) {
