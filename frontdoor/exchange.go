@@ -48,10 +48,42 @@ var exchangePool = sync.Pool{New: func() any {
 	return ex
 }}
 
-// requestBody is the request's body, read from the bytes h1 buffered.
-type requestBody struct{ bytes.Reader }
+// requestBody is the request's body: the bytes h1 or h2 buffered, or,
+// for a request handed over on its head, its source, read at the first
+// Read. ilp_edge checks the method and the credentials before it reads
+// the body, so a request it refuses is answered without its body ever
+// being awaited, and without "100 Continue" (see Server.setupServers).
+type requestBody struct {
+	r       bytes.Reader
+	pending bodySource // nil once read
+	err     error
+}
 
-// Close does nothing: the body is in memory.
+// bodySource is h1's and h2's Request, with a body still to come.
+type bodySource interface {
+	ReadBody() ([]byte, error)
+}
+
+// reset makes the body b, or the one src will read when src is not nil.
+func (b *requestBody) reset(body []byte, src bodySource) {
+	b.r.Reset(body)
+	b.pending, b.err = src, nil
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	if b.pending != nil {
+		body, err := b.pending.ReadBody()
+		b.pending, b.err = nil, err
+		b.r.Reset(body)
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.r.Read(p)
+}
+
+// Close does nothing: the body is in memory, or left unread, which h1
+// and h2 tell the client.
 func (*requestBody) Close() error { return nil }
 
 // requestContext holds the context values ilp_edge and ilp_proxy read,
@@ -80,6 +112,10 @@ func (s *Server) serveH1(w *h1.ResponseWriter, r *h1.Request) {
 	ex := exchangePool.Get().(*exchange)
 	defer ex.release()
 	req := ex.request(r.Method, r.Target, r.Host(), r.RemoteAddr(), r.TLS(), r.Body, s.ctx)
+	if r.BodyPending() {
+		ex.body.reset(nil, r)
+		req.ContentLength = r.ContentLength
+	}
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, r.ProtoMinor
 	if r.ProtoMinor == 0 {
 		req.Proto = "HTTP/1.0"
@@ -94,6 +130,10 @@ func (s *Server) serveH2(w *h2.ResponseWriter, r *h2.Request) {
 	ex := exchangePool.Get().(*exchange)
 	defer ex.release()
 	req := ex.request(r.Method, r.Path, r.Authority, r.RemoteAddr(), r.TLS(), r.Body, s.ctx)
+	if r.BodyPending() {
+		ex.body.reset(nil, r)
+		req.ContentLength = r.ContentLength // -1 without a content-length
+	}
 	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
 	addFields(ex, r.Fields())
 	s.answer(ex, w)
@@ -157,7 +197,7 @@ func (ex *exchange) request(method, target, host []byte, remote string, state *t
 	req.Host = ex.host
 	req.RemoteAddr = remote
 	req.TLS = state
-	ex.body.Reset(body)
+	ex.body.reset(body, nil)
 	req.Body = &ex.body
 	req.ContentLength = int64(len(body))
 	ex.ctx = requestContext{Context: base, vars: ex.vars}
@@ -206,7 +246,7 @@ func (ex *exchange) release() {
 func (ex *exchange) reset() {
 	*ex.req = ex.blank
 	ex.ctx = requestContext{}
-	ex.body.Reset(nil)
+	ex.body.reset(nil, nil)
 	clear(ex.header)
 	clear(ex.values)
 	ex.values = ex.values[:0]

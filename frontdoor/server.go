@@ -141,8 +141,23 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 		}
 	}
 	s.key = strings.Join(slices.Sorted(slices.Values(s.Listen)), " ")
-	// A body over what ilp_edge accepts is refused (413) before it is
-	// read, as Caddy's HTTP server lets ilp_edge refuse it.
+	s.setupServers()
+	return nil
+}
+
+// setupServers makes the HTTP/1.1 and HTTP/2 servers that hand the
+// requests to the handlers.
+//
+// A body over what ilp_edge accepts is refused (413) before it is read,
+// as Caddy's HTTP server lets ilp_edge refuse it. Both servers hand over
+// a request whose body is still to come on its head (HandleOnHead), as
+// net/http does: ilp_edge checks the method and authenticates the peer
+// (by its credentials, or the TLS state of its connection) before it
+// reads the body, so a 405 or 401 goes out at once, the body never
+// awaited and "100 Continue" never sent, and the peer is authenticated
+// once, by ilp_edge's own ServeHTTP, whose answers are those of a Caddy
+// site.
+func (s *Server) setupServers() {
 	maxBody := handler.DefaultMaxPacketSize
 	if s.edge != nil {
 		maxBody = int(s.edge.MaxPacketSize)
@@ -150,6 +165,7 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 	s.srv2 = &h2.Server{
 		Handler:              h2.HandlerFunc(s.serveH2),
 		Refused:              s.refusedH2,
+		HandleOnHead:         true,
 		MaxBodyBytes:         maxBody,
 		MaxConcurrentStreams: s.MaxConcurrentStreams,
 		MaxHeaderBytes:       s.MaxHeaderBytes,
@@ -162,13 +178,13 @@ func (s *Server) provision(ctx caddy.Context, name string) error {
 		Refused:           s.refusedH1,
 		Handoff:           s.handoff,
 		HTTP2:             s.srv2.ServeConn,
+		HandleOnHead:      true,
 		Limits:            h1.Limits{MaxHeaderBytes: s.MaxHeaderBytes, MaxBodyBytes: maxBody},
 		ReadHeaderTimeout: time.Duration(s.ReadHeaderTimeout),
 		BodyTimeout:       time.Duration(s.ReadBodyTimeout),
 		IdleTimeout:       time.Duration(s.IdleTimeout),
 		WriteTimeout:      time.Duration(s.WriteTimeout),
 	}
-	return nil
 }
 
 // newest holds, by listen addresses, the server of the newest config

@@ -170,7 +170,8 @@ func TestHostileInput(t *testing.T) {
 		delivered int // packets the connector must get
 		// The front door's answer where it differs: its HTTP/1.1 server
 		// refuses what it cannot frame beyond doubt rather than read it
-		// as net/http does, and reads a body whole before ilp_edge runs.
+		// as net/http does, and closes a connection whose head or body
+		// stops short, where a site answers 400.
 		front []string
 	}
 	cases := []hostile{
@@ -238,11 +239,19 @@ func TestHostileInput(t *testing.T) {
 			return post(p, []string{jwt(ilptest.PluginClaims(time.Hour), hostileJWTSecret)}, prepare)
 		}, []string{"fulfill"}, 1, nil},
 		{"body over max_packet_size", func(p string) []byte { return post(p, []string{auth}, make([]byte, 40001)) }, []string{"413"}, 0, nil},
-		// Refusals come before the body, which is never read: the
-		// connection closes after them (every refusal must say Connection: close).
+		// Refusals come before the body, which is never read nor waited
+		// for, on the front door as on a site: the connection closes
+		// after them (every refusal must say Connection: close), and a
+		// peer that waits for 100 Continue gets the refusal instead.
 		{"a bad token announcing a body it never sends", func(p string) []byte {
 			return post(p, []string{"Authorization: Bearer wrong", "Content-Length: 40000"}, nil)
-		}, []string{"401"}, 0, []string{"closed"}},
+		}, []string{"401"}, 0, nil},
+		{"a bad token expecting 100-continue, the body never sent", func(p string) []byte {
+			return post(p, []string{"Authorization: Bearer wrong", "Expect: 100-continue", "Content-Length: 40000"}, nil)
+		}, []string{"401"}, 0, nil},
+		{"GET announcing a body it never sends", func(p string) []byte {
+			return []byte("GET " + p + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "\r\nContent-Length: 40000\r\n\r\n")
+		}, []string{"405"}, 0, nil},
 		{"a body over max_packet_size announced, never sent", func(p string) []byte {
 			return post(p, []string{auth, "Content-Length: 40001"}, nil)
 		}, []string{"413"}, 0, nil},

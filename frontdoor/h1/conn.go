@@ -150,27 +150,26 @@ func (c *conn) serveRequest() bool {
 
 	total := n + int(req.ContentLength)
 	if c.r1-c.r0 < total {
-		if req.expectContinue {
-			b.out = append(b.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
-		}
-		if !c.setDeadline(&c.readBy, c.srv.BodyTimeout) {
-			return false
-		}
-		for c.r1-c.r0 < total {
-			if !c.readMore(total) {
+		c.awaitBody(req, n) // body.go
+		if !c.srv.HandleOnHead {
+			if _, err := req.ReadBody(); err != nil {
 				return false
 			}
 		}
-		// The head's slices point where it was read, which may have
-		// moved: parse it again where it is.
-		req.parseHead(b.rb[c.r0:c.r1], &c.srv.limits)
+	} else {
+		req.Body = b.rb[c.r0+n : c.r0+total]
 	}
-	req.Body = b.rb[c.r0+n : c.r0+total]
 
 	b.w.reset()
 	req.tls = c.tlsState()
 	c.srv.Handler.ServeH1(&b.w, req)
 	c.served = true
+	switch {
+	case req.bodyErr != nil:
+		return false // the body never came: closed without an answer
+	case req.BodyPending():
+		return c.closeUnread(req) // the handler answered on the head
+	}
 	c.r0 += total
 
 	shutdown := c.srv.shuttingDown()

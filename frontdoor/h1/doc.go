@@ -8,8 +8,10 @@
 // place from the connection's read buffer (request.go), handed whole to a
 // Handler that runs on the connection's goroutine and may block
 // (conn.go), and answered with a Content-Length, never chunked
-// (response.go). Server (server.go) accepts, tracks and shuts down
-// connections.
+// (response.go). With Server.HandleOnHead, a request whose body has not
+// all arrived with its head is handed over on its head, and the handler
+// reads the body or refuses the request without it (body.go). Server
+// (server.go) accepts, tracks and shuts down connections.
 //
 // # Accepted
 //
@@ -25,7 +27,9 @@
 //     no body;
 //   - Expect: 100-continue in HTTP/1.1: "HTTP/1.1 100 Continue" is sent
 //     before the body is read, unless the body is already buffered (it
-//     is ignored in HTTP/1.0, as RFC 9110 §10.1.1 says);
+//     is ignored in HTTP/1.0, as RFC 9110 §10.1.1 says); with
+//     HandleOnHead, only once the handler reads the body, so that a
+//     request it refuses on its head gets the refusal and no 100;
 //   - pipelining: requests are answered in order, and the answers to
 //     those already buffered go out in one write.
 //
@@ -73,6 +77,12 @@
 // chunked") is refused as malformed, so it can never be taken as framing
 // by one parser and ignored by another. Several refusals may apply to one
 // request; framing errors are judged first, then Host, 413, 417.
+//
+// With HandleOnHead, a handler that answers without reading a body still
+// to come has refused the request on its head: the answer goes out at
+// once with Connection: close, and the connection is closed after a
+// linger (what still comes is read and dropped, at most 64 KiB within
+// 1 s), never read on for a next request.
 //
 // A connection is closed without an answer when a request's head is not
 // whole within ReadHeaderTimeout of its first byte (a slowloris), its body

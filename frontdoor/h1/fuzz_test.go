@@ -93,41 +93,56 @@ func (c *memConn) SetReadDeadline(t time.Time) error  { return nil }
 func (c *memConn) SetWriteDeadline(t time.Time) error { return nil }
 
 // FuzzServeConn feeds any bytes, in reads of any size, through a
-// connection's loop: it must not panic, and what it writes must be
-// well-formed answers, each with a Content-Length, none after one that
-// closes the connection.
+// connection's loop, of a server that hands requests over whole and of
+// one that hands them over on their head (HandleOnHead), whose handler
+// reads the body or refuses the request (X-Refuse) without it: it must
+// not panic, and what it writes must be well-formed answers, each with a
+// Content-Length, none after one that closes the connection.
 func FuzzServeConn(f *testing.F) {
 	for _, tc := range requestCases {
 		f.Add([]byte(tc.in), uint8(0))
 		f.Add([]byte(tc.in+getA+tc.in), uint8(7))
 	}
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"+getA), uint8(10))
-	s := &Server{Handler: echo, Limits: testLimits}
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nX-Refuse: 1\r\nContent-Length: 30\r\n\r\nabc"+getA), uint8(40))
+	servers := []*Server{
+		{Handler: echo, Limits: testLimits},
+		{Handler: &onHead{}, Limits: testLimits, HandleOnHead: true},
+	}
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
-		c := &memConn{in: in, chunk: int(chunk) + 1}
-		s.ServeConn(c, nil)
-		br := bufio.NewReader(&c.out)
-		for {
-			if _, err := br.Peek(1); err == io.EOF {
-				return
-			}
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("malformed answer: %v\n%q", err, c.out.String())
-			}
-			if resp.StatusCode == 100 {
-				continue
-			}
-			if cl := resp.Header.Get("Content-Length"); cl == "" || cl != strconv.FormatInt(resp.ContentLength, 10) {
-				t.Fatalf("answer without a Content-Length: %q", c.out.String())
-			}
-			io.Copy(io.Discard, resp.Body)
-			if resp.Close {
-				if br.Buffered() > 0 {
-					t.Fatalf("bytes after an answer that closes: %q", c.out.String())
-				}
-				return
-			}
+		for _, s := range servers {
+			checkServeConn(t, s, in, int(chunk)+1)
 		}
 	})
+}
+
+// checkServeConn serves in, chunk bytes a read, on a connection of s,
+// and checks what s wrote.
+func checkServeConn(t *testing.T, s *Server, in []byte, chunk int) {
+	t.Helper()
+	c := &memConn{in: in, chunk: chunk}
+	s.ServeConn(c, nil)
+	br := bufio.NewReader(&c.out)
+	for {
+		if _, err := br.Peek(1); err == io.EOF {
+			return
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("malformed answer: %v\n%q", err, c.out.String())
+		}
+		if resp.StatusCode == 100 {
+			continue
+		}
+		if cl := resp.Header.Get("Content-Length"); cl == "" || cl != strconv.FormatInt(resp.ContentLength, 10) {
+			t.Fatalf("answer without a Content-Length: %q", c.out.String())
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.Close {
+			if br.Buffered() > 0 {
+				t.Fatalf("bytes after an answer that closes: %q", c.out.String())
+			}
+			return
+		}
+	}
 }

@@ -113,7 +113,9 @@ type Request struct {
 	ProtoMinor int
 	// ContentLength is the body's length, 0 without a Content-Length.
 	ContentLength int64
-	// Body is the whole body, set before the handler is called.
+	// Body is the whole body when the handler is called, unless the
+	// handler was called on the head (Server.HandleOnHead, BodyPending):
+	// then ReadBody reads it.
 	Body []byte
 
 	fields         []Field
@@ -123,6 +125,9 @@ type Request struct {
 	expectContinue bool   // Expect: 100-continue in HTTP/1.1
 	remote         string // the connection's, formatted once
 	tls            *tls.ConnectionState
+	pending        *conn // the body is still to be read, from this connection (body.go)
+	headLen        int   // the head's length, where the body starts
+	bodyErr        error // reading the body failed: the connection is lost
 }
 
 // Fields returns the header fields in the order received.

@@ -57,6 +57,16 @@ type Server struct {
 	// WriteTimeout bounds each write of answers.
 	WriteTimeout time.Duration
 
+	// HandleOnHead calls Handler as soon as a request's head is parsed,
+	// when its body has not all arrived with it, rather than once the
+	// body is read: the handler reads it with Request.ReadBody, which
+	// sends "100 Continue" first when the client waits for it, or
+	// answers without it, as a handler refusing the request on its head
+	// does (a 401, a 405). Such an answer goes out at once, and the
+	// connection is closed after it (body.go). Without HandleOnHead,
+	// Request.Body is always the whole body.
+	HandleOnHead bool
+
 	// Handoff, if set, is given the connections Shutdown would close
 	// between two requests, with what was already read of the next one,
 	// so that a newer server serves them on (ServeConn) and the client

@@ -408,7 +408,10 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		}
 		return nil
 	}
-	if st.state != stateOpen {
+	switch {
+	case st.closedHow == closedByUs:
+		return nil // reset by us while its early handler runs: ignored, as once released (RFC 9113 §5.1)
+	case st.state != stateOpen:
 		c.resetLocked(st, http2.ErrCodeStreamClosed) // half-closed (remote)
 		return nil
 	}
@@ -554,22 +557,37 @@ func (c *conn) resetLocked(st *stream, code http2.ErrCode) {
 	}
 }
 
-// closeOpenLocked releases a stream whose request had not ended.
+// closeOpenLocked releases a stream whose request had not ended. One
+// whose handler was started on its head is only marked reset, and stays
+// among the connection's streams until that handler returns (answer):
+// its handler still uses it, and it counts against MaxConcurrentStreams
+// until then, as a half-closed one reset does.
 func (c *conn) closeOpenLocked(st *stream, how closedHow) {
 	c.open--
+	if st.early {
+		st.state = stateReset
+		st.closedHow = how
+		c.cond.Broadcast() // to its handler, waiting in ReadBody
+		return
+	}
 	c.releaseLocked(st, how)
 }
 
-// endRequestLocked starts the handler of a whole request, unless its
-// body disagrees with its content-length.
+// endRequestLocked starts the handler of a whole request, or wakes the
+// one started on its head, unless its body disagrees with its
+// content-length.
 func (c *conn) endRequestLocked(st *stream) {
 	if st.contentLength >= 0 && st.contentLength != int64(len(st.body)) {
 		c.resetLocked(st, http2.ErrCodeProtocol)
 		return
 	}
-	st.req.Body = st.body
 	st.state = stateHalfClosed
 	c.open--
+	if st.early {
+		c.cond.Broadcast() // to its handler, waiting in ReadBody
+		return
+	}
+	st.req.Body = st.body
 	c.handlers.Add(1)
 	c.srv.handlerPool.run(c, st)
 }

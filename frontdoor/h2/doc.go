@@ -5,7 +5,10 @@
 // HTTP/1.1, with the same shape of API, so that package frontdoor can
 // serve both through one adapter: a Handler called once per whole
 // request with a Request (pseudo-headers, fields, body) and a
-// ResponseWriter (status, fields, body) answered with a content-length.
+// ResponseWriter (status, fields, body) answered with a content-length;
+// or, with Server.HandleOnHead, called on the request's header block
+// when its body has yet to arrive, to read the body or refuse the
+// request without it.
 //
 // An ILP peer POSTs a Prepare of at most 40,000 bytes and gets a 200
 // whose body is a Fulfill or a Reject. Many such exchanges share a
@@ -22,6 +25,7 @@
 //	write.go     the writing side: one buffer, written by whoever finds no write in progress; flow control
 //	response.go  ResponseWriter, and the answer's HEADERS and DATA frames
 //	request.go   Request and Field
+//	body.go      a request handed over on its head (HandleOnHead): ReadBody, 100 (Continue)
 //	chars.go     byte classes for names, values, :path and :authority
 //
 // # Accepted
@@ -41,7 +45,12 @@
 //     on a trailer block (decoded, checked, dropped);
 //   - PING (answered with an ACK), WINDOW_UPDATE, RST_STREAM, GOAWAY (the
 //     streams open finish), PRIORITY and PRIORITY_UPDATE (ignored), frames
-//     of unknown types (ignored).
+//     of unknown types (ignored);
+//   - with HandleOnHead, a request whose END_STREAM is not among the bytes
+//     read with its header block is handed to its handler at once; a
+//     client that sent "expect: 100-continue" gets a 100 (Continue)
+//     header block when the handler reads the body, unless some of it
+//     arrived already, and none when the handler refuses the request.
 //
 // The answer is HEADERS (:status, content-type if set, content-length,
 // date, the fields the handler added), then the body in DATA frames, the
@@ -96,6 +105,8 @@
 //	                                 NO_ERROR after the answer when the client is still sending, §8.1;
 //	                                 its DATA in flight is then ignored)
 //	431, header-only                 a decoded header list over MaxHeaderBytes (HPACK's table is kept)
+//	answer, RST NO_ERROR             with HandleOnHead, a handler's answer before the client's END_STREAM: a
+//	                                 refusal on the head (§8.1; its DATA in flight is then ignored)
 //
 // Frames on a stream the server reset are ignored (§5.1); DATA on one
 // closed long ago gets RST_STREAM STREAM_CLOSED. Whatever is refused, the
@@ -173,7 +184,11 @@
 // TestDataOverStreamWindow, TestMaxConcurrentStreams,
 // TestAnswerFlowControl, TestWindowNeverOpened, TestIdleTimeout,
 // TestReadTimeout, TestHandlersConcurrent, TestCompressionError,
-// TestFramesAfterClientReset, TestNoContent; the mitigations in
+// TestFramesAfterClientReset, TestNoContent; HandleOnHead in
+// body_test.go (TestHandleOnHeadRefusal, TestHandleOnHeadContinue,
+// TestHandleOnHeadReset: a stream reset while its handler waits for the
+// body, which counts until the handler returns, TestRequestBuffered,
+// TestHandleOnHeadBodyWhole); the mitigations in
 // limits_test.go (TestRapidReset, TestResetNowAndThenTolerated,
 // TestContinuationFlood, TestPingsAnsweredInOneWrite); shutdown in
 // server_test.go; the handlers' goroutines in handlers_test.go (reused

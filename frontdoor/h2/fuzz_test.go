@@ -91,13 +91,31 @@ func fuzzSeeds() [][]byte {
 		fr.WriteGoAway(0, http2.ErrCodeNo, nil)
 		fr.WriteRawFrame(0xee, 0, 1, []byte("?"))
 	})
+	// For a handler called on the head: refused (x-refuse) with DATA and
+	// trailers after; reset while it waits; 100-continue; DATA past the
+	// limit while it waits.
+	seq(func(fr *http2.Framer, block func(...string) []byte) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block(post("x-refuse", "1", "content-length", "9")...), EndHeaders: true})
+		fr.WriteData(1, false, []byte("abcd"))
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block("x-trailer", "t"), EndHeaders: true, EndStream: true})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: block(post()...), EndHeaders: true})
+		fr.WriteRSTStream(3, http2.ErrCodeCancel)
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: block(post("expect", "100-continue")...), EndHeaders: true})
+		fr.WriteData(5, true, []byte("x"))
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: block(post()...), EndHeaders: true})
+		fr.WriteData(7, false, make([]byte, 1001))
+		fr.WriteData(7, true, []byte("late"))
+	})
 	return seeds
 }
 
 // FuzzServeConn feeds any frames, in reads of any size, after a valid
-// preface and SETTINGS: the server must not panic nor hang, must leave no
-// goroutine behind, and what it writes must be frames x/net's Framer
-// reads, their header blocks decodable in order.
+// preface and SETTINGS, to a server that hands requests over whole and to
+// one that hands them over on their head (HandleOnHead), whose handler
+// reads the body or refuses the request (x-refuse) without it: the
+// server must not panic nor hang, must leave no goroutine behind, and
+// what it writes must be frames x/net's Framer reads, their header blocks
+// decodable in order.
 func FuzzServeConn(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s, uint8(255))
@@ -107,30 +125,42 @@ func FuzzServeConn(f *testing.F) {
 	start.WriteString(http2.ClientPreface)
 	http2.NewFramer(&start, nil).WriteSettings()
 	preface := start.Bytes()
-	s := &Server{Handler: echo, MaxBodyBytes: 1000, MaxHeaderBytes: 1000, MaxConcurrentStreams: 8}
+	servers := []*Server{
+		{Handler: echo, MaxBodyBytes: 1000, MaxHeaderBytes: 1000, MaxConcurrentStreams: 8},
+		{Handler: &onHead{}, HandleOnHead: true, MaxBodyBytes: 1000, MaxHeaderBytes: 1000, MaxConcurrentStreams: 8},
+	}
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
-		goroutines := runtime.NumGoroutine()
-		c := &memConn{in: append(bytes.Clone(preface), in...), chunk: int(chunk) + 1}
-		s.ServeConn(c, nil)
-		// ServeConn waits for its handlers: nothing of the connection
-		// is left. The fuzzing engine's own goroutines come and go, so a
-		// count above the one before is given a moment to come back.
-		for i := 0; runtime.NumGoroutine() > goroutines; i++ {
-			if i == 100 {
-				buf := make([]byte, 1<<16)
-				t.Fatalf("%d goroutines after ServeConn, %d before:\n%s", runtime.NumGoroutine(), goroutines, buf[:runtime.Stack(buf, true)])
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		fr := http2.NewFramer(nil, &c.out)
-		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-		for {
-			if _, err := fr.ReadFrame(); err != nil {
-				if !errors.Is(err, io.EOF) {
-					t.Fatalf("the server wrote what its peer cannot read: %v", err)
-				}
-				return
-			}
+		for _, s := range servers {
+			checkServeConn(t, s, append(bytes.Clone(preface), in...), int(chunk)+1)
 		}
 	})
+}
+
+// checkServeConn serves in, chunk bytes a read, on a connection of s,
+// and checks what s wrote and that nothing of the connection is left.
+func checkServeConn(t *testing.T, s *Server, in []byte, chunk int) {
+	t.Helper()
+	goroutines := runtime.NumGoroutine()
+	c := &memConn{in: in, chunk: chunk}
+	s.ServeConn(c, nil)
+	// ServeConn waits for its handlers: nothing of the connection is
+	// left. The fuzzing engine's own goroutines come and go, so a count
+	// above the one before is given a moment to come back.
+	for i := 0; runtime.NumGoroutine() > goroutines; i++ {
+		if i == 100 {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after ServeConn, %d before:\n%s", runtime.NumGoroutine(), goroutines, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fr := http2.NewFramer(nil, &c.out)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	for {
+		if _, err := fr.ReadFrame(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("the server wrote what its peer cannot read: %v", err)
+			}
+			return
+		}
+	}
 }

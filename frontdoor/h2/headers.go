@@ -211,6 +211,9 @@ func (c *conn) endBlock() error {
 		return nil
 	case blockTrailers:
 		switch {
+		case st.closedHow == closedByUs:
+			// Reset by us while its early handler runs: ignored, as once
+			// released (RFC 9113 §5.1).
 		case st.state != stateOpen:
 			// RFC 9113 §5.1: half-closed (remote) takes no HEADERS.
 			c.resetLocked(st, http2.ErrCodeStreamClosed)
@@ -269,6 +272,8 @@ func (c *conn) endBlock() error {
 	}
 	if hb.endStream {
 		c.endRequestLocked(st)
+	} else if c.srv.HandleOnHead && !c.requestBuffered(id) {
+		c.handleOnHeadLocked(st) // body.go
 	}
 	return nil
 }

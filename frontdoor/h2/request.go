@@ -21,17 +21,25 @@ type Request struct {
 	Path      []byte // :path, "/" then the path and query, or "*" for OPTIONS
 	Authority []byte // :authority, empty when the client sent none
 	Scheme    []byte // :scheme
-	// Body is the whole body, at most Server.MaxBodyBytes.
+	// Body is the whole body, at most Server.MaxBodyBytes, unless the
+	// handler was called on the head (Server.HandleOnHead, BodyPending):
+	// then ReadBody waits for it.
 	Body []byte
 	// ContentLength is the content-length field's value, -1 without one.
 	// When present it equals len(Body): a request whose DATA disagrees is
-	// refused before a handler sees it.
+	// refused before a handler sees it, or, when the handler was called
+	// on the head, before ReadBody returns (it fails).
 	ContentLength int64
 
 	fields []Field
 	remote string // the connection's, formatted once
 	tls    *tls.ConnectionState
 	id     uint32
+
+	pending bool  // the body is still to come: ReadBody waits for it (body.go)
+	bodyErr error // why it did not come
+	c       *conn
+	st      *stream
 }
 
 // Fields returns the regular header fields in the order received;

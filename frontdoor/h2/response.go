@@ -145,16 +145,31 @@ var statusText = func() (t [600]string) {
 func (c *conn) answer(st *stream) {
 	c.mu.Lock()
 	how := closedByClient
-	if st.state == stateHalfClosed && !c.dead {
+	if st.closedHow != closedNone {
+		how = st.closedHow // closed while its early handler ran
+	}
+	if st.answerable() && !c.dead {
 		w := &st.w
 		body := w.body
 		if w.status == http.StatusNoContent || w.status == http.StatusNotModified {
 			body = nil
 		}
 		c.writeHeadersLocked(st.id, w.status, w.contentType, len(body), w.fields, len(body) == 0)
-		if c.writeDataLocked(st, body) {
+		if c.writeDataLocked(st, body) && st.state == stateHalfClosed {
 			how = closedAnswered
 		}
+	}
+	if st.state == stateOpen {
+		// Answered before the client's END_STREAM: a handler called on
+		// the head refused the request without its body. As after a
+		// refusal of this package's own, RST_STREAM NO_ERROR tells the
+		// client to stop sending it (RFC 9113 §8.1), and what it already
+		// sent is ignored.
+		if !c.dead {
+			c.rstLocked(st.id, http2.ErrCodeNo)
+		}
+		c.open--
+		how = closedByUs
 	}
 	c.releaseLocked(st, how)
 	if !c.flushing && len(c.out) > 0 && len(c.streams) > c.open {

@@ -78,6 +78,17 @@ type Server struct {
 	// client's flow-control window: past it, the connection is closed.
 	WriteTimeout time.Duration
 
+	// HandleOnHead calls Handler as soon as a request's header block is
+	// in, when the rest of its request has not arrived with it, rather
+	// than at its END_STREAM: the handler reads the body with
+	// Request.ReadBody, which sends a 100 (Continue) first when the
+	// client waits for one, or answers without it, as a handler refusing
+	// the request on its head does (a 401, a 405). Such an answer goes
+	// out at once, followed by RST_STREAM NO_ERROR so that the client
+	// stops sending the body (body.go). Without HandleOnHead,
+	// Request.Body is always the whole body.
+	HandleOnHead bool
+
 	// Refused, if set, is told of every request or connection the server
 	// refuses itself, before any handler: the client's address, and the
 	// answer, an HTTP status ("431"), "RST_STREAM" or "GOAWAY" with its

@@ -17,10 +17,14 @@ import (
 type streamState uint8
 
 const (
-	stateOpen       streamState = iota // receiving its header block and body
+	stateOpen       streamState = iota // receiving its header block and body (an early handler may run)
 	stateHalfClosed                    // END_STREAM received: its handler runs, then its answer is sent
 	stateReset                         // reset while its handler runs: the answer is dropped
 )
+
+// answerable reports whether st's handler's answer is still to be sent:
+// its stream is neither reset nor closed.
+func (st *stream) answerable() bool { return st.state == stateOpen || st.state == stateHalfClosed }
 
 // stream is one request and its answer. Its buffers are pooled: a stream
 // that has carried a request before costs no allocation.
@@ -36,6 +40,12 @@ type stream struct {
 	body          []byte
 	req           Request
 	w             ResponseWriter
+
+	// early says its handler was started on its head (HandleOnHead,
+	// body.go), and may run while the stream is open; closedHow says how
+	// it was closed while that handler ran, which its release then uses.
+	early     bool
+	closedHow closedHow
 }
 
 // maxPooled is the largest buffer a pooled stream keeps: a body or answer
@@ -54,6 +64,8 @@ func newStream(id uint32, recvWindow int32, sendWindow int64) *stream {
 	st.recvWindow = recvWindow
 	st.sendWindow = sendWindow
 	st.contentLength = -1
+	st.early = false
+	st.closedHow = closedNone
 	st.w.reset()
 	return st
 }

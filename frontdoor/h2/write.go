@@ -106,7 +106,7 @@ func (c *conn) dieLocked() {
 // reports false when the stream was reset or the connection lost first.
 func (c *conn) writeDataLocked(st *stream, body []byte) bool {
 	for len(body) > 0 {
-		if st.state != stateHalfClosed || c.dead {
+		if !st.answerable() || c.dead {
 			return false
 		}
 		n := min(int64(len(body)), c.sendWindow, st.sendWindow, int64(c.peerMaxFrame))
@@ -137,14 +137,14 @@ func (c *conn) awaitWindowLocked(st *stream) bool {
 		c.mu.Unlock()
 	})
 	defer t.Stop()
-	for (c.sendWindow <= 0 || st.sendWindow <= 0) && st.state == stateHalfClosed && !c.dead {
+	for (c.sendWindow <= 0 || st.sendWindow <= 0) && st.answerable() && !c.dead {
 		if timedOut {
 			c.dieLocked()
 			return false
 		}
 		c.cond.Wait()
 	}
-	return st.state == stateHalfClosed && !c.dead
+	return st.answerable() && !c.dead
 }
 
 // rstLocked writes RST_STREAM.
