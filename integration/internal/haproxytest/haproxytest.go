@@ -35,11 +35,32 @@ type HAProxy struct {
 // 127.0.0.1:statsPort. The caller picks both ports. Start waits until
 // both accept connections; haproxy is stopped when the test ends.
 //
-// There are no health checks: every connection goes to the next backend
-// in the rotation, whatever state it is in, so that a test decides what
-// each backend gets. A check that timed out on a loaded machine would
-// take a backend out of the rotation for a while, and skew the split a
-// test asserts on.
+// The balancer is configured as docs/operations.md tells operators to,
+// for a backend that dies (HAProxy 2.6, Debian 12's):
+//
+//   - retries 3 and option redispatch: a connection the backend refuses
+//     is retried at once on the next backend. HAProxy waits before a
+//     retry (min(timeout connect, 1 s)) only when it retries the same
+//     server; with round-robin and more than one backend up, a
+//     redispatch goes to another without waiting. Without redispatch,
+//     HAProxy retries the dead backend three times a second apart (~3 s)
+//     and then drops the connection; an ilp-connector peer gives up on a
+//     route update after 1 s, and then sends no route update again (see
+//     the integration tests' startCCPFleet).
+//   - timeout connect 500ms: a backend that does not answer at all (a
+//     dead host, off loopback) costs a connection half a second before
+//     the redispatch, within ilp-connector's 1 s. On loopback a dead
+//     port refuses at once.
+//   - check inter 500ms fall 2 rise 1 (TCP connect checks): a dead
+//     backend leaves the rotation within a second, and a restarted one
+//     is back within half a second of listening. Until the checks see a
+//     backend die, redispatch covers its turns, so detecting it faster
+//     buys nothing; two failed checks rather than one, so that a single
+//     check that times out on a loaded machine never takes a live
+//     backend out of the rotation and skews the split a test asserts on
+//     (a connect to a listening port on loopback is answered by the
+//     kernel, so even one is unlikely). Checks are not sessions: the
+//     statistics count the clients' connections alone (see Stats).
 func Start(t testing.TB, port, statsPort int, backends []string) *HAProxy {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
@@ -58,7 +79,7 @@ func Start(t testing.TB, port, statsPort int, backends []string) *HAProxy {
 	maxconn 4096
 
 defaults
-	timeout connect 2s
+	timeout connect 500ms
 	timeout client 60s
 	timeout server 60s
 
@@ -66,6 +87,9 @@ listen balancer
 	bind 127.0.0.1:%d
 	mode tcp
 	balance roundrobin
+	retries 3
+	option redispatch
+	default-server check inter 500ms fall 2 rise 1
 %s
 listen stats
 	bind 127.0.0.1:%d
@@ -130,9 +154,45 @@ listen stats
 	return h
 }
 
+// Stats is the balancer's line of HAProxy's statistics, and each
+// backend's.
+type Stats struct {
+	// Connections is how many of the clients' connections the balancer
+	// handed on (the backend's stot): each once, wherever it went.
+	Connections int
+	// Backends is each backend's line, by its host:port as given to Start.
+	Backends map[string]Backend
+}
+
+// Backend is a backend's line of HAProxy's statistics.
+type Backend struct {
+	// Sessions is how many connections HAProxy handed it (stot),
+	// redispatched ones included: a connection it refused and HAProxy
+	// redispatched counts here and at the backend it went on to.
+	Sessions int
+	// Redispatched is how many connections it refused (or did not
+	// accept within timeout connect) that HAProxy handed to another
+	// backend (wredis).
+	Redispatched int
+	// Status is what the health checks make of it: UP, DOWN, or a
+	// transition such as "UP 1/2" (status).
+	Status string
+}
+
 // Sessions returns the sessions each backend was handed so far (the
-// statistics' stot), by its host:port as given to Start.
+// statistics' stot), by its host:port as given to Start. A connection
+// redispatched from a dead backend counts at both (see Backend.Sessions).
 func (h *HAProxy) Sessions(t testing.TB) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for b, s := range h.Stats(t).Backends {
+		out[b] = s.Sessions
+	}
+	return out
+}
+
+// Stats reads HAProxy's statistics for the balancer.
+func (h *HAProxy) Stats(t testing.TB) Stats {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second}
 	res, err := client.Get(h.stats)
@@ -156,22 +216,44 @@ func (h *HAProxy) Sessions(t testing.TB) map[string]int {
 	for i, name := range rows[0] {
 		col[name] = i
 	}
-	px, sv, stot := col["pxname"], col["svname"], col["stot"]
-	out := map[string]int{}
+	for _, name := range []string{"pxname", "svname", "stot", "wredis", "status"} {
+		if _, ok := col[name]; !ok {
+			t.Fatalf("haproxy statistics: no %s column in %q", name, body)
+		}
+	}
+	px, sv, stot, wredis, status := col["pxname"], col["svname"], col["stot"], col["wredis"], col["status"]
+	count := func(row []string, c int) int {
+		if row[c] == "" {
+			return 0
+		}
+		n, err := strconv.Atoi(row[c])
+		if err != nil {
+			t.Fatalf("haproxy statistics: %s %q of %s", rows[0][c], row[c], row[sv])
+		}
+		return n
+	}
+	out := Stats{Connections: -1, Backends: map[string]Backend{}}
 	for _, row := range rows[1:] {
-		if len(row) <= max(px, sv, stot) || row[px] != "balancer" {
+		if len(row) <= max(px, sv, stot, wredis, status) || row[px] != "balancer" {
+			continue
+		}
+		if row[sv] == "BACKEND" {
+			out.Connections = count(row, stot)
 			continue
 		}
 		i, err := strconv.Atoi(strings.TrimPrefix(row[sv], "b"))
 		if !strings.HasPrefix(row[sv], "b") || err != nil || i >= len(h.backends) {
-			continue // FRONTEND, BACKEND
+			continue // FRONTEND
 		}
-		if out[h.backends[i]], err = strconv.Atoi(row[stot]); err != nil {
-			t.Fatalf("haproxy statistics: stot %q of %s", row[stot], row[sv])
+		out.Backends[h.backends[i]] = Backend{
+			Sessions:     count(row, stot),
+			Redispatched: count(row, wredis),
+			Status:       row[status],
 		}
 	}
-	if len(out) != len(h.backends) {
-		t.Fatalf("haproxy statistics: %d of %d backends in %q", len(out), len(h.backends), body)
+	if out.Connections < 0 || len(out.Backends) != len(h.backends) {
+		t.Fatalf("haproxy statistics: %d of %d backends, and the balancer's line (%v), in %q",
+			len(out.Backends), len(h.backends), out.Connections >= 0, body)
 	}
 	return out
 }
