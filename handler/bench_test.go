@@ -6,12 +6,14 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
@@ -172,4 +174,32 @@ func BenchmarkServeHTTPTokenOERSharedStore(b *testing.B) {
 		e.RoutingProtocol = RoutingFanout
 	})
 	benchServe(b, e, benchRequest(prepareBytes("g.us.bank.alice", time.Hour), "Authorization", "Bearer "+aliceToken))
+}
+
+// BenchmarkServeHTTPAsync is TokenOER for an asynchronous Prepare: the
+// 202, the packet through the stand-in forwarder on the exchange's own
+// goroutine, and its reply POSTed to a callback on loopback (an
+// httptest server, whose cost is counted too), waited for before the
+// next. Against TokenOER it is what answering by callback costs.
+func BenchmarkServeHTTPAsync(b *testing.B) {
+	done := make(chan struct{}, 1)
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		done <- struct{}{}
+	}))
+	defer cb.Close()
+	e := benchEdgeWith(b, func(e *Edge) { e.Peers[0].Prefixes = []string{cb.URL + "/cb/"} })
+	next := benchRequest(prepareBytes("g.us.bank.alice", time.Hour), "Authorization", "Bearer "+aliceToken,
+		"Callback-Url", cb.URL+"/cb/")
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		r := next()
+		r.Header["Request-Id"] = []string{uuid.NewString()}
+		if err := e.ServeHTTP(w, r, fastBackend); err != nil {
+			b.Fatal(err)
+		}
+		<-done
+	}
 }
