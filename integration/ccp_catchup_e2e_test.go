@@ -172,11 +172,21 @@ func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 
 	// One STREAM connection through each instance: alice's door ranks the
 	// whole address (prefix_segments 4 of its 3 segments).
+	payThroughEachInstance(t, f.alice, recv, dests, secrets)
+}
+
+// payThroughEachInstance pays 10,000 over one STREAM connection through
+// each of alice's upstreams at once (alice's door on 127.0.0.1:9081 ranks
+// the whole receiving address), to a receiving address of recv's that the
+// upstream ranks first, and checks that each payment and the receiver's
+// total are exact.
+func payThroughEachInstance(t *testing.T, alice []string, recv *process, dests, secrets []string) {
+	t.Helper()
 	const amount = 10000
 	var wg sync.WaitGroup
-	results := make([]string, len(f.alice))
-	for i := range f.alice {
-		d := slices.IndexFunc(dests, func(d string) bool { return ilpdest.Rank(d, f.alice, nil)[0] == i })
+	results := make([]string, len(alice))
+	for i := range alice {
+		d := slices.IndexFunc(dests, func(d string) bool { return ilpdest.Rank(d, alice, nil)[0] == i })
 		if d < 0 {
 			t.Fatalf("none of %d receiving addresses ranks instance %d first", len(dests), i)
 		}
@@ -197,7 +207,7 @@ func TestRouteUpdatesCatchUpAfterAPartition(t *testing.T) {
 			t.Errorf("STREAM payment through instance %d: %s, want %s", i, r, want)
 		}
 	}
-	want := fmt.Sprint(len(f.alice) * amount)
+	want := fmt.Sprint(len(alice) * amount)
 	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+want, func() bool { return streamTotal(recv) == want })
 	t.Logf("three STREAM payments of %d, one through each instance, all delivered: the receiver got %s", amount, want)
 }

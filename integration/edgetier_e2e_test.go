@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/integration/internal/haproxytest"
 	"github.com/ilp-edge/caddy-ilp/internal/redistest"
 )
@@ -246,36 +243,9 @@ func TestEdgeTierRouteCatchUp(t *testing.T) {
 		t.Error("instance 1 lost the route to test.peer, which the whole table holds too")
 	}
 
-	// One STREAM connection through each instance, as in
-	// TestRouteUpdatesCatchUpAfterAPartition, sent to edge 0's alice door.
-	const amount = 10000
-	var wg sync.WaitGroup
-	results := make([]string, len(f.alice))
-	for i := range f.alice {
-		d := slices.IndexFunc(dests, func(d string) bool { return ilpdest.Rank(d, f.alice, nil)[0] == i })
-		if d < 0 {
-			t.Fatalf("none of %d receiving addresses ranks instance %d first", len(dests), i)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://127.0.0.1:9081/", "--token", aliceToken,
-				"--destination", dests[d], "--secret", secrets[d], "--amount", fmt.Sprint(amount)).CombinedOutput()
-			results[i] = strings.TrimSpace(string(out))
-			if err != nil {
-				results[i] += " " + err.Error()
-			}
-		}()
-	}
-	wg.Wait()
-	for i, r := range results {
-		if want := fmt.Sprintf("PAID %d %d", amount, amount); r != want {
-			t.Errorf("STREAM payment through instance %d: %s, want %s", i, r, want)
-		}
-	}
-	want := fmt.Sprint(len(f.alice) * amount)
-	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+want, func() bool { return streamTotal(recv) == want })
-	t.Logf("three STREAM payments of %d, one through each instance, all delivered: the receiver got %s", amount, want)
+	// One STREAM connection through each instance, sent to edge 0's
+	// alice door.
+	payThroughEachInstance(t, f.alice, recv, dests, secrets)
 	t.Logf("the peer's connections through HAProxy, per edge: %s", f.splitString(f.lb.Sessions(t)))
 	f.wantOneFleet(t)
 }

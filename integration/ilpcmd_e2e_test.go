@@ -339,3 +339,119 @@ func TestSendCommand(t *testing.T) {
 	caddyILP(t, nil, "HTTP 401", "send", "http://127.0.0.1:9080/", "--token", "not-a-peer")
 	caddyILP(t, nil, "give --token or --jwt-secret", "send", "http://127.0.0.1:9080/")
 }
+
+// TestSendCommandAsync sends with `caddy ilp send --async` (RFC 35
+// draft 3) through an edge whose peer alice answers by callback: the
+// Fulfill comes to the command's own callback listener, with the edge's
+// callback_token, and is printed as a synchronous one is. When the
+// command expects another token, it refuses the edge's POST (401) and
+// one with a Request-Id not in flight (400), takes neither, and says at
+// the Prepare's expiry that no reply came.
+func TestSendCommandAsync(t *testing.T) {
+	upstreams, _ := namedConnectors(t, 1)
+	cbPort := freePort(t)
+	_, addr, admin := runSite(t, "", func(port int) string {
+		return fmt.Sprintf(`
+http://127.0.0.1:%d {
+	ilp_edge {
+		address test.edge
+		peer alice {
+			token %s
+			callback_url_prefix http://127.0.0.1:%d/callback/
+			callback_token t1
+		}
+	}
+	handle /ilp_proxy {
+		ilp_proxy %s
+	}
+}
+`, port, hostileToken, cbPort, upstreams[0])
+	})
+	url := "http://" + addr + "/ilp_proxy"
+	listen := fmt.Sprintf("127.0.0.1:%d", cbPort)
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", admin)
+	const delivered = `caddy_ilp_async_replies_total{outcome="delivered",peer="alice"}`
+	const refused = `caddy_ilp_async_replies_total{outcome="refused",peer="alice"}`
+
+	start := time.Now()
+	out := caddyILP(t, nil, "", "send", url, "--token", hostileToken, "--destination", "g.async.alice",
+		"--condition", hex.EncodeToString(ilptest.Condition()), "--async", "--callback-listen", listen, "--callback-token", "t1")
+	t.Logf("--async with the edge's callback_token: %v; printed\n%s", time.Since(start).Round(time.Millisecond), out)
+	var res struct {
+		Answer struct {
+			Type, Data string
+		} `json:"answer"`
+		Elapsed            string `json:"elapsed"`
+		ByCallbackAfter202 string `json:"by_callback_after_202"`
+		ConditionMet       *bool  `json:"condition_met"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if res.Answer.Type != "fulfill" || res.Answer.Data != hex.EncodeToString([]byte("c0")) ||
+		res.ConditionMet == nil || !*res.ConditionMet || res.Elapsed == "" || res.ByCallbackAfter202 == "" {
+		t.Errorf("--async printed %s, want c0's Fulfill, by callback", out)
+	}
+	waitUntil(t, 5*time.Second, "the edge counts the reply delivered", func() bool { return scrape(t, metrics)[delivered] == 1 })
+
+	// The command expects another token: the edge's POST gets 401.
+	bin, err := buildCaddy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "ilp", "send", url, "--token", hostileToken, "--destination", "g.async.alice",
+		"--async", "--callback-listen", listen, "--callback-token", "wrong", "--expiry", "2s")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Meanwhile, a POST with the token the command expects and another
+	// Request-Id: 400.
+	client := testClient(t, 5*time.Second)
+	var stranger int
+	waitUntil(t, 2*time.Second, "the command's callback listener", func() bool {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+listen+"/callback/x", bytes.NewReader(ilptest.Fulfill(nil)))
+		req.Header.Set("Authorization", "Bearer wrong")
+		req.Header.Set("Request-Id", "00000000-0000-4000-8000-000000000000")
+		res, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		stranger = res.StatusCode
+		return true
+	})
+	if stranger != http.StatusBadRequest {
+		t.Errorf("a reply with another Request-Id: HTTP %d, want 400", stranger)
+	}
+	var exitErr error
+	select {
+	case exitErr = <-exited:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the command did not exit")
+	}
+	took := time.Since(start)
+	t.Logf("--async with a --callback-token the edge does not send: %v after %v; stderr\n%s", exitErr, took.Round(time.Millisecond), stderr.Bytes())
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit code %d, want 1; stderr:\n%s", code, stderr.Bytes())
+	}
+	if took < 2*time.Second {
+		t.Errorf("exited after %v, before the Prepare's expiry (2s)", took)
+	}
+	for _, want := range []string{"no reply came by callback", "refused 2 POST(s)", "401", "400"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr has no %q:\n%s", want, stderr.Bytes())
+		}
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("printed %s, with no reply taken", stdout.Bytes())
+	}
+	if m := scrape(t, metrics); m[refused] != 1 || m[delivered] != 1 {
+		t.Errorf("the edge counts %v replies refused and %v delivered, want 1 and 1", m[refused], m[delivered])
+	}
+}

@@ -27,12 +27,7 @@ func TestStalledConnectorLeavesNothingBehind(t *testing.T) {
 	t.Cleanup(stalled.Close)
 	startInProcess(t, bothDoors(9080, hostileToken, hostport(stalled), "", ""))
 
-	settle := func() int { // goroutines once transient ones are gone
-		runtime.GC()
-		time.Sleep(100 * time.Millisecond)
-		return runtime.NumGoroutine()
-	}
-	baseline := settle()
+	baseline := settledGoroutines()
 	const n = 1000
 	const ttl = 2 * time.Second
 	for _, door := range []string{"reverse_proxy", "ilp_proxy"} {
@@ -72,19 +67,33 @@ func TestStalledConnectorLeavesNothingBehind(t *testing.T) {
 		client.CloseIdleConnections()
 	}
 	close(release)
-	// Up to 30 s: goroutines of the tests before this one, in the same
-	// process, may still be winding down (a stopping config waits for
-	// its packets in flight).
+	waitGoroutinesBack(t, baseline, "the packets expired and the connector let go")
+}
+
+// settledGoroutines is the process's goroutines once transient ones are
+// gone.
+func settledGoroutines() int {
+	runtime.GC()
+	time.Sleep(100 * time.Millisecond)
+	return runtime.NumGoroutine()
+}
+
+// waitGoroutinesBack waits until the process's goroutines are back to
+// baseline (with 10 to spare), or fails the test with their stacks after
+// 30 s: goroutines of the tests before, in the same process, may still be
+// winding down (a stopping config waits for its packets in flight).
+func waitGoroutinesBack(t *testing.T, baseline int, after string) {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		now := settle()
+		now := settledGoroutines()
 		if now <= baseline+10 {
 			t.Logf("goroutines: %d before, %d after", baseline, now)
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			var stacks bytes.Buffer
 			pprof.Lookup("goroutine").WriteTo(&stacks, 1)
-			t.Fatalf("goroutines: %d before, still %d after the packets expired and the connector let go:\n%s", baseline, now, stacks.String())
+			t.Fatalf("goroutines: %d before, still %d after %s:\n%s", baseline, now, after, stacks.String())
 		}
 	}
 }
