@@ -1,8 +1,11 @@
 package store
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/ilp-edge/caddy-ilp/internal/redistest"
 )
@@ -136,4 +139,29 @@ func TestClusterKeepsLeasesAndTables(t *testing.T) {
 		t.Error("a moved slot marked the store down: MOVED and ASK are redirects, not failures")
 	}
 	waitFor(t, 3*time.Second, "two edges counted after the move", func() bool { return b.Instances() == 2 })
+}
+
+// TestStoreOverTLS: with tls and the CA that signed the server's
+// certificate, the store leases over TLS; with another CA, or none (the
+// system's roots), it cannot, and says so (ErrUnavailable) rather than
+// talking to a server it cannot verify. (A timeout of a second: the
+// first lease pays for the TLS handshake, slow under -race.)
+func TestStoreOverTLS(t *testing.T) {
+	r := redistest.StartTLS(t)
+	second := caddy.Duration(time.Second)
+	s := edge(t, Config{Address: r.TLSAddr, TLS: &TLS{CAFile: r.CAFile}, Timeout: second})
+	if err := lease(t.Context(), s, "alice"); err != nil {
+		t.Fatalf("over TLS: %v", err)
+	}
+	other := redistest.StartTLS(t)
+	for name, c := range map[string]*TLS{"another CA": {CAFile: other.CAFile}, "the system's roots": {}} {
+		s := edge(t, Config{Address: r.TLSAddr, TLS: c, Timeout: second})
+		if err := lease(t.Context(), s, "alice"); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: %v, want the store unavailable", name, err)
+		}
+	}
+	plain := edge(t, Config{Address: r.TLSAddr, Timeout: second})
+	if err := lease(t.Context(), plain, "alice"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("plaintext to the TLS port: %v, want the store unavailable", err)
+	}
 }

@@ -17,10 +17,11 @@ import (
 
 // Server is a redis-server process that lives as long as its test.
 type Server struct {
-	Addr string // 127.0.0.1:port
-	t    testing.TB
-	cmd  *exec.Cmd
-	dir  string
+	Addr  string // 127.0.0.1:port
+	t     testing.TB
+	cmd   *exec.Cmd
+	dir   string
+	extra []string // more redis-server arguments (StartTLS)
 }
 
 // Start runs redis-server on a free loopback port, without persistence,
@@ -46,8 +47,8 @@ func (s *Server) Restart() {
 		s.t.Fatal(err)
 	}
 	defer log.Close()
-	s.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port,
-		"--save", "", "--appendonly", "no", "--dir", s.dir)
+	s.cmd = exec.Command("redis-server", append([]string{"--bind", "127.0.0.1", "--port", port,
+		"--save", "", "--appendonly", "no", "--dir", s.dir}, s.extra...)...)
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
