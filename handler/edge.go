@@ -302,6 +302,10 @@ func (e *Edge) Cleanup() error {
 		cancel()
 		e.asyncStop()
 	}
+	if e.sender != nil {
+		// Replies still in flight after a reload dial again if they must.
+		e.sender.CloseIdle()
+	}
 	for _, p := range e.peers {
 		if p.limits != nil {
 			p.limits.release()

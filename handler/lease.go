@@ -29,11 +29,12 @@ const (
 // from Redis and not yet spent. Each instance leases a share of a peer's
 // budget at a time (a twentieth of its burst, or what one packet needs if
 // more; the burst must last at least a millisecond at the limit's rate)
-// and spends it locally: one round trip per lease, not per packet. The
-// conversion between units and microseconds is done here in 128-bit
-// integers, so amounts are exact up to 2^64-1. On Redis, the budget is time: a unit costs
-// period/limit, and the budget's tolerance, its burst, is burst units'
-// worth, both in microseconds.
+// and spends it locally: one round trip per lease, not per packet.
+//
+// On Redis, the budget is time: a unit costs period/limit, and the
+// budget's tolerance, its burst, is burst units' worth, both in
+// microseconds. The conversion is done here in 128-bit integers, so
+// amounts are exact up to 2^64-1.
 //
 // The lease is kept exactly, scaled by periodUS·limit like gcra's clock:
 // a unit is periodUS, a microsecond is limit. So no fraction of a unit is

@@ -36,15 +36,7 @@ import (
 func TestAsyncPeerPaysThroughASyncFleet(t *testing.T) {
 	needNode(t)
 	recv, recvPort, dests, secrets := streamReceiver(t, "test.receiver", 2)
-	var ups []string
-	for range 3 {
-		port := freePort(t)
-		p := start(t, "node", "js/connector.js", "--port", fmt.Sprint(port), "--token", connToken,
-			"--up-port", fmt.Sprint(recvPort), "--up-token", connToken, "--route-prefix", "test.receiver")
-		p.waitReady(t)
-		waitListening(t, p, port)
-		ups = append(ups, fmt.Sprintf("127.0.0.1:%d", port))
-	}
+	ups := startConnectorFleet(t, recvPort, "--route-prefix", "test.receiver")
 	callbackPort := freePort(t)
 	startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {

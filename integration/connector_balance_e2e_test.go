@@ -28,15 +28,7 @@ func TestKeyPeerKeepsAPeerOnOneLedger(t *testing.T) {
 	}{{"destination", 6, 0}, {"peer", 2, 4}} {
 		t.Run("key "+c.key, func(t *testing.T) {
 			recv := startBackend(t, "recv", freePort(t))
-			var ups []string
-			for range 3 {
-				port := freePort(t)
-				p := start(t, "node", "js/connector.js", "--port", fmt.Sprint(port), "--token", connToken,
-					"--up-port", fmt.Sprint(recv.port), "--up-token", connToken, "--balance-max", "2000")
-				p.waitReady(t)
-				waitListening(t, p, port) // READY comes when ilp-connector has connected, maybe before the bind
-				ups = append(ups, fmt.Sprintf("127.0.0.1:%d", port))
-			}
+			ups := startConnectorFleet(t, recv.port, "--balance-max", "2000")
 			startInProcess(t, fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
@@ -71,6 +63,23 @@ func TestKeyPeerKeepsAPeerOnOneLedger(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startConnectorFleet starts three real ilp-connector instances
+// (js/connector.js, with the further arguments args) whose route goes to
+// the ilp-plugin-http server on upPort, and returns their host:port.
+func startConnectorFleet(t *testing.T, upPort int, args ...string) []string {
+	t.Helper()
+	var ups []string
+	for range 3 {
+		port := freePort(t)
+		p := start(t, "node", append([]string{"js/connector.js", "--port", fmt.Sprint(port), "--token", connToken,
+			"--up-port", fmt.Sprint(upPort), "--up-token", connToken}, args...)...)
+		p.waitReady(t)
+		waitListening(t, p, port) // READY comes when ilp-connector has connected, maybe before the bind
+		ups = append(ups, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	return ups
 }
 
 // receiversPerUpstream returns n destinations (format with a number) for
