@@ -19,6 +19,8 @@ import (
 func init() {
 	caddy.RegisterNetwork(sharedtcp.Network, sharedtcp.Listen)
 	caddy.RegisterModule(handler.Edge{})
+	caddy.RegisterModule(handler.PeersApp{})
+	httpcaddyfile.RegisterGlobalOption("ilp_peers", handler.ParsePeersGlobalOption)
 	caddy.RegisterModule(handler.PrefixSelection{})
 	caddy.RegisterModule(proxy.Proxy{})
 	caddy.RegisterModule(proxy.Admin{})

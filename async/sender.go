@@ -3,14 +3,15 @@ package async
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"sync"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/internal/backoff"
 )
@@ -29,9 +30,17 @@ type Reply struct {
 	// Authorization, when not nil, is the header's value for an attempt:
 	// called once per attempt, so that a JWT is signed afresh.
 	Authorization func() string
+	// TLS, when not nil, is how to connect to the callback: the edge's
+	// client certificate toward the peer, the roots that verify the
+	// peer's server. Replies with one TLS config share connections only
+	// with each other, since a pooled connection carries the certificate
+	// it was dialled with; nil: the sender's shared pool, the system's
+	// roots and no certificate.
+	TLS *tls.Config
 }
 
-// Outcome is how a reply's delivery ended.
+// Outcome is how a reply's delivery ended: the result of its log line
+// and the outcome label of its metric.
 type Outcome string
 
 // The outcomes of Deliver.
@@ -41,15 +50,27 @@ const (
 	Abandoned Outcome = "abandoned" // no 2xx or 4xx before Until (or the edge shut down)
 )
 
+// Delivery is how a reply's delivery ended, for the caller's log line.
+type Delivery struct {
+	Outcome  Outcome
+	Status   int // the last POST's answer; 0 when it got none
+	Attempts int // the POSTs made
+	// Err is why the last POST got no answer: never the request's URL,
+	// whose query a peer may have put a secret in.
+	Err error
+}
+
 // Sender POSTs replies to callback URLs over connections it keeps, and
 // retries on a 5xx or no answer, as the draft asks, until the Prepare
 // expires; it stops at any 2xx or 4xx. It follows no redirect: a 3xx
 // would let a peer send the edge to a URL its callback policy does not
 // allow.
 type Sender struct {
-	client   *http.Client
+	client   *http.Client // replies without TLS settings of their own
 	schedule backoff.Schedule
-	logger   *zap.Logger
+
+	mu         sync.Mutex
+	tlsClients map[*tls.Config]*http.Client // one pool per Reply.TLS
 }
 
 // attemptTimeout bounds one POST, within the reply's Until; the first
@@ -61,7 +82,16 @@ const (
 )
 
 // NewSender makes a sender with a connection pool of its own.
-func NewSender(logger *zap.Logger) *Sender {
+func NewSender() *Sender {
+	return &Sender{
+		client:   newClient(nil),
+		schedule: backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second},
+	}
+}
+
+// newClient is a client with a pool of its own, which presents what
+// tlsConfig holds to the servers it dials (nil: the defaults).
+func newClient(tlsConfig *tls.Config) *http.Client {
 	transport := &http.Transport{
 		Proxy:                 nil, // never through a proxy from the environment
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -71,36 +101,68 @@ func NewSender(logger *zap.Logger) *Sender {
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: attemptTimeout,
 	}
-	return &Sender{
-		client: &http.Client{
-			Transport:     transport,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		schedule: backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second},
-		logger:   logger,
+	if tlsConfig != nil {
+		// A copy: the transport adds h2 to the one it is given.
+		transport.TLSClientConfig = tlsConfig.Clone()
+	}
+	return &http.Client{
+		Transport:     transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
+// clientFor is the client for replies made with tlsConfig: the shared
+// one for nil, else one per config, made at its first reply. The edge
+// makes a peer's config once per provisioning, and a sender lives as
+// long as that provisioning, so there are at most as many as peers.
+func (s *Sender) clientFor(tlsConfig *tls.Config) *http.Client {
+	if tlsConfig == nil {
+		return s.client
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.tlsClients[tlsConfig]
+	if !ok {
+		if s.tlsClients == nil {
+			s.tlsClients = make(map[*tls.Config]*http.Client)
+		}
+		c = newClient(tlsConfig)
+		s.tlsClients[tlsConfig] = c
+	}
+	return c
+}
+
 // CloseIdle closes the connections the sender keeps and no reply uses.
-func (s *Sender) CloseIdle() { s.client.CloseIdleConnections() }
+func (s *Sender) CloseIdle() {
+	s.client.CloseIdleConnections()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.tlsClients {
+		c.CloseIdleConnections()
+	}
+}
 
 // Deliver POSTs r until it is taken or refused, or its time (or ctx) is
-// up, and counts and logs how it ended.
-func (s *Sender) Deliver(ctx context.Context, r Reply) Outcome {
+// up, counts how it ended and returns it. A TLS handshake the callback
+// fails (it wants a client certificate the reply does not have, say) is
+// no answer, as a refused connection is: retried until Until.
+func (s *Sender) Deliver(ctx context.Context, r Reply) Delivery {
+	client := s.clientFor(r.TLS)
 	for attempt := 0; ; attempt++ {
-		status, err := s.post(ctx, r, attempt == 0)
+		status, err := post(ctx, client, r, attempt == 0)
 		result := attemptResult(status, err)
 		metricAttempts.WithLabelValues(r.Peer, result).Inc()
+		d := Delivery{Status: status, Attempts: attempt + 1, Err: err}
 		switch {
 		case err == nil && status/100 == 2:
 			metricReplies.WithLabelValues(r.Peer, string(Delivered)).Inc()
 			metricReplySeconds.Observe(time.Since(r.Accepted).Seconds())
-			return Delivered
+			d.Outcome = Delivered
+			return d
 		case err == nil && (status/100 == 4 || status/100 == 3):
 			metricReplies.WithLabelValues(r.Peer, string(Refused)).Inc()
-			s.logger.Warn("callback refused a reply; not retried",
-				zap.String("peer", r.Peer), zap.String("request_id", string(r.RequestID)), zap.Int("status", status))
-			return Refused
+			d.Outcome = Refused
+			return d
 		}
 		wait, ok := s.schedule.Wait(attempt, time.Now(), r.Until)
 		if ok {
@@ -112,19 +174,15 @@ func (s *Sender) Deliver(ctx context.Context, r Reply) Outcome {
 		}
 		if !ok {
 			metricReplies.WithLabelValues(r.Peer, string(Abandoned)).Inc()
-			fields := []zap.Field{zap.String("peer", r.Peer), zap.String("request_id", string(r.RequestID)),
-				zap.Int("attempts", attempt+1), zap.String("last", result)}
-			if err != nil {
-				fields = append(fields, zap.Error(err))
-			}
-			s.logger.Warn("reply abandoned: the callback did not take it before the Prepare expired", fields...)
-			return Abandoned
+			d.Outcome = Abandoned
+			return d
 		}
 	}
 }
 
-// post makes one attempt, and returns the callback's status.
-func (s *Sender) post(ctx context.Context, r Reply, first bool) (int, error) {
+// post makes one attempt with client, and returns the callback's status.
+// An error never holds r.URL.
+func post(ctx context.Context, client *http.Client, r Reply, first bool) (int, error) {
 	now := time.Now()
 	deadline := now.Add(attemptTimeout)
 	if r.Until.Before(deadline) {
@@ -137,7 +195,7 @@ func (s *Sender) post(ctx context.Context, r Reply, first bool) (int, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
-		return 0, err
+		return 0, errors.New("the callback URL does not parse") // the policy parsed it: not reached
 	}
 	req.Header["Content-Type"] = octetStream
 	req.Header["Request-Id"] = []string{string(r.RequestID)}
@@ -146,8 +204,12 @@ func (s *Sender) post(ctx context.Context, r Reply, first bool) (int, error) {
 			req.Header["Authorization"] = []string{v}
 		}
 	}
-	res, err := s.client.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
+		// Client.Do's errors quote the URL, query and all.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
 		return 0, err
 	}
 	// Read (a little of) the body so the connection is kept for the next.

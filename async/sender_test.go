@@ -5,12 +5,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // callback is a peer's callback endpoint answering each POST with the
@@ -63,9 +62,9 @@ func reply(url string, within time.Duration) Reply {
 
 func TestDeliverRetriesA5xxUntilTaken(t *testing.T) {
 	cb := startCallback(t, 503, 503, 500, 200)
-	s := NewSender(zap.NewNop())
-	if got := s.Deliver(t.Context(), reply(cb.URL+"/cb", 10*time.Second)); got != Delivered {
-		t.Fatalf("%s, want delivered", got)
+	s := NewSender()
+	if got := s.Deliver(t.Context(), reply(cb.URL+"/cb", 10*time.Second)); got != (Delivery{Outcome: Delivered, Status: 200, Attempts: 4}) {
+		t.Fatalf("%+v, want delivered with 200 at the 4th attempt", got)
 	}
 	if n := cb.posts(); n != 4 {
 		t.Errorf("%d POSTs, want 4: three refused with 5xx, then taken", n)
@@ -83,8 +82,8 @@ func TestDeliverRetriesA5xxUntilTaken(t *testing.T) {
 func TestDeliverStopsAtA4xx(t *testing.T) {
 	for _, status := range []int{400, 404, 302} {
 		cb := startCallback(t, status, 200)
-		if got := NewSender(zap.NewNop()).Deliver(t.Context(), reply(cb.URL, 10*time.Second)); got != Refused {
-			t.Errorf("%d: %s, want refused", status, got)
+		if got := NewSender().Deliver(t.Context(), reply(cb.URL, 10*time.Second)); got != (Delivery{Outcome: Refused, Status: status, Attempts: 1}) {
+			t.Errorf("%d: %+v, want refused", status, got)
 		}
 		if n := cb.posts(); n != 1 {
 			t.Errorf("%d: %d POSTs, want 1: the draft says stop at a 4xx; a redirect is not followed", status, n)
@@ -95,25 +94,31 @@ func TestDeliverStopsAtA4xx(t *testing.T) {
 func TestDeliverAbandonsAtTheExpiry(t *testing.T) {
 	cb := startCallback(t, 503)
 	start := time.Now()
-	if got := NewSender(zap.NewNop()).Deliver(t.Context(), reply(cb.URL, 700*time.Millisecond)); got != Abandoned {
-		t.Fatalf("%s, want abandoned", got)
+	got := NewSender().Deliver(t.Context(), reply(cb.URL, 700*time.Millisecond))
+	if got.Outcome != Abandoned || got.Status != 503 || got.Err != nil {
+		t.Fatalf("%+v, want abandoned after a 503", got)
 	}
-	if n := cb.posts(); n < 3 {
-		t.Errorf("%d POSTs before the expiry, want several", n)
+	if n := cb.posts(); n < 3 || got.Attempts != n {
+		t.Errorf("%d POSTs before the expiry, %d attempts; want several", n, got.Attempts)
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("gave up after %v, for a Prepare that expired after 700ms", took)
 	}
 
 	silent := startCallback(t, 0)
-	if got := NewSender(zap.NewNop()).Deliver(t.Context(), reply(silent.URL, 500*time.Millisecond)); got != Abandoned {
-		t.Fatalf("a silent callback: %s, want abandoned", got)
+	if got := NewSender().Deliver(t.Context(), reply(silent.URL, 500*time.Millisecond)); got.Outcome != Abandoned || got.Status != 0 || got.Err == nil {
+		t.Fatalf("a silent callback: %+v, want abandoned without an answer", got)
 	}
 
 	down := httptest.NewServer(nil)
 	down.Close()
-	if got := NewSender(zap.NewNop()).Deliver(t.Context(), reply(down.URL, 300*time.Millisecond)); got != Abandoned {
-		t.Fatalf("a callback that is down: %s, want abandoned", got)
+	got = NewSender().Deliver(t.Context(), reply(down.URL+"/cb?key=peer-secret", 300*time.Millisecond))
+	if got.Outcome != Abandoned || got.Status != 0 || got.Err == nil {
+		t.Fatalf("a callback that is down: %+v, want abandoned without an answer", got)
+	}
+	// The error is for the edge's log, which must not show the query.
+	if strings.Contains(got.Err.Error(), "peer-secret") || strings.Contains(got.Err.Error(), "/cb") {
+		t.Errorf("the error quotes the callback URL: %v", got.Err)
 	}
 }
 
@@ -121,7 +126,7 @@ func TestDeliverStopsWhenCancelled(t *testing.T) {
 	cb := startCallback(t, 503)
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	if got := NewSender(zap.NewNop()).Deliver(ctx, reply(cb.URL, time.Hour)); got != Abandoned {
-		t.Fatalf("%s, want abandoned", got)
+	if got := NewSender().Deliver(ctx, reply(cb.URL, time.Hour)); got.Outcome != Abandoned {
+		t.Fatalf("%+v, want abandoned", got)
 	}
 }

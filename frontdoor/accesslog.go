@@ -24,6 +24,7 @@ var ilpLogFields = []struct{ field, placeholder string }{
 	{"ilp_triggered_by", "http.ilp.triggered_by"},
 	{"ilp_upstream", "http.ilp.upstream"},
 	{"ilp_rerouted", "http.ilp.rerouted"},
+	{"ilp_request_id", "http.ilp.request_id"}, // asynchronous Prepares only
 }
 
 // logAccess writes one access log line for the request the exchange

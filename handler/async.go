@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
 )
 
 // How ilp_edge answers a peer's Prepares: Peer.Mode's values.
@@ -43,11 +45,13 @@ const (
 type peerAsync struct {
 	mode      string
 	callbacks async.CallbackPolicy
-	auth      func() string // the callback's Authorization; nil: none
+	auth      func() string     // the callback's Authorization; nil: none
+	tls       *tls.Config       // callback_tls, loaded; nil: none
+	failLog   *loglimit.Limiter // replies not delivered, per result
 }
 
 func newPeerAsync(c *Peer, repl *caddy.Replacer) (*peerAsync, error) {
-	a := &peerAsync{mode: c.Mode, callbacks: c.CallbackPolicy}
+	a := &peerAsync{mode: c.Mode, callbacks: c.CallbackPolicy, failLog: &loglimit.Limiter{Interval: time.Second}}
 	switch a.mode {
 	case "":
 		a.mode = ModeAuto
@@ -83,6 +87,20 @@ func newPeerAsync(c *Peer, repl *caddy.Replacer) (*peerAsync, error) {
 			return nil, fmt.Errorf("callback_jwt_secret: %w", err)
 		}
 		a.auth = func() string { return "Bearer " + signJWT(signer, now()) }
+	}
+	if c.CallbackTLS != nil {
+		// Over plain http the certificate would never be presented: the
+		// replies would go out without the credential the operator set.
+		for _, u := range append([]string{c.URL}, c.Prefixes...) {
+			if u != "" && !strings.HasPrefix(strings.ToLower(u), "https:") {
+				u, _, _ = strings.Cut(u, "?") // where a peer may keep a secret
+				return nil, fmt.Errorf("callback_tls: callback URL %q is not https", u)
+			}
+		}
+		var err error
+		if a.tls, err = c.CallbackTLS.Load(); err != nil {
+			return nil, fmt.Errorf("callback_tls: %w", err)
+		}
 	}
 	return a, nil
 }
@@ -230,13 +248,41 @@ func (e *Edge) answerAsync(r *http.Request, next caddyhttp.Handler, pkt *Packet,
 	if hold := accepted.Add(time.Duration(e.MaxHold) + callbackGrace); hold.Before(until) {
 		until = hold
 	}
-	outcome := e.sender.Deliver(e.asyncCtx, async.Reply{
+	d := e.sender.Deliver(e.asyncCtx, async.Reply{
 		Peer: x.peer.name, URL: x.callback, RequestID: x.id, Body: rec.body,
-		Accepted: accepted, Until: until, Authorization: x.peer.async.auth,
+		Accepted: accepted, Until: until, Authorization: x.peer.async.auth, TLS: x.peer.async.tls,
 	})
-	if c := e.logger.Check(zap.DebugLevel, "asynchronous reply"); c != nil {
-		c.Write(zap.String("peer", x.peer.name), zap.String("request_id", string(x.id)), zap.String("outcome", string(outcome)))
+	e.logReply(x, d, accepted)
+}
+
+// logReply writes the one log line of an asynchronous exchange that
+// ended: the access log's line for its request went out with the 202,
+// before there was a reply. Debug when the callback took the reply; Info
+// when it refused it or the edge gave up, at most once a second per peer
+// and result, since a peer whose callback is down would otherwise cost a
+// line per packet. Neither the credential nor the callback URL's query
+// (where a peer may keep a secret) is logged.
+func (e *Edge) logReply(x *asyncExchange, d async.Delivery, accepted time.Time) {
+	level := zap.InfoLevel
+	if d.Outcome == async.Delivered {
+		level = zap.DebugLevel
 	}
+	c := e.logger.Check(level, "asynchronous reply")
+	if c == nil {
+		return
+	}
+	at := now()
+	if level != zap.DebugLevel && !x.peer.async.failLog.Allow(string(d.Outcome), at) {
+		return
+	}
+	callback, _, _ := strings.Cut(x.callback, "?")
+	fields := []zap.Field{zap.String("peer", x.peer.name), zap.String("request_id", string(x.id)),
+		zap.String("result", string(d.Outcome)), zap.Int("status", d.Status), zap.Int("attempts", d.Attempts),
+		zap.Duration("duration", at.Sub(accepted)), zap.String("callback", callback)}
+	if d.Err != nil {
+		fields = append(fields, zap.Error(d.Err))
+	}
+	c.Write(fields...)
 }
 
 // callbackGrace is how long past max_hold the edge keeps trying to

@@ -26,18 +26,31 @@ const aliceID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 type callbackPost struct {
 	path, requestID, auth, contentType string
 	body                               []byte
+	cert                               string // over TLS, the name in the client certificate
 }
 
 // peerCallback is a peer's callback endpoint: it answers status and sends
 // every POST it gets on posts.
 func peerCallback(t *testing.T, status int) (*httptest.Server, chan callbackPost) {
+	s, posts := newPeerCallback(status)
+	s.Start()
+	t.Cleanup(s.Close)
+	return s, posts
+}
+
+// newPeerCallback is peerCallback's server, not started.
+func newPeerCallback(status int) (*httptest.Server, chan callbackPost) {
 	posts := make(chan callbackPost, 100)
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		posts <- callbackPost{r.URL.Path, r.Header.Get("Request-Id"), r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body}
+		p := callbackPost{path: r.URL.Path, requestID: r.Header.Get("Request-Id"), auth: r.Header.Get("Authorization"),
+			contentType: r.Header.Get("Content-Type"), body: body}
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			p.cert = r.TLS.VerifiedChains[0][0].Subject.CommonName
+		}
+		posts <- p
 		w.WriteHeader(status)
 	}))
-	t.Cleanup(s.Close)
 	return s, posts
 }
 

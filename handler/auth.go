@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/ilp-edge/caddy-ilp/async"
+	"github.com/ilp-edge/caddy-ilp/internal/tlsclient"
 	"github.com/ilp-edge/caddy-ilp/store"
 )
 
@@ -77,6 +78,14 @@ type Peer struct {
 	// {file.*} placeholders.
 	CallbackToken     string `json:"callback_token,omitempty"`
 	CallbackJWTSecret string `json:"callback_jwt_secret,omitempty"`
+
+	// How the edge connects to the peer's https callback URLs: the TLS
+	// client certificate it presents (cert_file, key_file), alone or
+	// besides a token or JWT, the CA that verifies the peer's server
+	// (ca_file; default: the system's roots) and the name checked in its
+	// certificate (server_name). Read at provisioning. The peer's replies
+	// then go over connections of their own.
+	CallbackTLS *tlsclient.Config `json:"callback_tls,omitempty"`
 }
 
 // peer is a provisioned Peer: what the per-packet path needs, precomputed.

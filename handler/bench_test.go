@@ -116,6 +116,14 @@ func BenchmarkServeHTTPTokenOERLimits(b *testing.B) {
 	benchServe(b, e, benchRequest(prepareBytes("g.us.bank.alice", time.Hour), "Authorization", "Bearer "+aliceToken))
 }
 
+// BenchmarkServeHTTPTokenOERRouteMiss is TokenOER with
+// route_miss_failover on and no route miss: what checking each reply for
+// one costs when nothing is retried.
+func BenchmarkServeHTTPTokenOERRouteMiss(b *testing.B) {
+	e := benchEdgeWith(b, func(e *Edge) { e.RouteMiss = &RouteMiss{FleetAddresses: []string{"g.us.fleet"}} })
+	benchServe(b, e, benchRequest(prepareBytes("g.us.bank.alice", time.Hour), "Authorization", "Bearer "+aliceToken))
+}
+
 func BenchmarkServeHTTPJWTCached(b *testing.B) {
 	benchServe(b, benchEdge(b), benchRequest(prepareBytes("g.us.bank.alice", time.Hour),
 		"Authorization", "Bearer "+ilptest.SignJWT("HS256", bobJWT, ilptest.PluginClaims(time.Hour)), "ILP-Peer-Name", "bob"))

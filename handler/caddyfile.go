@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/internal/tlsclient"
 	"github.com/ilp-edge/caddy-ilp/store"
 )
 
@@ -44,8 +45,13 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		}
 //		routing_protocol fanout|sticky|local
 //		redis <host:port...> { … }
+//		route_miss_failover <fleet-address...> {
+//			fleet_address <ilp-address...>
+//			max_tries <n>
+//		}
 //		async_max_in_flight <n>
 //		async_max_in_flight_per_peer <n>
+//		peers <name...>
 //		peer <name> {
 //			token <secret>
 //			jwt_secret <secret>
@@ -56,6 +62,12 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //			callback_url_prefix <url>
 //			callback_token <secret>
 //			callback_jwt_secret <secret>
+//			callback_tls {
+//				cert_file <path>
+//				key_file <path>
+//				ca_file <path>
+//				server_name <name>
+//			}
 //			max_packet_amount|rate|throughput|ildcp|routing_protocol …
 //		}
 //	}
@@ -161,12 +173,27 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := checkRoutingProtocol(e.RoutingProtocol); err != nil {
 				return d.Errf("%v", err)
 			}
+		case "route_miss_failover":
+			if e.RouteMiss != nil {
+				return d.Err("route_miss_failover given twice")
+			}
+			m, err := unmarshalRouteMiss(d)
+			if err != nil {
+				return err
+			}
+			e.RouteMiss = m
 		case "redis":
 			r, err := store.UnmarshalCaddyfile(d)
 			if err != nil {
 				return err
 			}
 			e.Redis = r
+		case "peers":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.ArgErr()
+			}
+			e.PeerNames = append(e.PeerNames, names...)
 		case "peer":
 			p, err := unmarshalPeer(d)
 			if err != nil {
@@ -211,6 +238,16 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 				return nil, fmt.Errorf("peer %q: %w", p.Name, err)
 			}
 			p.ILDCP = c
+			continue
+		case "callback_tls":
+			if p.CallbackTLS != nil {
+				return nil, d.Errf("peer %q: callback_tls given twice", p.Name)
+			}
+			c, err := tlsclient.UnmarshalCaddyfile(d, fmt.Sprintf("peer %q: callback_tls", p.Name))
+			if err != nil {
+				return nil, err
+			}
+			p.CallbackTLS = c
 			continue
 		}
 		var v string

@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/ilp-edge/caddy-ilp/async"
+	"github.com/ilp-edge/caddy-ilp/internal/tlsclient"
 	"github.com/ilp-edge/caddy-ilp/store"
 )
 
@@ -109,6 +111,27 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "token without value", input: "ilp_edge {\naddress g.e\npeer a {\ntoken\n}\n}", err: "token takes exactly one argument"},
 		{name: "bad fingerprint", input: "ilp_edge {\naddress g.e\npeer a {\nclient_cert zz\n}\n}", err: "fingerprint"},
 		{name: "unknown peer option", input: "ilp_edge {\naddress g.e\npeer a {\npassword x\n}\n}", err: `unrecognized option "password"`},
+		{name: "async peer with callback_tls", input: `ilp_edge {
+			address g.e
+			peer bob {
+				token t
+				mode async
+				callback_url https://bob.example/ilp/callback
+				callback_token c
+				callback_tls {
+					cert_file /etc/edge.crt
+					key_file /etc/edge.key
+					ca_file /etc/bob-ca.crt
+					server_name bob.example
+				}
+			}
+		}`, want: &Edge{Address: "g.e", Peers: []*Peer{{Name: "bob", Tokens: []string{"t"}, Mode: ModeAsync,
+			CallbackPolicy: async.CallbackPolicy{URL: "https://bob.example/ilp/callback"}, CallbackToken: "c",
+			CallbackTLS: &tlsclient.Config{CertFile: "/etc/edge.crt", KeyFile: "/etc/edge.key", CAFile: "/etc/bob-ca.crt", ServerName: "bob.example"}}}}},
+		{name: "callback_tls twice", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\ncallback_tls {\n}\ncallback_tls {\n}\n}\n}", err: `peer "a": callback_tls given twice`},
+		{name: "callback_tls with an argument", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\ncallback_tls /etc/edge.crt\n}\n}", err: `peer "a": callback_tls takes a block`},
+		{name: "callback_tls unknown option", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\ncallback_tls {\nverify off\n}\n}\n}", err: `peer "a": callback_tls: unrecognized option "verify"`},
+		{name: "callback_tls cert without key", input: "ilp_edge {\naddress g.e\npeer a {\ntoken t\ncallback_tls {\ncert_file c\n}\n}\n}", err: `peer "a": callback_tls: cert_file and key_file go together`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := new(Edge)

@@ -61,9 +61,14 @@ func (c *responseCapture) bytes() []byte {
 // release returns the body buffer to the pool; call it once the body has
 // been written out.
 func (c *responseCapture) release() {
-	if c.body != nil && cap(*c.body) <= MaxReplySize {
-		*c.body = (*c.body)[:0]
-		responseBufPool.Put(c.body)
-	}
+	releaseReply(c.body)
 	c.body = nil
+}
+
+// releaseReply returns a captured body's buffer to the pool.
+func releaseReply(b *[]byte) {
+	if b != nil && cap(*b) <= MaxReplySize {
+		*b = (*b)[:0]
+		responseBufPool.Put(b)
+	}
 }

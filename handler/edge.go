@@ -79,6 +79,11 @@ type Edge struct {
 	// The peers allowed to send packets, and how each authenticates.
 	Peers []*Peer `json:"peers,omitempty"`
 
+	// Peers defined in the ilp_peers app (the `ilp_peers` global option)
+	// that this edge admits too. An edge with neither these nor peers of
+	// its own admits every peer of the app.
+	PeerNames []string `json:"peer_names,omitempty"`
+
 	// The largest request body accepted, in bytes. Default: 40000, what
 	// interledger-rs accepts; the largest legal Prepare is 33857 bytes.
 	MaxPacketSize int64 `json:"max_packet_size,omitempty"`
@@ -159,6 +164,11 @@ type Edge struct {
 	// Turn off the caddy_ilp_* Prometheus metrics this handler keeps.
 	DisableMetrics bool `json:"disable_metrics,omitempty"`
 
+	// Route-miss failover: a packet that a connector rejected for want of
+	// a route goes to its next-ranked connector (see RouteMiss). Off by
+	// default.
+	RouteMiss *RouteMiss `json:"route_miss_failover,omitempty"`
+
 	// The most asynchronous Prepares (see Peer.Mode) accepted and not yet
 	// answered by callback, in all and per peer; past either, a Prepare
 	// is refused with 429 before it is accepted. Defaults: 10000 and
@@ -166,19 +176,20 @@ type Edge struct {
 	AsyncMaxInFlight        int `json:"async_max_in_flight,omitempty"`
 	AsyncMaxInFlightPerPeer int `json:"async_max_in_flight_per_peer,omitempty"`
 
-	auth       *authenticator
-	peers      []*peer
-	store      *store.Store        // from Redis; nil: budgets and tables in process
-	peerHeader string              // PeerHeader in canonical form, to set without allocating
-	forward    map[string]struct{} // ForwardHeaders in canonical form
-	logger     *zap.Logger
-	authLog    *loglimit.Limiter // auth failures, per claimed peer
-	inFlight   *async.InFlight   // asynchronous exchanges accepted and not ended
-	claims     *async.Claims     // each peer's Request-Ids, forwarded once
-	sender     *async.Sender     // of replies to callback URLs
-	asyncCtx   context.Context   // cancelled when the process exits and the grace period is over
-	asyncStop  context.CancelFunc
-	configLog  *loglimit.Limiter // config errors seen at run time
+	auth         *authenticator
+	peers        []*peer
+	store        *store.Store        // from Redis; nil: budgets and tables in process
+	peerHeader   string              // PeerHeader in canonical form, to set without allocating
+	forward      map[string]struct{} // ForwardHeaders in canonical form
+	logger       *zap.Logger
+	authLog      *loglimit.Limiter // auth failures, per claimed peer
+	inFlight     *async.InFlight   // asynchronous exchanges accepted and not ended
+	claims       *async.Claims     // each peer's Request-Ids, forwarded once
+	sender       *async.Sender     // of replies to callback URLs
+	asyncCtx     context.Context   // cancelled when the process exits and the grace period is over
+	asyncStop    context.CancelFunc
+	configLog    *loglimit.Limiter // config errors seen at run time
+	routeMissLog *loglimit.Limiter // route misses failed over, per connector
 }
 
 // CaddyModule returns the Caddy module information.
@@ -208,6 +219,9 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 	e.forward = make(map[string]struct{}, len(e.ForwardHeaders))
 	for _, name := range e.ForwardHeaders {
 		e.forward[http.CanonicalHeaderKey(name)] = struct{}{}
+	}
+	if err := e.usePeersApp(ctx); err != nil {
+		return err
 	}
 	leeway := DefaultJWTLeeway
 	if e.JWTLeeway != nil {
@@ -257,9 +271,10 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		PerPeer: cmp.Or(e.AsyncMaxInFlightPerPeer, DefaultAsyncMaxInFlightPerPeer),
 	}
 	e.claims = &async.Claims{Store: e.store}
-	e.sender = async.NewSender(e.logger)
+	e.sender = async.NewSender()
 	e.asyncCtx, e.asyncStop = context.WithCancel(context.Background())
 	e.configLog = &loglimit.Limiter{Interval: time.Minute}
+	e.routeMissLog = &loglimit.Limiter{Interval: time.Second}
 	if !e.DisableMetrics {
 		if err := registerMetrics(ctx.GetMetricsRegistry(), e.store != nil); err != nil {
 			return fmt.Errorf("registering metrics: %w", err)
@@ -345,6 +360,9 @@ func (e *Edge) Validate() error {
 			return err
 		}
 	}
+	if e.RouteMiss != nil {
+		return e.RouteMiss.Validate()
+	}
 	return nil
 }
 
@@ -407,6 +425,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 	pkt := new(Packet)
 	pkt.peer = p
+	if x != nil {
+		pkt.requestID = x.id
+	}
 	// The ilp app's front door passes no replacer when nothing would read
 	// one.
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -496,7 +517,11 @@ func (e *Edge) serveRead(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	pkt.ctx.init(r.Context(), deadline)
 	defer pkt.ctx.cancel()
 	pkt.capture.reset(w)
-	err := e.serveNext(&pkt.capture, r.WithContext(&pkt.ctx), next)
+	fr := r.WithContext(&pkt.ctx)
+	err := e.serveNext(&pkt.capture, fr, next)
+	if err == nil && e.RouteMiss != nil && !pkt.FanOut() {
+		err = e.failOver(fr, next, pkt)
+	}
 	answered := now()
 	if pkt.FanOut() && !pkt.fannedOut && e.configLog.Allow("no fan-out", answered) {
 		e.logger.Warn("routing_protocol fanout: the forwarder sent a route update to one connector",

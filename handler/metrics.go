@@ -42,6 +42,10 @@ var (
 		Namespace: "caddy", Subsystem: "ilp", Name: "peer_protocol_answers_total",
 		Help: "Peer protocol requests ilp_edge answered itself, by peer and protocol: ildcp (peer.config, with ildcp) or ccp (peer.route.*, with routing_protocol local).",
 	}, []string{"peer", "protocol"})
+	metricRouteMisses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "route_misses_total",
+		Help: "Packets a connector rejected for want of a route that route_miss_failover sent to the next connector, by the connector (host:port) that missed.",
+	}, []string{"upstream"})
 	metricExpiryHeadroom = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "expiry_headroom_seconds",
 		Help:    "Time left before a Prepare's expiresAt when its answer went back.",
@@ -53,7 +57,7 @@ var (
 // registry, and the limit store's when it has one.
 func registerMetrics(reg prometheus.Registerer, withStore bool) error {
 	cs := []prometheus.Collector{metricPackets, metricRejects, metricFulfilledAmount, metricAuthFailures,
-		metricPacketDuration, metricExpiryHeadroom, metricPeerProtocol}
+		metricPacketDuration, metricExpiryHeadroom, metricPeerProtocol, metricRouteMisses}
 	cs = append(cs, async.Collectors()...)
 	if withStore {
 		cs = append(cs, store.Collectors()...)

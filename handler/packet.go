@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
@@ -34,17 +35,22 @@ type Packet struct {
 	charged     bool      // its amount was taken from the peer's throughput budget
 	fannedOut   bool      // set by the forwarder (SetFannedOut)
 	tried       uint64    // ilp_prefix: the pool indexes (below 64) it chose for this packet
+	missed      []string  // the upstreams that answered it with a route miss (routemiss.go)
 	start       time.Time // when its bytes were in: what its expiry and duration are measured from
 	reader      bytes.Reader
 	capture     responseCapture
 	ctx         expiryContext // what the next handler sees
+
+	// An asynchronous Prepare's Request-Id, for the placeholders; empty
+	// for a synchronous one.
+	requestID async.RequestID
 }
 
-// detached is a new packet with p's bytes and peer, for an asynchronous
-// exchange to go on with past the request that brought p: p stays as the
-// request's access log reads it.
+// detached is a new packet with p's bytes, peer and Request-Id, for an
+// asynchronous exchange to go on with past the request that brought p: p
+// stays as the request's access log reads it.
 func (p *Packet) detached() *Packet {
-	return &Packet{body: p.body, peer: p.peer}
+	return &Packet{body: p.body, peer: p.peer, requestID: p.requestID}
 }
 
 // Read and Close make the packet the request body seen by the next handler.

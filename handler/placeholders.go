@@ -57,6 +57,8 @@ const (
 //	triggered_by  the Reject's triggeredBy
 //	upstream      the connector (host:port) the packet was last sent to
 //	rerouted      true when that was not the packet's first choice
+//	request_id    an asynchronous Prepare's Request-Id; empty for a sync one
+//	mode          async or sync: how the peer gets its reply
 //
 // It also answers {http.auth.user.id}, the access log's user_id, with the
 // peer's name, as Caddy's authentication handler sets it: from here
@@ -95,6 +97,13 @@ func (p *Packet) placeholder(key string) (any, bool) {
 		return p.upstream, true
 	case "rerouted":
 		return p.upstream != "" && p.rank > 0, true
+	case "request_id":
+		return string(p.requestID), true
+	case "mode":
+		if p.requestID != "" {
+			return ModeAsync, true
+		}
+		return ModeSync, true
 	}
 	return nil, false
 }

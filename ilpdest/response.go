@@ -77,6 +77,22 @@ func readRejectFields(b []byte) (code Code, by, msg, data []byte, err error) {
 	return code, by, msg, data, err
 }
 
+// RejectView is a read-only view of a Reject's fields; its slices alias
+// the bytes it was read from.
+type RejectView struct {
+	Code        Code
+	TriggeredBy []byte
+	Message     []byte
+	Data        []byte
+}
+
+// ReadRejectView reads a whole Reject from b as ReadReject does, without
+// copying its fields.
+func ReadRejectView(b []byte) (RejectView, error) {
+	code, by, msg, data, err := readRejectFields(b)
+	return RejectView{Code: code, TriggeredBy: by, Message: msg, Data: data}, err
+}
+
 // ReadRejectCode returns the error code of a well-formed Reject, such as
 // F02.
 func ReadRejectCode(b []byte) (Code, error) {

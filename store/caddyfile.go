@@ -5,6 +5,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/ilp-edge/caddy-ilp/internal/tlsclient"
 )
 
 // UnmarshalCaddyfile reads a redis block, the dispenser at its name.
@@ -52,10 +54,7 @@ func UnmarshalCaddyfile(d *caddyfile.Dispenser) (*Config, error) {
 			c.Cluster = true
 			continue
 		case "tls":
-			if d.NextArg() {
-				return nil, d.Errf("redis: tls takes a block, not arguments")
-			}
-			t, err := unmarshalTLS(d)
+			t, err := tlsclient.UnmarshalCaddyfile(d, "redis: tls")
 			if err != nil {
 				return nil, err
 			}
@@ -110,31 +109,4 @@ func UnmarshalCaddyfile(d *caddyfile.Dispenser) (*Config, error) {
 		return nil, d.Errf("%v", err)
 	}
 	return c, nil
-}
-
-func unmarshalTLS(d *caddyfile.Dispenser) (*TLS, error) {
-	t := new(TLS)
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return nil, d.Errf("redis: tls: %s takes exactly one argument", opt)
-		}
-		switch opt {
-		case "ca_file":
-			t.CAFile = v
-		case "cert_file":
-			t.CertFile = v
-		case "key_file":
-			t.KeyFile = v
-		case "server_name":
-			t.ServerName = v
-		default:
-			return nil, d.Errf("unrecognized redis tls option %q", opt)
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, d.Err("redis: tls: cert_file and key_file go together")
-	}
-	return t, nil
 }

@@ -45,7 +45,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "cluster and sentinel", input: "redis a:1 b:1 {\nmaster_name m\ncluster\n}", err: "exclusive"},
 		{name: "db on a cluster", input: "redis a:1 b:1 {\ndb 1\n}", err: "only db 0"},
 		{name: "cert without key", input: "redis a:1 {\ntls {\ncert_file c\n}\n}", err: "go together"},
-		{name: "unknown tls option", input: "redis a:1 {\ntls {\nverify off\n}\n}", err: `unrecognized redis tls option "verify"`},
+		{name: "unknown tls option", input: "redis a:1 {\ntls {\nverify off\n}\n}", err: `redis: tls: unrecognized option "verify"`},
 		{name: "bad failure mode", input: "redis a:1 {\non_store_failure maybe\n}", err: "want allow or deny"},
 		{name: "cluster with an argument", input: "redis a:1 {\ncluster yes\n}", err: "cluster takes no argument"},
 	} {

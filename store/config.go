@@ -2,14 +2,14 @@ package store
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ilp-edge/caddy-ilp/internal/tlsclient"
 )
 
 // Config is the shared store: a Redis deployment that every edge
@@ -70,19 +70,10 @@ type Config struct {
 	Instances uint64 `json:"instances,omitempty"`
 }
 
-// TLS is how the store connects over TLS. Without files, the system's
-// roots verify the server.
-type TLS struct {
-	// PEM file of the CA certificates that verify the Redis servers.
-	CAFile string `json:"ca_file,omitempty"`
-	// PEM files of a client certificate and its key, for servers that
-	// ask for one (tls-auth-clients).
-	CertFile string `json:"cert_file,omitempty"`
-	KeyFile  string `json:"key_file,omitempty"`
-	// The name the servers' certificates are checked against, when it is
-	// not the host in their addresses.
-	ServerName string `json:"server_name,omitempty"`
-}
+// TLS is how the store connects over TLS: ca_file, cert_file, key_file
+// and server_name, read as a peer's callback_tls is. Without files, the
+// system's roots verify the servers.
+type TLS = tlsclient.Config
 
 // Defaults of Config.
 const (
@@ -156,7 +147,7 @@ func (c *Config) client() (redis.UniversalClient, error) {
 	var tlsConfig *tls.Config
 	if c.TLS != nil {
 		var err error
-		if tlsConfig, err = c.TLS.config(); err != nil {
+		if tlsConfig, err = c.TLS.Load(); err != nil {
 			return nil, fmt.Errorf("redis: tls: %w", err)
 		}
 	}
@@ -173,29 +164,4 @@ func (c *Config) client() (redis.UniversalClient, error) {
 		DialTimeout:           time.Second,
 		DisableIdentity:       true,
 	}), nil
-}
-
-func (t *TLS) config() (*tls.Config, error) {
-	c := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificate", t.CAFile)
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("cert_file and key_file go together")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
 }

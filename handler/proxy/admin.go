@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -75,6 +76,11 @@ type upstreamStatus struct {
 	PassiveFailures uint32 `json:"passive_failures"`
 	// Active health: the last check failed.
 	HealthCheckFailing bool `json:"health_check_failing"`
+	// Route-miss failover: the packets this connector rejected for want
+	// of a route that went to the next connector, and the last one. A
+	// connector that keeps missing is stale: its routes lag its siblings'.
+	RouteMisses   uint64     `json:"route_misses,omitempty"`
+	LastRouteMiss *time.Time `json:"last_route_miss,omitempty"`
 }
 
 // proxyStatus is one ilp_proxy handler in the admin API's answers.
@@ -89,14 +95,22 @@ type proxyStatus struct {
 	WouldSendTo string `json:"would_send_to,omitempty"` // the first healthy one, else the first (see Proxy)
 }
 
-func (u *upstream) status(maxFails int32) upstreamStatus {
-	return upstreamStatus{Address: u.addr, Scheme: u.scheme, Healthy: u.healthy(maxFails),
+func (u *upstream) status(maxFails int32, misses map[string]handler.RouteMissStatus) upstreamStatus {
+	s := upstreamStatus{Address: u.addr, Scheme: u.scheme, Healthy: u.healthy(maxFails),
 		PassiveFailures: u.state.failures(), HealthCheckFailing: u.state.down.Load()}
+	if m, ok := misses[u.addr]; ok {
+		s.RouteMisses, s.LastRouteMiss = m.Total, &m.Last
+	}
+	return s
 }
 
 // statuses describes every running handler; with dest, in the rank order
 // of a packet from peer to dest.
 func statuses(dest, peer string) []proxyStatus {
+	misses := make(map[string]handler.RouteMissStatus)
+	for _, m := range handler.RouteMisses() {
+		misses[m.Upstream] = m
+	}
 	running.Lock()
 	defer running.Unlock()
 	out := make([]proxyStatus, 0, len(running.proxies))
@@ -111,7 +125,7 @@ func statuses(dest, peer string) []proxyStatus {
 			order = ilpdest.Rank(s.Key, p.static.names, nil)
 		}
 		for _, i := range order {
-			s.Upstreams = append(s.Upstreams, p.static.upstreams[i].status(p.maxFails))
+			s.Upstreams = append(s.Upstreams, p.static.upstreams[i].status(p.maxFails, misses))
 		}
 		if dest != "" && len(s.Upstreams) > 0 {
 			s.WouldSendTo = s.Upstreams[0].Address // as ServeHTTP: the first healthy, else the first

@@ -37,6 +37,7 @@ func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 //		fail_duration <duration>
 //		max_fails <n>
 //		health_uri <path>
+//		health_port <port>
 //		health_interval <duration>
 //		health_timeout <duration>
 //		metrics on|off
@@ -48,6 +49,9 @@ func ParseProxyCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive
 	p.Upstreams = append(p.Upstreams, d.RemainingArgs()...)
+	// healthPortAt is the health_port line, for an error found once the
+	// whole block is read.
+	var healthPortAt *caddyfile.Dispenser
 	for d.NextBlock(0) {
 		opt := d.Val()
 		var err error
@@ -106,6 +110,13 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&p.HealthURI) {
 				return d.ArgErr()
 			}
+		case "health_port":
+			healthPortAt = caddyfile.NewDispenser([]caddyfile.Token{d.Token()})
+			healthPortAt.Next()
+			p.HealthPort, err = handler.ParseCountArg(d)
+			if err == nil && p.HealthPort > 65535 {
+				err = d.Errf("health_port %d: want a port number, 65535 at most", p.HealthPort)
+			}
 		case "prefix_segments":
 			var n int
 			n, err = handler.ParseCountArg(d)
@@ -127,6 +138,9 @@ func (p *Proxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if len(p.Upstreams) == 0 && p.DynamicUpstreamsRaw == nil {
 		return d.Err("ilp_proxy needs at least one upstream, or dynamic upstreams (an unset {$VAR} in a Caddyfile reads as nothing: is the variable that lists them set?)")
+	}
+	if healthPortAt != nil && p.HealthURI == "" {
+		return healthPortAt.Err("health_port without health_uri: add health_uri with the path to GET on that port (active health checks are off without it)")
 	}
 	for _, s := range p.Upstreams {
 		if _, err := parseUpstream(s); err != nil {

@@ -3,7 +3,9 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,7 +22,7 @@ func (p *Proxy) checkHealthEvery(ctx context.Context) {
 	for {
 		for _, u := range p.static.upstreams {
 			cctx, cancel := context.WithTimeout(ctx, time.Duration(p.HealthTimeout))
-			err := u.checkHealth(cctx, p.HealthURI)
+			err := u.checkHealth(cctx, p.HealthURI, p.HealthPort)
 			cancel()
 			if ctx.Err() != nil {
 				return
@@ -47,15 +49,13 @@ func (p *Proxy) checkHealthEvery(ctx context.Context) {
 	}
 }
 
-// checkHealth is one active health check: a GET of uri that must answer
-// 2xx before ctx ends. h2c and https upstreams are checked over their own
-// transport, so an h2c-only backend is asked in HTTP/2.
-func (u *upstream) checkHealth(ctx context.Context, uri string) error {
-	scheme := u.scheme
-	if scheme == "h2c" {
-		scheme = "http"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+u.addr+uri, nil)
+// checkHealth is one active health check: a GET of uri on port (0: u's
+// own) that must answer 2xx before ctx ends. h2c and https upstreams are
+// checked over their own transport, so an h2c-only backend is asked in
+// HTTP/2.
+func (u *upstream) checkHealth(ctx context.Context, uri string, port int) error {
+	target := u.healthURL(uri, port)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,24 @@ func (u *upstream) checkHealth(ctx context.Context, uri string) error {
 	}
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("health check: HTTP %d", resp.StatusCode)
+		// The URL says which port answered: with health_port it is not
+		// the upstream's.
+		return fmt.Errorf("health check GET %s: HTTP %d", target, resp.StatusCode)
 	}
 	return nil
+}
+
+// healthURL is where u's health check GETs uri: u's host and scheme, and
+// port in place of u's own when it is not 0, as reverse_proxy's
+// health_port does.
+func (u *upstream) healthURL(uri string, port int) string {
+	scheme, hostport := u.scheme, u.addr
+	if scheme == "h2c" {
+		scheme = "http" // the transport speaks HTTP/2 with prior knowledge
+	}
+	if port != 0 {
+		host, _, _ := net.SplitHostPort(u.addr) // parseUpstream always gives host:port
+		hostport = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	return scheme + "://" + hostport + uri
 }

@@ -121,6 +121,19 @@ type Proxy struct {
 	// Empty (the default) turns active health checks off.
 	HealthURI string `json:"health_uri,omitempty"`
 
+	// Active health: the port health_uri is asked on, on each upstream's
+	// host, in place of the upstream's own port: for connectors whose
+	// health page is not where they take packets. rafiki authenticates
+	// every request on its connector port, so a health check there gets
+	// 401; its health is `/healthz` on its admin port. The check keeps
+	// the upstream's scheme and transport, as reverse_proxy's does: an
+	// h2c upstream's health port is asked in HTTP/2 with prior knowledge,
+	// an https upstream's over TLS with the same settings, so that port
+	// must speak what the upstream's does. Needs health_uri. Like every
+	// active check, it applies to the static upstreams only. Default: 0,
+	// the upstream's own port.
+	HealthPort int `json:"health_port,omitempty"`
+
 	// Active health: how often each upstream is checked. Default: 30s.
 	HealthInterval caddy.Duration `json:"health_interval,omitempty"`
 
@@ -280,6 +293,15 @@ func (p *Proxy) Validate() error {
 	if p.HealthURI != "" && p.HealthURI[0] != '/' {
 		return fmt.Errorf("health_uri %q must start with /", p.HealthURI)
 	}
+	if p.HealthPort < 0 || p.HealthPort > 65535 {
+		return fmt.Errorf("health_port must be a port number, 0 to 65535, got %d", p.HealthPort)
+	}
+	if p.HealthPort != 0 && p.HealthURI == "" {
+		// reverse_proxy turns active checks on with a port alone and GETs
+		// /, rarely a connector's health page: say what is missing
+		// rather than guess a path.
+		return fmt.Errorf("health_port %d without health_uri: set health_uri to the path to GET on that port (active health checks are off without it)", p.HealthPort)
+	}
 	return nil
 }
 
@@ -372,7 +394,7 @@ func (p *Proxy) deliver(r *http.Request, repl *caddy.Replacer, pkt *handler.Pack
 	for _, healthy := range [2]bool{true, false} {
 		for rank, i := range order {
 			u := set.upstreams[i]
-			if u.healthy(p.maxFails) != healthy {
+			if u.healthy(p.maxFails) != healthy || pkt.RouteMissed(u.addr) {
 				continue
 			}
 			pkt.SetRoute(r, key, u.addr, rank)

@@ -428,6 +428,14 @@ func TestProxyUnmarshalCaddyfile(t *testing.T) {
 				ServerName: "connectors.internal",
 			},
 		}},
+		{name: "health port", input: `ilp_proxy 127.0.0.1:3002 127.0.0.1:3012 {
+			health_port 3001
+			health_uri /healthz
+		}`, want: &Proxy{Upstreams: []string{"127.0.0.1:3002", "127.0.0.1:3012"}, HealthURI: "/healthz", HealthPort: 3001}},
+		{name: "health port too big", input: "ilp_proxy a:1 {\nhealth_uri /healthz\nhealth_port 65536\n}", err: "health_port 65536: want a port number, 65535 at most, at Testfile:3"},
+		{name: "health port not a number", input: "ilp_proxy a:1 {\nhealth_uri /healthz\nhealth_port admin\n}", err: `health_port "admin": want a whole number`},
+		{name: "health port without its argument", input: "ilp_proxy a:1 {\nhealth_uri /healthz\nhealth_port\n}", err: "wrong argument count"},
+		{name: "health port without health uri", input: "ilp_proxy a:1 {\nhealth_port 3001\nmax_fails 2\n}", err: "health_port without health_uri: add health_uri with the path to GET on that port (active health checks are off without it), at Testfile:2"},
 		{name: "two trust pools", input: "ilp_proxy https://a:1 {\ntls_trust_pool file a.pem\ntls_trust_pool file b.pem\n}", err: "already specified"},
 		{name: "client auth without key", input: "ilp_proxy https://a:1 {\ntls_client_auth a.pem\n}", err: "wrong argument count"},
 		{name: "two dynamic sources", input: "ilp_proxy {\ndynamic a x 1\ndynamic a y 1\n}", err: "already specified"},

@@ -54,6 +54,7 @@ func newEdgeEnv(dir string, connectors []string) (*edgeEnv, error) {
 		"ILP_ADMIN":         fmt.Sprintf("127.0.0.1:%d", ports[4]),
 		"ILP_EDGE_ADDRESS":  "g.demo.edge",
 		"ILP_CONNECTORS":    strings.Join(connectors, " "),
+		"ILP_FLEET_ADDRESS": "g.demo",
 		"ILP_PEER_CA_FILE":  caFile,
 		"ILP_SETTLEMENT":    "127.0.0.1:9", // nothing listens: settlement is not part of the demo
 		"ALICE_TOKEN":       e.aliceToken,

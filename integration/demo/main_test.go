@@ -102,8 +102,9 @@ func TestCaddyfileExample(t *testing.T) {
 	// What routes money has no default: without it the file does not
 	// adapt, and the error says why.
 	for name, hint := range map[string]string{
-		"ILP_CONNECTORS":   "is the variable that lists them set?",
-		"ILP_EDGE_ADDRESS": "is the variable set?",
+		"ILP_CONNECTORS":    "is the variable that lists them set?",
+		"ILP_EDGE_ADDRESS":  "is the variable set?",
+		"ILP_FLEET_ADDRESS": "is the variable set?",
 	} {
 		cmd := exec.Command(caddy, "adapt", "--config", example, "--adapter", "caddyfile")
 		for _, kv := range append(os.Environ(), env.list()...) {
