@@ -125,6 +125,12 @@ func caddyILPSite(jwt bool) func(b *bench) string {
 // caddyProxySite is ilp_edge + ilp_proxy to the stubs over scheme, with
 // extra lines in each block.
 func caddyProxySite(scheme, edgeExtra, proxyExtra string) func(b *bench) string {
+	return caddyProxySitePeer(scheme, edgeExtra, "", proxyExtra)
+}
+
+// caddyProxySitePeer is caddyProxySite with extra lines in the peer's
+// block too (its callback, for the asynchronous runs).
+func caddyProxySitePeer(scheme, edgeExtra, peerExtra, proxyExtra string) func(b *bench) string {
 	return func(b *bench) string {
 		var ups []string
 		for _, a := range b.stubAddrs {
@@ -134,11 +140,11 @@ func caddyProxySite(scheme, edgeExtra, proxyExtra string) func(b *bench) string 
 		address g.bench.edge
 %[3]s		peer bench {
 			token %[1]s
-		}
+%[5]s		}
 	}
 	ilp_proxy %[2]s {
 %[4]s	}
-`, benchToken, strings.Join(ups, " "), edgeExtra, proxyExtra)
+`, benchToken, strings.Join(ups, " "), edgeExtra, proxyExtra, peerExtra)
 	}
 }
 
@@ -185,9 +191,14 @@ func caddyfileStarter(site func(b *bench) string) func(b *bench, dir string) (*s
 // with the same handlers serves TLS (h2 by ALPN, or HTTP/1.1) on another
 // port, as nginx's third listener does.
 func startFrontDoor(b *bench, dir string) (*server, error) {
+	return startFrontDoorWith(b, dir, caddyProxySite("http", "", "")(b))
+}
+
+// startFrontDoorWith is startFrontDoor with the handlers given, in the
+// same two front doors.
+func startFrontDoorWith(b *bench, dir, handlers string) (*server, error) {
 	port, tlsPort := freePort(), freePort()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
-	handlers := caddyProxySite("http", "", "")(b)
 	cfg, err := adaptCaddyfile(b, dir, fmt.Sprintf(
 		"{\n\tadmin %s\n\tpersist_config off\n\tilp {\n\t\tserver 127.0.0.1:%d {\n%s\t\t}\n\t\tserver 127.0.0.1:%d {\n\t\t\ttls\n%s\t\t}\n\t}\n}\n",
 		admin, port, handlers, tlsPort, handlers))

@@ -163,9 +163,16 @@ func latencyPercentiles(path string) (p50, p99 time.Duration, err error) {
 	if len(us) == 0 {
 		return 0, 0, fmt.Errorf("%s: no requests logged", path)
 	}
+	p50, p99 = latencies(us)
+	return p50, p99, nil
+}
+
+// latencies sorts us, request times in µs, and returns their median and
+// 99th percentile: for h2load's log and the harness' own Go client alike.
+func latencies(us []int64) (p50, p99 time.Duration) {
 	slices.Sort(us)
 	return time.Duration(percentile(us, 50)) * time.Microsecond,
-		time.Duration(percentile(us, 99)) * time.Microsecond, nil
+		time.Duration(percentile(us, 99)) * time.Microsecond
 }
 
 // percentile returns the nearest-rank p-th percentile of sorted values.

@@ -4,13 +4,18 @@
 // connectors (integration/stubconnector) on loopback, loaded by h2load.
 //
 //	go run ./integration/bench            # full run: 3 rounds, all workloads (about 20 minutes)
-//	go run ./integration/bench -quick     # one short round of 79-h1 and 79-h2c (CI)
+//	go run ./integration/bench -quick     # one short round of 79-h1, 79-h2c and async (CI)
 //
 // The workloads are a 79-byte and a STREAM-sized Prepare over HTTP/1.1
 // (32 connections) and h2c (8 connections × 16 streams), the 79-byte one
 // at a fixed rate over HTTP/1.1, and the 79-byte one over h2 on TLS
 // (79-h2tls, 8 × 16): only nginx and the front door serve TLS, both with
 // the same self-signed ECDSA P-256 certificate the harness makes.
+//
+// Then (-only async, or by default) asynchronous exchanges (RFC 35 draft
+// 3) against synchronous ones through the same front door, from the
+// harness' own Go client and to its own callback receiver (async.go):
+// every accepted Prepare must get exactly one reply by callback.
 //
 // The figure that survives a noisy machine is the proxy's CPU time per
 // packet (utime+stime of its whole process group from /proc, divided by
@@ -50,7 +55,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.BoolVar(&o.quick, "quick", false, "one short round of 79-h1 and 79-h2c; exits non-zero on any failure (CI)")
+	flag.BoolVar(&o.quick, "quick", false, "one short round of 79-h1, 79-h2c and the asynchronous exchanges; exits non-zero on any failure (CI)")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the report shows medians")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run")
@@ -92,6 +97,7 @@ func run(ctx context.Context, o options) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	withAsync := o.only == "" || slices.Contains(strings.Split(o.only, ","), idAsync)
 	if o.install {
 		if err := installTools(); err != nil {
 			return false, err
@@ -125,6 +131,13 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 
+	var async *asyncResults // nil when not selected
+	if withAsync {
+		if async, err = b.measureAsync(ctx, o); err != nil {
+			return false, fmt.Errorf("asynchronous exchanges: %w", err)
+		}
+	}
+
 	profiles := map[string]profile{} // by contender id
 	if o.profile {
 		for _, c := range cs {
@@ -144,7 +157,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 
-	report := b.report(o, cs, wls, results, profiles)
+	report := b.report(o, cs, wls, results, async, profiles)
 	fmt.Print(report)
 	if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
 		return false, err
@@ -158,6 +171,9 @@ func run(ctx context.Context, o options) (bool, error) {
 			}
 		}
 	}
+	if async != nil && (async.failures() > 0 || async.empty()) {
+		return false, nil
+	}
 	return true, nil
 }
 
@@ -167,6 +183,9 @@ func selectContenders(only string) ([]contender, error) {
 	}
 	var cs []contender
 	for _, id := range strings.Split(only, ",") {
+		if id == idAsync { // not a contender: run's own stage
+			continue
+		}
 		i := slices.IndexFunc(contenders, func(c contender) bool { return c.id == id })
 		if i < 0 {
 			return nil, fmt.Errorf("-only: no contender %q (have %s)", id, contenderIDs())
@@ -196,5 +215,5 @@ func contenderIDs() string {
 	for _, c := range contenders {
 		ids = append(ids, c.id)
 	}
-	return strings.Join(ids, ",")
+	return strings.Join(append(ids, idAsync), ",")
 }

@@ -22,15 +22,9 @@ func summarize(ss []sample) summary {
 	med := func(f func(sample) float64) float64 {
 		var v []float64
 		for _, s := range ss {
-			if x := f(s); !math.IsNaN(x) {
-				v = append(v, x)
-			}
+			v = append(v, f(s))
 		}
-		if len(v) == 0 {
-			return math.NaN()
-		}
-		slices.Sort(v)
-		return percentile(v, 50)
+		return median(v)
 	}
 	sum := summary{
 		pps:      med(func(s sample) float64 { return s.pps }),
@@ -50,6 +44,16 @@ func summarize(ss []sample) summary {
 	return sum
 }
 
+// median is the median of v's numbers (NaN is none), NaN if it has none.
+func median(v []float64) float64 {
+	v = slices.DeleteFunc(slices.Clone(v), math.IsNaN)
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(v)
+	return percentile(v, 50)
+}
+
 // profile is pprof's top entries for one contender under one workload.
 type profile struct {
 	workload string // its name
@@ -58,8 +62,9 @@ type profile struct {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// report renders the results as Markdown.
-func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, profiles map[string]profile) string {
+// report renders the results as Markdown; async is nil when the
+// asynchronous exchanges did not run.
+func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, async *asyncResults, profiles map[string]profile) string {
 	var w strings.Builder
 	fmt.Fprintf(&w, "# caddy-ilp benchmark\n\n")
 	fmt.Fprintf(&w, "%s. %s, %d cores. %d round(s) of %v after %v warm-up; each contender started fresh for every run; "+
@@ -74,6 +79,9 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 
 	sums := map[string]summary{}
 	for _, wl := range wls {
+		if !slices.ContainsFunc(cs, func(c contender) bool { return len(results[c.id+"/"+wl.name]) > 0 }) {
+			continue // no contender ran it (-only async)
+		}
 		var negotiated []string // TLS parameters, by contender
 		fmt.Fprintf(&w, "## %s\n\n", wl.name)
 		fmt.Fprintf(&w, "| contender | packets/s | proxy CPU µs/packet | of it in the kernel | stub CPU µs/packet | p50 ms | p99 ms | peak RSS MB | failures |\n")
@@ -107,31 +115,33 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 		}
 	}
 
-	fmt.Fprintf(&w, "## Ratios\n\n")
-	fmt.Fprintf(&w, "caddy-ilp (`ilp_edge` with a static token, ILP-Destination header) with `reverse_proxy` + `lb_policy ilp_prefix`, "+
-		"with `ilp_proxy`, or with `ilp_proxy` in the `ilp` app's front door, against the others: proxy CPU per packet (below 1: caddy-ilp is cheaper) and packets/s.\n\n")
-	fmt.Fprintf(&w, "| workload | caddy-ilp with | vs nginx: CPU, pkt/s | vs Caddy `reverse_proxy`: CPU, pkt/s | vs Caddy `respond`: CPU, pkt/s |\n")
-	fmt.Fprintf(&w, "|---|---|---|---|---|\n")
+	var ratios strings.Builder
 	for _, wl := range wls {
 		for _, id := range []string{idILP, idProxy, idFront} {
 			ilp, ok := sums[id+"/"+wl.name]
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(&w, "| %s | %s |", wl.name, map[string]string{idILP: "`reverse_proxy`", idProxy: "`ilp_proxy`",
+			fmt.Fprintf(&ratios, "| %s | %s |", wl.name, map[string]string{idILP: "`reverse_proxy`", idProxy: "`ilp_proxy`",
 				idFront: "`ilp_proxy` in the `ilp` app's front door"}[id])
 			for _, other := range []string{idNginx, idHeader, idRespond} {
 				o, ok := sums[other+"/"+wl.name]
 				if !ok {
-					fmt.Fprintf(&w, " — |")
+					fmt.Fprintf(&ratios, " — |")
 					continue
 				}
-				fmt.Fprintf(&w, " %.2f×, %.2f× |", ilp.proxyCPU/o.proxyCPU, ilp.pps/o.pps)
+				fmt.Fprintf(&ratios, " %.2f×, %.2f× |", ilp.proxyCPU/o.proxyCPU, ilp.pps/o.pps)
 			}
-			fmt.Fprintln(&w)
+			fmt.Fprintln(&ratios)
 		}
 	}
-	fmt.Fprintln(&w)
+	if ratios.Len() > 0 {
+		fmt.Fprintf(&w, "## Ratios\n\n")
+		fmt.Fprintf(&w, "caddy-ilp (`ilp_edge` with a static token, ILP-Destination header) with `reverse_proxy` + `lb_policy ilp_prefix`, "+
+			"with `ilp_proxy`, or with `ilp_proxy` in the `ilp` app's front door, against the others: proxy CPU per packet (below 1: caddy-ilp is cheaper) and packets/s.\n\n")
+		fmt.Fprintf(&w, "| workload | caddy-ilp with | vs nginx: CPU, pkt/s | vs Caddy `reverse_proxy`: CPU, pkt/s | vs Caddy `respond`: CPU, pkt/s |\n")
+		fmt.Fprintf(&w, "|---|---|---|---|---|\n%s\n", ratios.String())
+	}
 
 	var floor strings.Builder
 	for _, wl := range wls {
@@ -176,6 +186,10 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 		fmt.Fprintf(&w, "`ilp_edge` + `ilp_proxy` with a peer's rate and throughput limits (in process, or on Redis on loopback) "+
 			"against the same without limits: proxy CPU per packet and p99 latency.\n\n")
 		fmt.Fprintf(&w, "| workload | limits | CPU ratio | p99 added, ms |\n|---|---|---:|---:|\n%s\n", limits.String())
+	}
+
+	if async != nil {
+		w.WriteString(asyncSection(async))
 	}
 
 	for _, c := range cs {
