@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/internal/conncheck"
 	"github.com/ilp-edge/caddy-ilp/internal/deadline"
 )
 
@@ -27,7 +29,8 @@ type h1Pool struct {
 	maxIdle     int // 0: no bound
 
 	mu     sync.Mutex
-	idle   []*h1Conn // most recently used last
+	idle   []*h1Conn   // most recently used last
+	reaper *time.Timer // armed while idle connections wait; nil until the first
 	closed bool
 }
 
@@ -36,7 +39,7 @@ type h1Pool struct {
 type h1Conn struct {
 	net.Conn
 	br        *bufio.Reader
-	check     *connChecker
+	check     *conncheck.Checker
 	written   int64
 	idleSince time.Time
 	writeBy   time.Time // the write deadline set
@@ -68,7 +71,7 @@ func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
 		// (node closes them after 5 s): writing into that race could lose
 		// a packet the backend never saw, so it is not reused. The check
 		// is a system call, made outside the lock.
-		if now.Sub(c.idleSince) < p.idleTimeout && c.check.open() {
+		if now.Sub(c.idleSince) < p.idleTimeout && c.check.Open() {
 			// A write deadline an earlier packet left may have passed, or
 			// be about to, while this packet's is later by less than
 			// writeSlack: forgotten, exchange sets this packet's.
@@ -85,7 +88,7 @@ func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &h1Conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), check: newConnChecker(nc)}, nil
+	return &h1Conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), check: conncheck.New(nc)}, nil
 }
 
 // put returns a connection whose exchange completed to the pool.
@@ -99,7 +102,42 @@ func (p *h1Pool) put(c *h1Conn) {
 		return
 	}
 	p.idle = append(p.idle, c)
+	if len(p.idle) == 1 {
+		p.armReaper(p.idleTimeout)
+	}
 	p.mu.Unlock()
+}
+
+// armReaper makes reap run after d; p.mu is held. get takes the most
+// recent connections first, so after a burst the older ones would
+// otherwise stay open, each with a descriptor and a read buffer, until
+// traffic reached them: 9,200 of them after 10,000 packets in flight.
+func (p *h1Pool) armReaper(d time.Duration) {
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(d, p.reap)
+		return
+	}
+	p.reaper.Reset(d)
+}
+
+// reap closes the idle connections older than the idle timeout, the
+// oldest first in p.idle, and comes back when the next one will be.
+func (p *h1Pool) reap() {
+	now := time.Now()
+	p.mu.Lock()
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idleSince) >= p.idleTimeout {
+		n++
+	}
+	expired := slices.Clone(p.idle[:n])
+	p.idle = slices.Delete(p.idle, 0, n)
+	if len(p.idle) > 0 && !p.closed {
+		p.armReaper(p.idle[0].idleSince.Add(p.idleTimeout).Sub(now))
+	}
+	p.mu.Unlock()
+	for _, c := range expired {
+		c.Close()
+	}
 }
 
 // close closes the idle connections; connections in use close when
@@ -108,6 +146,9 @@ func (p *h1Pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
+	if p.reaper != nil {
+		p.reaper.Stop()
+	}
 	for _, c := range p.idle {
 		c.Close()
 	}

@@ -568,3 +568,49 @@ func TestH1WriteDeadlineOfAnEarlierPacket(t *testing.T) {
 		t.Fatal("the third packet did not go on the same connection: the test proves nothing")
 	}
 }
+
+// TestH1IdleConnectionsReaped: after a burst, the idle connections that
+// no packet takes again are closed once idle for the idle timeout, the
+// oldest first, not kept open until traffic reaches them.
+func TestH1IdleConnectionsReaped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var closed atomic.Int32
+	go func() { // counts the connections the pool closes
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, c)
+				closed.Add(1)
+				c.Close()
+			}()
+		}
+	}()
+	p := &h1Pool{addr: ln.Addr().String(), dialTimeout: time.Second, idleTimeout: 100 * time.Millisecond}
+	defer p.close()
+	held := make([]*h1Conn, 20)
+	for i := range held {
+		if held[i], err = p.get(time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range held[:10] {
+		p.put(h)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, h := range held[10:] {
+		p.put(h)
+	}
+	waitFor(t, "every idle connection closed", func() bool { return closed.Load() == 20 })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) != 0 {
+		t.Errorf("%d connections still in the pool", len(p.idle))
+	}
+}

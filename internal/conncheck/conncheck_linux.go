@@ -1,22 +1,24 @@
-package proxy
+package conncheck
 
 import (
 	"net"
 	"syscall"
 )
 
-// connChecker tells whether an idle connection is still open: the backend
-// has not closed it (a restarted connector closes all of them) and sent
-// nothing unasked. It peeks without blocking, one system call, and is made
-// once per connection so that a check allocates nothing.
-type connChecker struct {
+// Checker tells whether an idle client connection is still open: the
+// server has not closed it (a restarted server closes all of them) and
+// sent nothing unasked. It peeks without blocking, one system call, and
+// is made once per connection so that a check allocates nothing.
+type Checker struct {
 	raw   syscall.RawConn
 	peek  func(fd uintptr)
 	alive bool
 	buf   [1]byte
 }
 
-func newConnChecker(c net.Conn) *connChecker {
+// New returns c's checker; nil (every check passes) for a connection
+// that is not a socket.
+func New(c net.Conn) *Checker {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
@@ -25,7 +27,7 @@ func newConnChecker(c net.Conn) *connChecker {
 	if err != nil {
 		return nil
 	}
-	k := &connChecker{raw: raw}
+	k := &Checker{raw: raw}
 	k.peek = func(fd uintptr) {
 		// Nothing to read is the one healthy answer: 0 bytes is EOF, and
 		// bytes nobody asked for would be taken as the next reply.
@@ -35,13 +37,15 @@ func newConnChecker(c net.Conn) *connChecker {
 	return k
 }
 
-func (k *connChecker) open() bool {
+// Open reports whether the connection is open with nothing to read. It
+// is for an idle connection: no other goroutine may be reading it.
+func (k *Checker) Open() bool {
 	if k == nil {
 		return true
 	}
 	k.alive = false
 	// Control, not Read: the peek never blocks, and Read would refuse it
-	// once the last packet's read deadline has passed, taking a healthy
+	// once the last exchange's read deadline has passed, taking a healthy
 	// connection for a closed one.
 	return k.raw.Control(k.peek) == nil && k.alive
 }
