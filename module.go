@@ -1,7 +1,7 @@
 // Package caddyilp registers the caddy-ilp modules with Caddy. It is the
 // package that `xcaddy build --with github.com/ilp-edge/caddy-ilp` imports;
-// the modules themselves live in packages handler, handler/proxy and
-// frontdoor (the `ilp` app), and the `caddy ilp` commands in package
+// the modules themselves live in packages handler, handler/proxy, egress
+// and frontdoor (the `ilp` app), and the `caddy ilp` commands in package
 // ilpcmd.
 package caddyilp
 
@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
+	"github.com/ilp-edge/caddy-ilp/egress"
 	"github.com/ilp-edge/caddy-ilp/frontdoor"
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
@@ -31,6 +32,10 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("ilp_proxy", proxy.ParseProxyCaddyfile)
 	// A terminal handler in reverse_proxy's place.
 	httpcaddyfile.RegisterDirectiveOrder("ilp_proxy", httpcaddyfile.After, "reverse_proxy")
+	caddy.RegisterModule(egress.Egress{})
+	httpcaddyfile.RegisterHandlerDirective("ilp_egress", egress.ParseEgressCaddyfile)
+	// A terminal handler in reverse_proxy's place, as ilp_proxy.
+	httpcaddyfile.RegisterDirectiveOrder("ilp_egress", httpcaddyfile.After, "reverse_proxy")
 	caddy.RegisterModule(frontdoor.App{})
 	httpcaddyfile.RegisterGlobalOption("ilp", frontdoor.ParseGlobalOption)
 }

@@ -66,8 +66,10 @@ type Delivery struct {
 // would let a peer send the edge to a URL its callback policy does not
 // allow.
 type Sender struct {
-	client   *http.Client // replies without TLS settings of their own
+	h1       *h1Pool      // replies to plain http callbacks
+	client   *http.Client // replies to https ones without TLS settings of their own
 	schedule backoff.Schedule
+	idle     int // connections kept idle per host, in each pool
 
 	mu         sync.Mutex
 	tlsClients map[*tls.Config]*http.Client // one pool per Reply.TLS
@@ -81,25 +83,43 @@ const (
 	firstAttempt   = 2 * time.Second
 )
 
-// NewSender makes a sender with a connection pool of its own.
-func NewSender() *Sender {
+// The sender's connections: how long one is dialled for, and kept idle.
+const (
+	dialTimeout = 5 * time.Second
+	idleTimeout = 90 * time.Second
+)
+
+// NewSender makes a sender with connection pools of its own, which keep
+// up to idlePerHost connections idle to each callback host (at least
+// one): as many as replies to one peer may be in flight, so that the
+// connections a burst of them needed are reused, not closed and dialled
+// again.
+func NewSender(idlePerHost int) *Sender {
+	idle := max(1, idlePerHost)
 	return &Sender{
-		client:   newClient(nil),
+		h1: &h1Pool{
+			dialer:  net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
+			maxIdle: idle, idleTimeout: idleTimeout,
+		},
+		client:   newClient(nil, idle),
 		schedule: backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second},
+		idle:     idle,
 	}
 }
 
 // newClient is a client with a pool of its own, which presents what
 // tlsConfig holds to the servers it dials (nil: the defaults).
-func newClient(tlsConfig *tls.Config) *http.Client {
+func newClient(tlsConfig *tls.Config, idlePerHost int) *http.Client {
 	transport := &http.Transport{
 		Proxy:                 nil, // never through a proxy from the environment
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   idlePerHost,
+		IdleConnTimeout:       idleTimeout,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: attemptTimeout,
+		// The answer's body is read only to keep its connection.
+		DisableCompression: true,
 	}
 	if tlsConfig != nil {
 		// A copy: the transport adds h2 to the one it is given.
@@ -126,7 +146,7 @@ func (s *Sender) clientFor(tlsConfig *tls.Config) *http.Client {
 		if s.tlsClients == nil {
 			s.tlsClients = make(map[*tls.Config]*http.Client)
 		}
-		c = newClient(tlsConfig)
+		c = newClient(tlsConfig, s.idle)
 		s.tlsClients[tlsConfig] = c
 	}
 	return c
@@ -134,6 +154,7 @@ func (s *Sender) clientFor(tlsConfig *tls.Config) *http.Client {
 
 // CloseIdle closes the connections the sender keeps and no reply uses.
 func (s *Sender) CloseIdle() {
+	s.h1.closeIdle()
 	s.client.CloseIdleConnections()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -147,9 +168,9 @@ func (s *Sender) CloseIdle() {
 // fails (it wants a client certificate the reply does not have, say) is
 // no answer, as a refused connection is: retried until Until.
 func (s *Sender) Deliver(ctx context.Context, r Reply) Delivery {
-	client := s.clientFor(r.TLS)
+	post := s.poster(&r)
 	for attempt := 0; ; attempt++ {
-		status, err := post(ctx, client, r, attempt == 0)
+		status, err := post(ctx, attemptDeadline(r.Until, attempt == 0))
 		result := attemptResult(status, err)
 		metricAttempts.WithLabelValues(r.Peer, result).Inc()
 		d := Delivery{Status: status, Attempts: attempt + 1, Err: err}
@@ -180,17 +201,54 @@ func (s *Sender) Deliver(ctx context.Context, r Reply) Delivery {
 	}
 }
 
-// post makes one attempt with client, and returns the callback's status.
-// An error never holds r.URL.
-func post(ctx context.Context, client *http.Client, r Reply, first bool) (int, error) {
+// poster returns how r's attempts are made: over the sender's own
+// HTTP/1.1 connections to a plain http callback, else with net/http's
+// client (https, with r's TLS settings).
+func (s *Sender) poster(r *Reply) func(ctx context.Context, deadline time.Time) (int, error) {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		// The policy parsed it: not reached.
+		return func(context.Context, time.Time) (int, error) {
+			return 0, errors.New("the callback URL does not parse")
+		}
+	}
+	if t, ok := h1TargetOf(u); ok && r.TLS == nil {
+		return func(ctx context.Context, deadline time.Time) (int, error) {
+			return s.h1.post(ctx, t, r, authorization(r), deadline)
+		}
+	}
+	client := s.clientFor(r.TLS)
+	return func(ctx context.Context, deadline time.Time) (int, error) {
+		return postWith(ctx, client, r, deadline)
+	}
+}
+
+// attemptDeadline is when an attempt gives up: attemptTimeout from now,
+// or until, whichever is sooner; the first attempt has firstAttempt at
+// least.
+func attemptDeadline(until time.Time, first bool) time.Time {
 	now := time.Now()
 	deadline := now.Add(attemptTimeout)
-	if r.Until.Before(deadline) {
-		deadline = r.Until
+	if until.Before(deadline) {
+		deadline = until
 	}
 	if floor := now.Add(firstAttempt); first && deadline.Before(floor) {
 		deadline = floor
 	}
+	return deadline
+}
+
+// authorization is an attempt's Authorization, "" for none.
+func authorization(r *Reply) string {
+	if r.Authorization == nil {
+		return ""
+	}
+	return r.Authorization()
+}
+
+// postWith makes one attempt with client, and returns the callback's
+// status. An error never holds r.URL.
+func postWith(ctx context.Context, client *http.Client, r *Reply, deadline time.Time) (int, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
@@ -199,10 +257,8 @@ func post(ctx context.Context, client *http.Client, r Reply, first bool) (int, e
 	}
 	req.Header["Content-Type"] = octetStream
 	req.Header["Request-Id"] = []string{string(r.RequestID)}
-	if r.Authorization != nil {
-		if v := r.Authorization(); v != "" {
-			req.Header["Authorization"] = []string{v}
-		}
+	if v := authorization(r); v != "" {
+		req.Header["Authorization"] = []string{v}
 	}
 	res, err := client.Do(req)
 	if err != nil {
@@ -213,7 +269,7 @@ func post(ctx context.Context, client *http.Client, r Reply, first bool) (int, e
 		return 0, err
 	}
 	// Read (a little of) the body so the connection is kept for the next.
-	io.Copy(io.Discard, io.LimitReader(res.Body, 4096))
+	io.Copy(io.Discard, io.LimitReader(res.Body, maxDrain))
 	res.Body.Close()
 	return res.StatusCode, nil
 }
@@ -228,5 +284,11 @@ func attemptResult(status int, err error) string {
 		}
 		return "error"
 	}
+	if c := status / 100; c >= 1 && c <= 5 {
+		return statusClasses[c]
+	}
 	return fmt.Sprintf("%dxx", status/100)
 }
+
+// statusClasses are the labels of the usual status classes, made once.
+var statusClasses = [...]string{1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}

@@ -62,7 +62,7 @@ func reply(url string, within time.Duration) Reply {
 
 func TestDeliverRetriesA5xxUntilTaken(t *testing.T) {
 	cb := startCallback(t, 503, 503, 500, 200)
-	s := NewSender()
+	s := NewSender(testIdle)
 	if got := s.Deliver(t.Context(), reply(cb.URL+"/cb", 10*time.Second)); got != (Delivery{Outcome: Delivered, Status: 200, Attempts: 4}) {
 		t.Fatalf("%+v, want delivered with 200 at the 4th attempt", got)
 	}
@@ -82,7 +82,7 @@ func TestDeliverRetriesA5xxUntilTaken(t *testing.T) {
 func TestDeliverStopsAtA4xx(t *testing.T) {
 	for _, status := range []int{400, 404, 302} {
 		cb := startCallback(t, status, 200)
-		if got := NewSender().Deliver(t.Context(), reply(cb.URL, 10*time.Second)); got != (Delivery{Outcome: Refused, Status: status, Attempts: 1}) {
+		if got := NewSender(testIdle).Deliver(t.Context(), reply(cb.URL, 10*time.Second)); got != (Delivery{Outcome: Refused, Status: status, Attempts: 1}) {
 			t.Errorf("%d: %+v, want refused", status, got)
 		}
 		if n := cb.posts(); n != 1 {
@@ -94,7 +94,7 @@ func TestDeliverStopsAtA4xx(t *testing.T) {
 func TestDeliverAbandonsAtTheExpiry(t *testing.T) {
 	cb := startCallback(t, 503)
 	start := time.Now()
-	got := NewSender().Deliver(t.Context(), reply(cb.URL, 700*time.Millisecond))
+	got := NewSender(testIdle).Deliver(t.Context(), reply(cb.URL, 700*time.Millisecond))
 	if got.Outcome != Abandoned || got.Status != 503 || got.Err != nil {
 		t.Fatalf("%+v, want abandoned after a 503", got)
 	}
@@ -106,13 +106,13 @@ func TestDeliverAbandonsAtTheExpiry(t *testing.T) {
 	}
 
 	silent := startCallback(t, 0)
-	if got := NewSender().Deliver(t.Context(), reply(silent.URL, 500*time.Millisecond)); got.Outcome != Abandoned || got.Status != 0 || got.Err == nil {
+	if got := NewSender(testIdle).Deliver(t.Context(), reply(silent.URL, 500*time.Millisecond)); got.Outcome != Abandoned || got.Status != 0 || got.Err == nil {
 		t.Fatalf("a silent callback: %+v, want abandoned without an answer", got)
 	}
 
 	down := httptest.NewServer(nil)
 	down.Close()
-	got = NewSender().Deliver(t.Context(), reply(down.URL+"/cb?key=peer-secret", 300*time.Millisecond))
+	got = NewSender(testIdle).Deliver(t.Context(), reply(down.URL+"/cb?key=peer-secret", 300*time.Millisecond))
 	if got.Outcome != Abandoned || got.Status != 0 || got.Err == nil {
 		t.Fatalf("a callback that is down: %+v, want abandoned without an answer", got)
 	}
@@ -126,7 +126,10 @@ func TestDeliverStopsWhenCancelled(t *testing.T) {
 	cb := startCallback(t, 503)
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	if got := NewSender().Deliver(ctx, reply(cb.URL, time.Hour)); got.Outcome != Abandoned {
+	if got := NewSender(testIdle).Deliver(ctx, reply(cb.URL, time.Hour)); got.Outcome != Abandoned {
 		t.Fatalf("%+v, want abandoned", got)
 	}
 }
+
+// testIdle is the idle connections per host of the tests' senders.
+const testIdle = 4

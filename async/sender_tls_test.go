@@ -55,7 +55,7 @@ func (c *mtlsCallback) taken() []string {
 func TestDeliverPresentsTheClientCertificate(t *testing.T) {
 	edgeCA := pkitest.NewCA(t, "edge")
 	cb := startMTLSCallback(t, edgeCA)
-	s := NewSender()
+	s := NewSender(testIdle)
 	defer s.CloseIdle()
 	r := reply(cb.URL+"/cb", 10*time.Second)
 	r.TLS = &tls.Config{RootCAs: cb.peerCA.Pool, Certificates: []tls.Certificate{edgeCA.Client(t, "edge-to-alice").Certificate}}
@@ -90,7 +90,7 @@ func TestDeliverPresentsTheClientCertificate(t *testing.T) {
 func TestDeliverKeepsTLSPoolsApart(t *testing.T) {
 	edgeCA := pkitest.NewCA(t, "edge")
 	cb := startMTLSCallback(t, edgeCA)
-	s := NewSender()
+	s := NewSender(testIdle)
 	defer s.CloseIdle()
 	withCert := &tls.Config{RootCAs: cb.peerCA.Pool, Certificates: []tls.Certificate{edgeCA.Client(t, "edge-to-alice").Certificate}}
 	without := &tls.Config{RootCAs: cb.peerCA.Pool}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -65,28 +66,9 @@ func newPeerAsync(c *Peer, repl *caddy.Replacer) (*peerAsync, error) {
 	if a.mode == ModeAsync && !a.callbacks.Configured() {
 		return nil, errors.New("mode async needs callback_url or callback_url_prefix: the edge POSTs only where the peer may be answered")
 	}
-	if c.CallbackToken != "" && c.CallbackJWTSecret != "" {
-		return nil, errors.New("callback_token and callback_jwt_secret are exclusive")
-	}
-	if c.CallbackToken != "" {
-		token, err := repl.ReplaceOrErr(c.CallbackToken, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("callback_token: %w", err)
-		}
-		v := "Bearer " + token
-		a.auth = func() string { return v }
-	}
-	if c.CallbackJWTSecret != "" {
-		secret, err := repl.ReplaceOrErr(c.CallbackJWTSecret, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("callback_jwt_secret: %w", err)
-		}
-		// hmacKey: the same MAC as jsonwebtoken's with the secret as it is.
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: hmacKey(secret)}, (&jose.SignerOptions{}).WithType("JWT"))
-		if err != nil {
-			return nil, fmt.Errorf("callback_jwt_secret: %w", err)
-		}
-		a.auth = func() string { return "Bearer " + signJWT(signer, now()) }
+	var err error
+	if a.auth, err = c.OutgoingAuthorization(repl); err != nil {
+		return nil, err
 	}
 	if c.CallbackTLS != nil {
 		// Over plain http the certificate would never be presented: the
@@ -97,7 +79,6 @@ func newPeerAsync(c *Peer, repl *caddy.Replacer) (*peerAsync, error) {
 				return nil, fmt.Errorf("callback_tls: callback URL %q is not https", u)
 			}
 		}
-		var err error
 		if a.tls, err = c.CallbackTLS.Load(); err != nil {
 			return nil, fmt.Errorf("callback_tls: %w", err)
 		}
@@ -109,6 +90,32 @@ func newPeerAsync(c *Peer, repl *caddy.Replacer) (*peerAsync, error) {
 // valid: long enough for one POST, short enough that a leaked one is of
 // little use.
 const callbackJWTLifetime = time.Minute
+
+// callbackJWT is the edge's JWT toward one peer: signed, then sent with
+// every request for the first half of its lifetime and signed afresh
+// after that, as ilp-plugin-http keeps its own. A signature per POST
+// costs more than the rest of the POST's request; a token never goes out
+// with less than half its lifetime left.
+type callbackJWT struct {
+	signer jose.Signer
+
+	mu       sync.Mutex
+	value    string    // "Bearer " and the token; "" until the first request
+	signedAt time.Time // its iat
+}
+
+// authorization is the Authorization of a request to the peer now.
+func (c *callbackJWT) authorization() string { return c.at(now()) }
+
+// at is the Authorization of a request to the peer at t.
+func (c *callbackJWT) at(t time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.value == "" || t.Sub(c.signedAt) >= callbackJWTLifetime/2 {
+		c.value, c.signedAt = "Bearer "+signJWT(c.signer, t), t
+	}
+	return c.value
+}
 
 // signJWT signs a token as ilp-plugin-http does (jsonwebtoken, HS256, a
 // payload of iat and exp), valid from t for callbackJWTLifetime.
@@ -228,8 +235,47 @@ func (e *Edge) accept(w http.ResponseWriter, r *http.Request, next caddyhttp.Han
 	dr := r.Clone(detachedContext(r.Context(), detached))
 	accepted := now()
 	w.WriteHeader(http.StatusAccepted)
-	go e.answerAsync(dr, next, detached, x, accepted)
+	e.workers.run(func() { e.answerAsync(dr, next, detached, x, accepted) })
 	return nil
+}
+
+// exchangeWorkers runs asynchronous exchanges on goroutines that, done
+// with one, wait a while for the next. A fresh goroutine's stack grows
+// (and is copied, at each doubling) through the forwarder and the
+// callback POST every time, 7% of an exchange's CPU as profiled; a
+// reused one has grown it already.
+type exchangeWorkers struct {
+	jobs chan func() // unbuffered: an exchange goes only to a worker waiting
+}
+
+func newExchangeWorkers() *exchangeWorkers { return &exchangeWorkers{jobs: make(chan func())} }
+
+// workerIdle is how long a worker waits for another exchange before it
+// ends: longer than a busy edge's gaps, short enough that a config's
+// workers are gone soon after a reload replaced it.
+const workerIdle = 2 * time.Second
+
+// run starts job on a worker waiting, or on a new one.
+func (w *exchangeWorkers) run(job func()) {
+	select {
+	case w.jobs <- job:
+	default:
+		go w.work(job)
+	}
+}
+
+func (w *exchangeWorkers) work(job func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		job()
+		idle.Reset(workerIdle)
+		select {
+		case job = <-w.jobs:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 // answerAsync forwards an accepted asynchronous Prepare and delivers its
@@ -320,18 +366,23 @@ type Detacher interface {
 }
 
 // detachedContext is a context for a request's work past its answer:
-// none of its cancellation, its own vars (with the peer, copied) and a
-// replacer of its own with pkt's placeholders, so that nothing it sets
-// races with the access log of the request that was answered.
+// none of its cancellation, its own vars (with the peer, copied) and, if
+// the request had a replacer, one of its own with pkt's placeholders, so
+// that nothing it sets races with the access log of the request that was
+// answered. The ilp app's front door gives a request no replacer when
+// neither its access log nor its forwarder reads one; the exchange, past
+// the access log, needs one no more than that.
 func detachedContext(ctx context.Context, pkt *Packet) context.Context {
 	base := ctx
 	if d, ok := ctx.(Detacher); ok {
 		base = d.Detach()
 	}
-	vars := map[string]any{VarPeer: pkt.peer.nameValue}
-	repl := caddy.NewReplacer()
-	repl.Map(pkt.placeholder)
-	return &outlivingContext{Context: context.WithoutCancel(base), vars: vars, repl: repl}
+	c := &outlivingContext{Context: context.WithoutCancel(base), vars: map[string]any{VarPeer: pkt.peer.nameValue}}
+	if _, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		c.repl = caddy.NewReplacer()
+		c.repl.Map(pkt.placeholder)
+	}
+	return c
 }
 
 type outlivingContext struct {
@@ -345,6 +396,9 @@ func (c *outlivingContext) Value(key any) any {
 	case caddyhttp.VarsCtxKey:
 		return c.vars
 	case caddy.ReplacerCtxKey:
+		if c.repl == nil {
+			return nil // not a nil *caddy.Replacer, which a type assertion would take
+		}
 		return c.repl
 	}
 	return c.Context.Value(key)

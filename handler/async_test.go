@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
@@ -294,6 +296,50 @@ func TestAsyncJWTToTheCallback(t *testing.T) {
 	}
 }
 
+// TestCallbackJWTKeptForHalfItsLifetime: the edge's JWT toward a peer
+// is signed once and sent with every request for half its lifetime, as
+// ilp-plugin-http keeps its own, then signed afresh: iat now, exp a
+// minute later.
+func TestCallbackJWTKeptForHalfItsLifetime(t *testing.T) {
+	// On a clock of the test's own: the package's clock is read by other
+	// tests' exchanges still ending.
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: hmacKey("alice-incoming-secret")},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt := &callbackJWT{signer: signer}
+	t0 := time.Unix(1_800_000_000, 0)
+	claims := func(auth string) (iat, exp int64) {
+		t.Helper()
+		jws, err := parseJWT(strings.TrimPrefix(auth, "Bearer "))
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, signed, err := jwtPayload(jws, hmacKey("alice-incoming-secret"))
+		if !signed || err != nil {
+			t.Fatalf("not signed with the peer's secret: %v", err)
+		}
+		var c struct{ IAT, EXP int64 }
+		if err := json.Unmarshal(payload, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c.IAT, c.EXP
+	}
+	first := jwt.at(t0)
+	if iat, exp := claims(first); iat != t0.Unix() || exp != t0.Add(time.Minute).Unix() {
+		t.Errorf("iat %d, exp %d; want %d and a minute later", iat, exp, t0.Unix())
+	}
+	if got := jwt.at(t0.Add(29 * time.Second)); got != first {
+		t.Errorf("signed again 29 s after the first, want the same token for half its lifetime")
+	}
+	half := t0.Add(30 * time.Second)
+	renewed := jwt.at(half)
+	if iat, _ := claims(renewed); renewed == first || iat != half.Unix() {
+		t.Errorf("at half its lifetime: iat %d, want a token signed then (%d)", iat, half.Unix())
+	}
+}
+
 // TestAsyncModes: sync ignores a Request-Id; async refuses a request
 // without one; a peer in mode async needs a callback policy.
 func TestAsyncModes(t *testing.T) {
@@ -336,5 +382,25 @@ func TestAsyncReplayThroughAnotherEdge(t *testing.T) {
 	noPost(t, posts)
 	if n := be.n.Load(); n != 1 {
 		t.Errorf("forwarded %d times through two edges, want once", n)
+	}
+}
+
+// TestExchangeWorkersNeverQueue: an exchange never waits for another to
+// end: with one worker busy (its job waits for the next job), the next
+// job starts on another, and every job runs once.
+func TestExchangeWorkersNeverQueue(t *testing.T) {
+	w := newExchangeWorkers()
+	second := make(chan struct{})
+	var ran atomic.Int32
+	var done sync.WaitGroup
+	done.Add(2)
+	w.run(func() { defer done.Done(); ran.Add(1); <-second })
+	w.run(func() { defer done.Done(); ran.Add(1); close(second) })
+	done.Wait()
+	done.Add(1)
+	w.run(func() { defer done.Done(); ran.Add(1) }) // on a worker waiting, or a new one
+	done.Wait()
+	if n := ran.Load(); n != 3 {
+		t.Errorf("%d jobs ran, want 3", n)
 	}
 }

@@ -72,20 +72,31 @@ type Peer struct {
 	// the edge POST wherever it likes.
 	async.CallbackPolicy
 
-	// The credential the edge presents to the peer's callback URL: a
-	// static bearer token, or a secret with which it signs an HS256 JWT
-	// for each POST, as ilp-plugin-http signs its own. Accept {env.*} and
-	// {file.*} placeholders.
+	// The edge's credential toward the peer, for every request the edge
+	// makes to it: the replies POSTed to its callback URL, and ilp_egress's
+	// packets to its url. A static bearer token, or a secret with which
+	// it signs HS256 JWTs as ilp-plugin-http signs its own, each signed
+	// afresh before it nears its expiry. Accept {env.*} and {file.*}
+	// placeholders.
 	CallbackToken     string `json:"callback_token,omitempty"`
 	CallbackJWTSecret string `json:"callback_jwt_secret,omitempty"`
 
-	// How the edge connects to the peer's https callback URLs: the TLS
-	// client certificate it presents (cert_file, key_file), alone or
-	// besides a token or JWT, the CA that verifies the peer's server
-	// (ca_file; default: the system's roots) and the name checked in its
-	// certificate (server_name). Read at provisioning. The peer's replies
-	// then go over connections of their own.
+	// How the edge connects to the peer's https URLs, its callback URLs
+	// and its url (ilp_egress): the TLS client certificate it presents
+	// (cert_file, key_file), alone or besides a token or JWT, the CA that
+	// verifies the peer's server (ca_file; default: the system's roots)
+	// and the name checked in its certificate (server_name). Read at
+	// provisioning. The peer's replies then go over connections of their
+	// own.
 	CallbackTLS *tlsclient.Config `json:"callback_tls,omitempty"`
+
+	// The peer's ILP-over-HTTP endpoint, for ilp_egress: where the
+	// fleet's packets to this peer are POSTed, with the edge's credential
+	// above. An absolute http or https URL without userinfo or fragment;
+	// accepts {env.*} placeholders. Unset: ilp_egress sends nothing to
+	// this peer. (Named EgressURL in Go because the embedded
+	// CallbackPolicy's URL is the callback URL.)
+	EgressURL string `json:"url,omitempty"`
 }
 
 // peer is a provisioned Peer: what the per-packet path needs, precomputed.

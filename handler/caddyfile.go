@@ -3,6 +3,7 @@ package handler
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -68,13 +69,15 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //				ca_file <path>
 //				server_name <name>
 //			}
+//			url <url>
 //			max_packet_amount|rate|throughput|ildcp|routing_protocol …
 //		}
 //	}
 //
 // forward_headers may be repeated. token, jwt_secret and client_cert may
 // be repeated; a peer needs at least one of them. callback_url_prefix may
-// be repeated. Secrets may be
+// be repeated. url is where ilp_egress sends the fleet's packets to the
+// peer. Secrets may be
 // {env.NAME} or {file./path} placeholders.
 func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -281,6 +284,15 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 			p.Mode = v
 		case "callback_url":
 			p.URL = v
+		case "url":
+			if p.EgressURL != "" {
+				return nil, d.Errf("peer %q: url given twice", p.Name)
+			}
+			// One with placeholders is checked once they are resolved.
+			if _, err := ParsePeerURL(v); err != nil && !strings.Contains(v, "{") {
+				return nil, d.Errf("peer %q: url: %v", p.Name, err)
+			}
+			p.EgressURL = v
 		case "callback_url_prefix":
 			p.Prefixes = append(p.Prefixes, v)
 		case "callback_token":

@@ -186,6 +186,7 @@ type Edge struct {
 	inFlight     *async.InFlight   // asynchronous exchanges accepted and not ended
 	claims       *async.Claims     // each peer's Request-Ids, forwarded once
 	sender       *async.Sender     // of replies to callback URLs
+	workers      *exchangeWorkers  // the goroutines the exchanges run on
 	asyncCtx     context.Context   // cancelled when the process exits and the grace period is over
 	asyncStop    context.CancelFunc
 	configLog    *loglimit.Limiter // config errors seen at run time
@@ -271,7 +272,9 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		PerPeer: cmp.Or(e.AsyncMaxInFlightPerPeer, DefaultAsyncMaxInFlightPerPeer),
 	}
 	e.claims = &async.Claims{Store: e.store}
-	e.sender = async.NewSender()
+	// Idle connections for as many replies as one peer may have in flight.
+	e.sender = async.NewSender(e.inFlight.PerPeer)
+	e.workers = newExchangeWorkers()
 	e.asyncCtx, e.asyncStop = context.WithCancel(context.Background())
 	e.configLog = &loglimit.Limiter{Interval: time.Minute}
 	e.routeMissLog = &loglimit.Limiter{Interval: time.Second}

@@ -78,7 +78,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 // that are not adapted.
 var (
 	goldenIntro = regexp.MustCompile("`integration/caddyfile_adapt/([a-z0-9_]+)\\.caddytest`.*:$")
-	syntaxStart = regexp.MustCompile(`^(ilp_edge|ilp_proxy|lb_policy ilp_prefix|ilp|ilp_peers) `)
+	syntaxStart = regexp.MustCompile(`^(ilp_edge|ilp_proxy|ilp_egress|lb_policy ilp_prefix|ilp|ilp_peers) `)
 )
 
 // docCaddyfile is one Caddyfile block of a Markdown file.
@@ -164,7 +164,7 @@ func TestReadmeExamples(t *testing.T) {
 				checked[name]++
 			case "caddyfile syntax":
 				if !syntaxStart.MatchString(b.body) {
-					t.Errorf("%s: a caddyfile syntax block must start with ilp_edge, ilp_proxy, lb_policy ilp_prefix, ilp or ilp_peers (the global options)", where)
+					t.Errorf("%s: a caddyfile syntax block must start with ilp_edge, ilp_proxy, ilp_egress, lb_policy ilp_prefix, ilp or ilp_peers (the global options)", where)
 				}
 				t.Logf("%s: syntax summary, not adapted", where)
 			case "caddyfile fragment":

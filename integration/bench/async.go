@@ -6,6 +6,7 @@ import (
 	"log"
 	"math"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/integration/internal/ilpclient"
@@ -92,7 +93,7 @@ func (a *asyncResults) empty() bool {
 func (b *bench) measureAsync(ctx context.Context, o options) (*asyncResults, error) {
 	a := &asyncResults{}
 	run := func(round int, rate int, async bool) (exchangeRun, error) {
-		s, t, err := b.measureExchange(ctx, o, rate, async)
+		s, t, err := b.measureExchange(ctx, o, rate, async, "")
 		if err != nil {
 			return exchangeRun{}, fmt.Errorf("round %d, %s: %w", round, exchangeName(rate, async), err)
 		}
@@ -121,6 +122,24 @@ func (b *bench) measureAsync(ctx context.Context, o options) (*asyncResults, err
 			}
 		}
 	}
+	if o.keepProfile != "" {
+		// Not in the report: for whoever works on the asynchronous path,
+		// the edge's CPU profile of each kind at the same rate.
+		if err := os.MkdirAll(o.keepProfile, 0o755); err != nil {
+			return nil, err
+		}
+		for _, async := range []bool{false, true} {
+			kind := "sync"
+			if async {
+				kind = "async"
+			}
+			path := filepath.Join(o.keepProfile, idAsync+"-"+kind+".pprof")
+			if _, _, err := b.measureExchange(ctx, o, a.rate, async, path); err != nil {
+				return nil, fmt.Errorf("profile, %s: %w", exchangeName(a.rate, async), err)
+			}
+			log.Printf("CPU profile kept: go tool pprof -http : %s", path)
+		}
+	}
 	return a, nil
 }
 
@@ -138,11 +157,12 @@ func exchangeName(rate int, async bool) string {
 // peer may be answered there (mode auto: a Prepare with a Request-Id is
 // asynchronous, one without synchronous), loads it from the Go client
 // with 79-byte Prepares at rate (0: as fast as answers come), and stops
-// both. The edge's CPU is taken from the start of the measured load until
+// both; with profileTo, the edge's CPU profile of the measured load is
+// written there. The edge's CPU is taken from the start of the measured load until
 // the last reply reached the receiver, so that an asynchronous packet's
 // CPU is its whole exchange: the Prepare, the 202, the forwarding and the
 // callback POST.
-func (b *bench) measureExchange(ctx context.Context, o options, rate int, async bool) (sample, callbackTally, error) {
+func (b *bench) measureExchange(ctx context.Context, o options, rate int, async bool, profileTo string) (sample, callbackTally, error) {
 	dir, err := os.MkdirTemp(b.dir, idAsync+"-")
 	if err != nil {
 		return sample{}, callbackTally{}, err
@@ -182,9 +202,18 @@ func (b *bench) measureExchange(ctx context.Context, o options, rate int, async 
 
 	load.duration, load.limit = o.duration, goLoadLimit(rate, o.duration, asyncConns)
 	proxy0 := b.usage(srv)
+	profileErr := make(chan error, 1)
+	if profileTo != "" {
+		go func() { profileErr <- fetchProfile(srv.admin, o.duration, profileTo) }()
+	}
 	r := runGoLoad(ctx, load)
 	recv.waitAll(ctx, callbackWait)
 	proxy1 := b.usage(srv)
+	if profileTo != "" {
+		if err := <-profileErr; err != nil {
+			return sample{}, callbackTally{}, err
+		}
+	}
 	if async {
 		time.Sleep(callbackDuplicateWait)
 	}

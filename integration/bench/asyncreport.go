@@ -47,12 +47,13 @@ func asyncSection(a *asyncResults) string {
 	}
 	row("synchronous, as fast as answers come (the peak)", "—", peak, a.peak, "—")
 	row("synchronous at half the peak", fmt.Sprint(a.rate), sync, a.sync, "—")
-	var conns []float64
+	var conns, closed []float64
 	for _, r := range a.async {
 		conns = append(conns, float64(r.callbacks.conns))
+		closed = append(closed, float64(r.callbacks.closed))
 	}
 	row("asynchronous at half the peak: the 202, then the reply by callback", fmt.Sprint(a.rate), async, a.async,
-		fmt.Sprintf("%.0f", median(conns)))
+		fmt.Sprintf("%.0f (%.0f closed)", median(conns), median(closed)))
 	fmt.Fprintln(&w)
 
 	ratio, added := async.proxyCPU/sync.proxyCPU, async.p99-sync.p99
@@ -64,9 +65,10 @@ func asyncSection(a *asyncResults) string {
 
 	fmt.Fprintf(&w, "Callbacks, all runs: %d Prepares accepted (202), %d replies received; %d missing, %d duplicated, "+
 		"%d unexpected (no 202 for their `Request-Id`), %d malformed (credential, `Request-Id`, content type or Fulfill "+
-		"not as sent); %d connections opened by the edge to the receiver. Each of the four counts fails the run, as a "+
+		"not as sent); %d connections opened by the edge to the receiver (each for a reply that found none idle: "+
+		"without churn, as many as replies were in flight at the busiest), %d of them closed before their run ended. Each of the four counts fails the run, as a "+
 		"lost packet does.\n\n", calls.accepted, calls.replies, calls.missing, calls.duplicates, calls.unexpected,
-		calls.malformed, calls.conns)
+		calls.malformed, calls.conns, calls.closed)
 	return w.String()
 }
 

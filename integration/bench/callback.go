@@ -28,6 +28,7 @@ type callbackReceiver struct {
 	fulfillSize int
 	srv         *http.Server
 	conns       atomic.Int64 // TCP connections accepted
+	closed      atomic.Int64 // of them, closed before the receiver
 
 	mu        sync.Mutex
 	replies   map[async.RequestID]int  // replies received, well-formed or not, per Request-Id
@@ -45,6 +46,10 @@ type callbackTally struct {
 	unexpected int64 // replies for a Request-Id never accepted
 	malformed  int64 // replies without the edge's credential, Request-Id, content type or the Fulfill
 	conns      int64 // TCP connections the edge opened to the receiver
+	// closed is how many of them were closed while the receiver ran: by
+	// the edge, which keeps every connection a burst of replies needed,
+	// so any is churn (or a reply whose answer it could not read).
+	closed int64
 }
 
 // failures is what breaks exactly once: each counts as a lost packet.
@@ -56,7 +61,7 @@ func (t callbackTally) add(u callbackTally) callbackTally {
 	return callbackTally{
 		accepted: t.accepted + u.accepted, replies: t.replies + u.replies, missing: t.missing + u.missing,
 		duplicates: t.duplicates + u.duplicates, unexpected: t.unexpected + u.unexpected,
-		malformed: t.malformed + u.malformed, conns: t.conns + u.conns,
+		malformed: t.malformed + u.malformed, conns: t.conns + u.conns, closed: t.closed + u.closed,
 	}
 }
 
@@ -77,8 +82,11 @@ func startCallbackReceiver(addr, auth string, fulfillSize int) (*callbackReceive
 		// Count connections, not requests: how well the edge's sender
 		// keeps its connections is one of the figures.
 		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
+			switch s {
+			case http.StateNew:
 				r.conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				r.closed.Add(1)
 			}
 		},
 	}
@@ -153,7 +161,7 @@ func (r *callbackReceiver) waitAll(ctx context.Context, timeout time.Duration) b
 func (r *callbackReceiver) tally() callbackTally {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := callbackTally{accepted: int64(len(r.accepted)), malformed: r.malformed, conns: r.conns.Load()}
+	t := callbackTally{accepted: int64(len(r.accepted)), malformed: r.malformed, conns: r.conns.Load(), closed: r.closed.Load()}
 	for id, n := range r.replies {
 		t.replies += int64(n)
 		switch {
@@ -174,6 +182,6 @@ func (r *callbackReceiver) tally() callbackTally {
 func (r *callbackReceiver) close() { r.srv.Close() }
 
 func (t callbackTally) String() string {
-	return fmt.Sprintf("%d accepted, %d replies (%d missing, %d duplicated, %d unexpected, %d malformed) over %d connections",
-		t.accepted, t.replies, t.missing, t.duplicates, t.unexpected, t.malformed, t.conns)
+	return fmt.Sprintf("%d accepted, %d replies (%d missing, %d duplicated, %d unexpected, %d malformed) over %d connections (%d closed)",
+		t.accepted, t.replies, t.missing, t.duplicates, t.unexpected, t.malformed, t.conns, t.closed)
 }

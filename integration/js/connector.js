@@ -1,7 +1,7 @@
 'use strict'
 // A real ilp-connector 23.0.1 instance, one of a fleet behind the edge.
 //
-//   node connector.js --port 7101 --token EDGE_TOKEN --up-port 7201 --up-token UP_TOKEN
+//   node connector.js --port 7101 --token EDGE_TOKEN --up-port 7201 --up-token UP_TOKEN [--up-url URL]
 //                     [--balance-max 2000] [--route-prefix g.recv]
 //                     [--peer-port 7301 --peer-url http://127.0.0.1:7401/ --peer-token T]
 //                     [--admin-port 7601]
@@ -11,8 +11,8 @@
 // when --balance-max is given: an incoming Prepare that would take the
 // account's balance above it gets T04 "exceeded maximum balance", as a
 // peer's credit limit does. The account "up" is an ilp-plugin-http client
-// to 127.0.0.1:<up-port> (backend.js), the static route for
-// --route-prefix. With --peer-port, the account "peer" (relation peer)
+// to 127.0.0.1:<up-port> (backend.js), or to --up-url (the edge's
+// ilp_egress, say), the static route for --route-prefix. With --peer-port, the account "peer" (relation peer)
 // is one more ilp-plugin-http server on 127.0.0.1:<peer-port>, for what
 // the edge forwards from a peer connector (peer.js), whose own server at
 // --peer-url the instance sends to directly: ilp-connector exchanges
@@ -37,6 +37,7 @@ try {
     token: { type: 'string' },
     'up-port': { type: 'string' },
     'up-token': { type: 'string' },
+    'up-url': { type: 'string' },
     'balance-max': { type: 'string' },
     'route-prefix': { type: 'string', default: 'g.recv' },
     'peer-port': { type: 'string' },
@@ -73,7 +74,7 @@ const app = createApp({
     edge: account({ port: loopbackPort(args.port), staticToken: args.token },
       { url: 'http://127.0.0.1:9/', staticToken: 'unused' }, args['balance-max']),
     up: account({ port: loopbackPort(0), staticToken: 'unused' },
-      { url: `http://127.0.0.1:${args['up-port']}/`, staticToken: args['up-token'] })
+      { url: args['up-url'] || `http://127.0.0.1:${args['up-port']}/`, staticToken: args['up-token'] })
   },
   routes: [{ targetPrefix: args['route-prefix'], peerId: 'up' }]
 })

@@ -1,0 +1,162 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/ilp-edge/caddy-ilp/handler"
+)
+
+// peer is one peer ilp_egress sends to, provisioned.
+type peer struct {
+	name      string
+	url       string // the peer's url, resolved
+	host      string // its host:port, for SetRoute and ForwardError
+	async     bool   // mode async: not served yet
+	auth      func() string
+	transport *http.Transport
+	metrics   *peerMetrics // nil: metrics off
+}
+
+// newPeer provisions c's egress side: its URL, its credential and a
+// connection pool of its own, which presents the peer's client
+// certificate (callback_tls) if it has one.
+func newPeer(c *handler.Peer, repl *caddy.Replacer, dialTimeout, keepAlive time.Duration, metrics bool) (*peer, error) {
+	raw, err := repl.ReplaceOrErr(c.EgressURL, true, true)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	u, err := handler.ParsePeerURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	p := &peer{name: c.Name, url: u.String(), host: hostPort(u.Scheme, u.Host), async: c.Mode == handler.ModeAsync}
+	if p.auth, err = c.OutgoingAuthorization(repl); err != nil {
+		return nil, err
+	}
+	t := &http.Transport{
+		Proxy:               nil, // never through a proxy from the environment
+		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: dialTimeout,
+		// However many packets are in flight to an HTTP/1.1 peer, each
+		// connection is kept until idle for keepAlive (0 would be
+		// net/http's 2, and every answer beyond two would close one).
+		MaxIdleConnsPerHost: math.MaxInt32,
+		IdleConnTimeout:     keepAlive,
+		Protocols:           new(http.Protocols),
+	}
+	// HTTP/2 over TLS when the peer offers it (ALPN), HTTP/1.1 otherwise;
+	// over plain http, HTTP/1.1: ilp-plugin-http's server speaks no h2c.
+	t.Protocols.SetHTTP1(true)
+	t.Protocols.SetHTTP2(true)
+	if c.CallbackTLS != nil {
+		if u.Scheme != "https" {
+			// The certificate would never be presented.
+			return nil, errors.New("callback_tls: url is not https")
+		}
+		if t.TLSClientConfig, err = c.CallbackTLS.Load(); err != nil {
+			return nil, fmt.Errorf("callback_tls: %w", err)
+		}
+	}
+	p.transport = t
+	if metrics {
+		p.metrics = newPeerMetrics(c.Name)
+	}
+	return p, nil
+}
+
+// hostPort is host with its scheme's port when it has none.
+func hostPort(scheme, host string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	port := "80"
+	if scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
+}
+
+// reply is a peer's answer.
+type reply struct {
+	status int
+	body   []byte
+}
+
+// errReplyTooLarge: no Fulfill or Reject is near handler.MaxReplySize.
+var errReplyTooLarge = fmt.Errorf("reply over %d bytes", handler.MaxReplySize)
+
+// send POSTs the packet to the peer and reads its reply, until r's
+// deadline. It is made once: net/http itself resends only a request it
+// knows the peer did not process (an HTTP/2 stream refused, an idle
+// HTTP/1.1 connection closed before the write).
+func (p *peer) send(r *http.Request, pkt *handler.Packet) (reply, *handler.ForwardError) {
+	body := pkt.Bytes()
+	// Whether the request's headers went out tells a packet that cannot
+	// have been delivered (dial or TLS handshake failed) from one that may.
+	var wrote atomic.Bool
+	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return reply{}, p.failure(false, err) // the URL parsed at provisioning: not reached
+	}
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req.Header = http.Header{
+		"Content-Type":    octetStreamType,
+		"Ilp-Destination": {pkt.Destination()},
+	}
+	if p.auth != nil {
+		req.Header["Authorization"] = []string{p.auth()}
+	}
+	// RoundTrip, not a Client: no redirect is followed, and no cookie kept.
+	resp, err := p.transport.RoundTrip(req)
+	if err != nil {
+		return reply{}, p.failure(wrote.Load(), err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, handler.MaxReplySize+1))
+	if err == nil && len(b) > handler.MaxReplySize {
+		err = errReplyTooLarge
+	}
+	if err != nil {
+		return reply{}, p.failure(true, err)
+	}
+	return reply{status: resp.StatusCode, body: b}, nil
+}
+
+// failure classifies a failed exchange with the peer: sent tells whether
+// any byte of the packet may have reached it. Its error never holds the
+// URL, whose query may hold a secret.
+func (p *peer) failure(sent bool, err error) *handler.ForwardError {
+	f := handler.Broken
+	switch {
+	case !sent:
+		f = handler.NotDelivered
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		f = handler.TimedOut
+	case errors.Is(err, errReplyTooLarge) || malformed(err):
+		f = handler.BadReply
+	}
+	return &handler.ForwardError{Failure: f, Upstream: p.host, Err: err}
+}
+
+// malformed reports whether err is net/http's for a reply that is not
+// HTTP: its errors for that have no type of their own, only this text
+// ("malformed HTTP response", "malformed HTTP status code", "malformed
+// MIME header line"), which TestEgressFailures holds it to.
+func malformed(err error) bool {
+	return strings.Contains(err.Error(), "malformed ")
+}

@@ -1,0 +1,77 @@
+package handler
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/go-jose/go-jose/v4"
+)
+
+// This file is the edge's side toward a peer, for every request the edge
+// itself makes to it (the replies to its asynchronous Prepares, and
+// ilp_egress's packets): the peer's URL and the credential the edge
+// presents. One reading of them, so that a callback and an egress packet
+// to one peer carry the same credential, signed the same way.
+
+// errMultiTemplate: ilp-plugin-http's multi mode replaces a `%` in its
+// outgoing URL with a segment of the destination; the edge does not.
+var errMultiTemplate = errors.New("% in the URL: ilp-plugin-http's multi-mode template is not supported")
+
+// ParsePeerURL checks a peer's `url`: an absolute http or https URL with
+// a host, without userinfo (the credential goes in callback_token or
+// callback_jwt_secret, which never appear in a log) or a fragment. Its
+// errors do not quote the URL, whose query may hold a secret.
+func ParsePeerURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil && strings.Contains(s, "%"):
+		return nil, errMultiTemplate
+	case err != nil:
+		return nil, errors.New("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("scheme %q: want http or https", u.Scheme)
+	case u.Host == "" || u.Opaque != "":
+		return nil, errors.New("no host: want an absolute URL")
+	case u.User != nil:
+		return nil, errors.New("userinfo in the URL: put the credential in callback_token or callback_jwt_secret")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return nil, errors.New("the URL has a fragment")
+	}
+	return u, nil
+}
+
+// OutgoingAuthorization returns what the edge sends as Authorization in
+// each request it makes to the peer, called once per request: a static
+// bearer token (callback_token), or an HS256 JWT signed with
+// callback_jwt_secret as ilp-plugin-http signs its own, the callbacks'
+// (callbackJWT: signed afresh once half its lifetime has passed, so none
+// goes out near its expiry). nil when the peer has neither. Placeholders
+// ({env.*}, {file.*}) are resolved with repl, once.
+func (c *Peer) OutgoingAuthorization(repl *caddy.Replacer) (func() string, error) {
+	switch {
+	case c.CallbackToken != "" && c.CallbackJWTSecret != "":
+		return nil, errors.New("callback_token and callback_jwt_secret are exclusive")
+	case c.CallbackToken != "":
+		token, err := resolveSecret(repl, c.CallbackToken)
+		if err != nil {
+			return nil, fmt.Errorf("callback_token: %w", err)
+		}
+		v := "Bearer " + token
+		return func() string { return v }, nil
+	case c.CallbackJWTSecret != "":
+		secret, err := resolveSecret(repl, c.CallbackJWTSecret)
+		if err != nil {
+			return nil, fmt.Errorf("callback_jwt_secret: %w", err)
+		}
+		// hmacKey: the same MAC as jsonwebtoken's with the secret as it is.
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: hmacKey(secret)}, (&jose.SignerOptions{}).WithType("JWT"))
+		if err != nil {
+			return nil, fmt.Errorf("callback_jwt_secret: %w", err)
+		}
+		return (&callbackJWT{signer: signer}).authorization, nil
+	}
+	return nil, nil
+}
