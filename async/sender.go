@@ -78,9 +78,12 @@ type Sender struct {
 // attemptTimeout bounds one POST, within the reply's Until; the first
 // has at least firstAttempt, even for a Prepare that expired meanwhile:
 // its sender is owed one answer all the same.
+// The last retry starts at least lastAttempt before Until: time for a
+// callback on a nearby host to answer.
 const (
 	attemptTimeout = 10 * time.Second
 	firstAttempt   = 2 * time.Second
+	lastAttempt    = 250 * time.Millisecond
 )
 
 // The sender's connections: how long one is dialled for, and kept idle.
@@ -102,7 +105,7 @@ func NewSender(idlePerHost int) *Sender {
 			maxIdle: idle, idleTimeout: idleTimeout,
 		},
 		client:   newClient(nil, idle),
-		schedule: backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second},
+		schedule: backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second, Last: lastAttempt},
 		idle:     idle,
 	}
 }

@@ -24,18 +24,26 @@ func TestWaitGrowsToItsCap(t *testing.T) {
 }
 
 func TestWaitStopsAtTheDeadline(t *testing.T) {
-	s := Schedule{First: time.Second, Max: time.Second}
+	s := Schedule{First: time.Second, Max: time.Second, Last: 100 * time.Millisecond}
 	now := time.Now()
-	if _, ok := s.Wait(0, now, now); ok {
-		t.Error("a retry at the deadline")
-	}
-	late := 0
-	for range 200 {
-		if w, ok := s.Wait(0, now, now.Add(500*time.Millisecond)); ok && w >= 500*time.Millisecond {
-			late++
+	for _, left := range []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond} {
+		if w, ok := s.Wait(0, now, now.Add(left)); ok {
+			t.Errorf("%v left, Last 100ms: a retry after %v", left, w)
 		}
 	}
-	if late > 0 {
-		t.Errorf("%d retries would start at or past the deadline", late)
+	cut := 0
+	for range 200 {
+		w, ok := s.Wait(0, now, now.Add(500*time.Millisecond))
+		if !ok || w > 400*time.Millisecond {
+			t.Fatalf("500ms left: %v, %v; want a retry by 400ms, leaving Last", w, ok)
+		}
+		if w == 400*time.Millisecond {
+			cut++
+		}
+	}
+	// Draws up to 1s, 60% of them past the latest start: cut to it, not
+	// given up on.
+	if cut == 0 {
+		t.Error("no draw was cut to the latest start")
 	}
 }
