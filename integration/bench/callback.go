@@ -31,10 +31,11 @@ type callbackReceiver struct {
 	closed      atomic.Int64 // of them, closed before the receiver
 
 	mu        sync.Mutex
-	replies   map[async.RequestID]int  // replies received, well-formed or not, per Request-Id
-	accepted  map[async.RequestID]bool // the Prepares the edge answered 202
-	answered  int                      // accepted ids with at least one reply
-	malformed int64                    // replies refused: see serveHTTP
+	replies   map[async.RequestID]int           // replies received, well-formed or not, per Request-Id
+	accepted  map[async.RequestID]bool          // the Prepares the edge answered 202
+	waiting   map[async.RequestID]chan struct{} // closed at the id's first reply (expect)
+	answered  int                               // accepted ids with at least one reply
+	malformed int64                             // replies refused: see serveHTTP
 }
 
 // callbackTally is a receiver's accounting at one moment.
@@ -75,6 +76,7 @@ func startCallbackReceiver(addr, auth string, fulfillSize int) (*callbackReceive
 	r := &callbackReceiver{
 		url: "http://" + addr + "/callback", auth: auth, fulfillSize: fulfillSize,
 		replies: map[async.RequestID]int{}, accepted: map[async.RequestID]bool{},
+		waiting: map[async.RequestID]chan struct{}{},
 	}
 	r.srv = &http.Server{
 		Handler:           http.HandlerFunc(r.serveHTTP),
@@ -110,6 +112,10 @@ func (r *callbackReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		if r.replies[id] == 1 && r.accepted[id] {
 			r.answered++
 		}
+		if ch, ok := r.waiting[id]; ok {
+			close(ch)
+			delete(r.waiting, id)
+		}
 	}
 	if bad {
 		r.malformed++
@@ -137,6 +143,21 @@ func (r *callbackReceiver) accept(id string) {
 			r.answered++
 		}
 	}
+}
+
+// expect returns a channel closed when the first reply for id comes, for
+// a sender that waits for it: called before the Prepare is sent, so that
+// a reply faster than the 202 is not missed.
+func (r *callbackReceiver) expect(id string) <-chan struct{} {
+	rid, err := async.ParseRequestID(id)
+	if err != nil {
+		panic(err) // the harness made it
+	}
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.waiting[rid] = ch
+	r.mu.Unlock()
+	return ch
 }
 
 // waitAll waits until every accepted Prepare has a reply, for at most

@@ -25,7 +25,7 @@ type goLoad struct {
 	body     []byte
 	headers  []string // "Name: value", as for h2load
 	conns    int
-	rate     int           // packets/s offered in all; 0: each connection sends as soon as its answer came
+	rate     int           // packets/s offered in all; 0: each connection sends as soon as its answer came (for an asynchronous Prepare, its reply by callback)
 	duration time.Duration // how long Prepares are sent; those in flight at the end are awaited
 	limit    int64         // at most this many Prepares in all; 0: only the duration bounds them
 	// fulfillSize is the Fulfill a synchronous answer must carry.
@@ -150,10 +150,17 @@ func (w *goWorker) exchange(ctx context.Context, client *http.Client, l goLoad) 
 		req.Header.Set(k, v)
 	}
 	var id string
+	var replied <-chan struct{}
 	if l.async != nil {
 		id = uuid.NewString() // version 4, from crypto/rand
 		req.Header.Set("Request-Id", id)
 		req.Header.Set("Callback-Url", l.async.url)
+		if l.rate == 0 {
+			// As fast as exchanges complete: the next Prepare after this
+			// one's reply, not its 202, or the senders would outrun the
+			// edge's bound on replies in flight and measure its 429s.
+			replied = l.async.expect(id)
+		}
 	}
 	began := time.Now()
 	res, err := client.Do(req)
@@ -176,6 +183,15 @@ func (w *goWorker) exchange(ctx context.Context, client *http.Client, l goLoad) 
 		l.async.accept(id)
 		if len(body) != 0 {
 			return fmt.Errorf("202 with a %d-byte body", len(body))
+		}
+		if replied != nil {
+			select {
+			case <-replied:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(goLoadTimeout):
+				return fmt.Errorf("no reply by callback within %v of the 202", goLoadTimeout)
+			}
 		}
 	} else {
 		if res.StatusCode != http.StatusOK {
