@@ -72,9 +72,11 @@ func main() {
 		if o.workloads == "" {
 			o.workloads = "79-h1,79-h2c"
 		}
-		if o.out == "integration/bench/results.md" {
-			o.out = os.TempDir() + "/caddy-ilp-bench-quick.md"
-		}
+	}
+	if (o.quick || o.only != "") && o.out == "integration/bench/results.md" {
+		// results.md is the last full report: a short or partial run
+		// does not replace it.
+		o.out = os.TempDir() + "/caddy-ilp-bench-partial.md"
 	}
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench: ")
