@@ -20,6 +20,10 @@ var (
 		Help:    "Time from a Prepare's 202 to its reply's delivery.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	})
+	metricCallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "egress_callbacks_total",
+		Help: "Replies peers POSTed to the callback route (ilp_edge with replies) for ilp_egress's asynchronous Prepares, by peer and outcome: delivered (200), or refused (400): unknown (no Prepare of this peer waits for the Request-Id), already_answered, bad_fulfillment (it does not hash to the condition; the connector gets T00), malformed (no valid Request-Id, or not a Fulfill or Reject).",
+	}, []string{"peer", "outcome"})
 	metricInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "async_in_flight",
 		Help: "Asynchronous exchanges accepted and not yet ended.",
@@ -29,7 +33,7 @@ var (
 // Collectors are the package's metrics, for a handler to register with
 // its config's registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{metricPrepares, metricAttempts, metricReplies, metricReplySeconds, metricInFlight}
+	return []prometheus.Collector{metricPrepares, metricAttempts, metricReplies, metricReplySeconds, metricInFlight, metricCallbacks}
 }
 
 // CountPrepare counts an asynchronous Prepare of peer with result.

@@ -23,6 +23,7 @@ func ParseEgressCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //		dial_timeout <duration>
 //		keepalive <duration>
 //		metrics on|off
+//		callback_url <url>
 //	}
 //
 // The peers, their URLs and credentials are the ilp_peers global option's.
@@ -47,6 +48,10 @@ func (e *Egress) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			e.KeepAlive, err = handler.ParseDurationArg(d)
 		case "metrics":
 			e.DisableMetrics, err = handler.ParseMetricsArg(d)
+		case "callback_url":
+			if !d.AllArgs(&e.CallbackURL) {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized ilp_egress option %q", opt)
 		}

@@ -55,10 +55,12 @@ const (
 // its Reject. A failure is a *handler.ForwardError saying how far the
 // packet got (handler/rejects.go makes the Reject). The wait ends at the
 // request's deadline: the packet's expiry or ilp_edge's max_hold. A packet
-// is sent once: after a failure the peer may have it.
+// to a synchronous peer is sent once: after a failure the peer may have it.
 //
-// Peers with `mode async` (RFC 35 draft 3) are not served yet: their
-// packets get no upstream (T01).
+// A peer with `mode async` (RFC 35 draft 3) gets the Prepare with a
+// Request-Id of the edge's and callback_url as its Callback-Url; its
+// reply, POSTed there to an ilp_edge with `replies`, is relayed once its
+// Fulfill matches the Prepare's condition (async/pending.go, egress/async.go).
 type Egress struct {
 	// The path under which the peer's name is the next segment.
 	// Default: /peers/.
@@ -76,9 +78,17 @@ type Egress struct {
 	// Turn off the caddy_ilp_egress_* Prometheus metrics.
 	DisableMetrics bool `json:"disable_metrics,omitempty"`
 
-	peers   map[string]*peer
-	logger  *zap.Logger
-	missLog *loglimit.Limiter // packets for no peer, and for async peers
+	// The edge's public URL where draft 3 peers (mode async) POST their
+	// replies: a route with an ilp_edge that has `replies`. Sent as the
+	// Callback-Url of every asynchronous Prepare. Required when a peer
+	// with a url has mode async; an absolute http or https URL, which
+	// may hold {env.*} placeholders.
+	CallbackURL string `json:"callback_url,omitempty"`
+
+	callbackURL string // CallbackURL, resolved
+	peers       map[string]*peer
+	logger      *zap.Logger
+	missLog     *loglimit.Limiter // packets for no peer
 }
 
 // CaddyModule returns the Caddy module information.
@@ -123,6 +133,15 @@ func (e *Egress) provision(ctx caddy.Context, cfgs []*handler.Peer) error {
 	}
 	e.peers = make(map[string]*peer)
 	repl := caddy.NewReplacer()
+	if e.CallbackURL != "" {
+		var err error
+		if e.callbackURL, err = repl.ReplaceOrErr(e.CallbackURL, true, true); err != nil {
+			return fmt.Errorf("callback_url: %w", err)
+		}
+		if err := checkCallbackURL(e.callbackURL); err != nil {
+			return err
+		}
+	}
 	var names []string
 	for _, c := range cfgs {
 		if c.EgressURL == "" {
@@ -132,6 +151,10 @@ func (e *Egress) provision(ctx caddy.Context, cfgs []*handler.Peer) error {
 		if err != nil {
 			e.closePeers()
 			return fmt.Errorf("peer %q: %w", c.Name, err)
+		}
+		if p.async && e.callbackURL == "" {
+			e.closePeers()
+			return fmt.Errorf("peer %q: mode async needs ilp_egress's callback_url: where the peer POSTs its replies", c.Name)
 		}
 		e.peers[c.Name] = p
 		names = append(names, c.Name)
@@ -178,7 +201,6 @@ func (e *Egress) closePeers() {
 // Errors of a packet that goes to no peer.
 var (
 	errNoPeer       = errors.New("ilp_egress: the path names no peer with a url")
-	errAsyncPeer    = errors.New("ilp_egress: asynchronous egress (mode async) is not implemented yet")
 	errWithoutEdge  = errors.New("ilp_egress: no ilp_edge before it: the fleet must authenticate to ilp_edge, which must run first in the route")
 	octetStreamType = []string{"application/octet-stream"}
 )
@@ -196,17 +218,19 @@ func (e *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	}
 	name, _ := e.peerName(r.URL.Path)
 	p := e.peers[name]
-	if p == nil || p.async {
-		err := errNoPeer
-		if p != nil {
-			err = errAsyncPeer
-		}
-		e.logMiss(name, err)
-		return handler.NewForwardError(handler.NoUpstream, "", err)
+	if p == nil {
+		e.logMiss(name, errNoPeer)
+		return handler.NewForwardError(handler.NoUpstream, "", errNoPeer)
 	}
 	pkt.SetRoute(r, "", p.host, 0)
 	start := time.Now()
-	reply, ferr := p.send(r, pkt)
+	var reply reply
+	var ferr *handler.ForwardError
+	if p.async {
+		reply, ferr = p.sendAsync(r, pkt, e.callbackURL)
+	} else {
+		reply, ferr = p.send(r, pkt)
+	}
 	p.metrics.count(reply, ferr, time.Since(start))
 	if ferr != nil {
 		return caddyhttp.Error(ferr.Failure.HTTPStatus(), ferr)

@@ -111,17 +111,15 @@ func verifyHS256(token, secret string, now time.Time) string {
 	return ""
 }
 
-// TestEgressNoPeer: a path that names no peer, a peer without a url, or an
-// asynchronous one, gets T01 from the edge, and nothing is sent anywhere.
+// TestEgressNoPeer: a path that names no peer, or a peer without a url,
+// gets T01 from the edge, and nothing is sent anywhere.
 func TestEgressNoPeer(t *testing.T) {
 	p := startTestPeer(t, nil)
-	async := bob(p.srv.URL)
-	async.Name, async.Mode = "dave", handler.ModeAsync
 	noURL := bob("")
 	noURL.Name = "carol"
 	// Any dial at all fails the test: a request must never choose where
 	// the edge connects.
-	e, g := testEdge(t), testEgress(t, bob(p.srv.URL), noURL, async)
+	e, g := testEdge(t), testEgress(t, bob(p.srv.URL), noURL)
 	var dials atomic.Int32
 	for _, q := range g.peers {
 		q.transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {

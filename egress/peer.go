@@ -25,7 +25,7 @@ type peer struct {
 	name      string
 	url       string // the peer's url, resolved
 	host      string // its host:port, for SetRoute and ForwardError
-	async     bool   // mode async: not served yet
+	async     bool   // mode async: RFC 35 draft 3, replies by callback (async.go)
 	auth      func() string
 	transport *http.Transport
 	metrics   *peerMetrics // nil: metrics off

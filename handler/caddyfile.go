@@ -52,6 +52,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		}
 //		async_max_in_flight <n>
 //		async_max_in_flight_per_peer <n>
+//		replies
 //		peers <name...>
 //		peer <name> {
 //			token <secret>
@@ -153,6 +154,11 @@ func (e *Edge) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			e.JWTAllowMissingExp = true
+		case "replies":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			e.Replies = true
 		case "metrics":
 			off, err := ParseMetricsArg(d)
 			if err != nil {

@@ -176,6 +176,16 @@ type Edge struct {
 	AsyncMaxInFlight        int `json:"async_max_in_flight,omitempty"`
 	AsyncMaxInFlightPerPeer int `json:"async_max_in_flight_per_peer,omitempty"`
 
+	// This route takes peers' replies to the edge's own asynchronous
+	// Prepares (ilp_egress's, to peers with mode async and a url), not
+	// Prepares: the peer authenticates as usual, POSTs its Fulfill or
+	// Reject with the Prepare's Request-Id, and gets 200 when a Prepare
+	// of its own waits for that id, 400 otherwise (unknown, already
+	// answered, a fulfillment that does not match the condition, or no
+	// Fulfill or Reject). ilp_egress's callback_url points here. The
+	// handler after it is never called.
+	Replies bool `json:"replies,omitempty"`
+
 	auth         *authenticator
 	peers        []*peer
 	store        *store.Store        // from Redis; nil: budgets and tables in process
@@ -417,6 +427,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		w.Header()["Connection"] = connectionClose
 		e.authFailed(r, err)
 		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("ilp_edge: authentication failed: %w", err))
+	}
+	if e.Replies {
+		return e.serveReply(w, r, p)
 	}
 
 	var x *asyncExchange
