@@ -2,7 +2,6 @@ package egress
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -141,16 +139,7 @@ func (p *peer) send(r *http.Request, pkt *handler.Packet) (reply, *handler.Forwa
 // any byte of the packet may have reached it. Its error never holds the
 // URL, whose query may hold a secret.
 func (p *peer) failure(sent bool, err error) *handler.ForwardError {
-	f := handler.Broken
-	switch {
-	case !sent:
-		f = handler.NotDelivered
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		f = handler.TimedOut
-	case errors.Is(err, errReplyTooLarge) || malformed(err):
-		f = handler.BadReply
-	}
-	return &handler.ForwardError{Failure: f, Upstream: p.host, Err: err}
+	return handler.FailedExchange(p.host, sent, errors.Is(err, errReplyTooLarge) || malformed(err), err)
 }
 
 // malformed reports whether err is net/http's for a reply that is not

@@ -1,8 +1,11 @@
 package handler
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -137,3 +140,21 @@ func (e *ForwardError) Error() string {
 }
 
 func (e *ForwardError) Unwrap() error { return e.Err }
+
+// FailedExchange classifies a forwarder's failed exchange with the
+// connector or peer at upstream (host:port): sent tells whether any byte
+// of the packet may have reached it, badReply whether what came back was
+// not a readable reply. Nothing sent is NotDelivered, whatever the error;
+// then a deadline is TimedOut, a bad reply BadReply, anything else Broken.
+func FailedExchange(upstream string, sent, badReply bool, err error) *ForwardError {
+	f := Broken
+	switch {
+	case !sent:
+		f = NotDelivered
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		f = TimedOut
+	case badReply:
+		f = BadReply
+	}
+	return &ForwardError{Failure: f, Upstream: upstream, Err: err}
+}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -502,16 +501,7 @@ func (u *upstream) exchange(r *http.Request, repl *caddy.Replacer, body []byte, 
 // forwardFailure classifies a failed exchange with the upstream at addr:
 // sent tells whether any byte of the packet may have reached it.
 func forwardFailure(addr string, sent bool, err error) *handler.ForwardError {
-	f := handler.Broken
-	switch {
-	case !sent:
-		f = handler.NotDelivered
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		f = handler.TimedOut
-	case errors.Is(err, errMalformedReply):
-		f = handler.BadReply
-	}
-	return &handler.ForwardError{Failure: f, Upstream: addr, Err: err}
+	return handler.FailedExchange(addr, sent, errors.Is(err, errMalformedReply), err)
 }
 
 // Interface guards
