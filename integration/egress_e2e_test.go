@@ -1,11 +1,18 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest/ilptest"
 )
 
 // TestEgressCarriesTheFleetsPayments runs a STREAM payment both ways
@@ -77,4 +84,143 @@ func TestEgressCarriesTheFleetsPayments(t *testing.T) {
 	if carried == 0 {
 		t.Error("the egress counted no packet: the payment did not go out through it")
 	}
+}
+
+// TestEgressToAnAsynchronousPeer sends Prepares in through the edge to
+// three real ilp-connector 23 instances, whose account toward bob points
+// at ilp_egress; bob speaks RFC 35 draft 3 only (a Go peer written from
+// the RFC text, below): it answers each Prepare 202 and POSTs its Fulfill
+// later to the Callback-Url, an ilp_edge route with `replies` that knows
+// bob by his token. Every Prepare is fulfilled back through the
+// synchronous connectors, each reply taken once, each Request-Id new.
+func TestEgressToAnAsynchronousPeer(t *testing.T) {
+	needNode(t)
+	const fleetToken, bobIn, bobOut = "fleet-outgoing-token", "bob-token-toward-the-edge", "edge-token-toward-bob"
+	bob := startDraft3Peer(t, bobIn, bobOut)
+	ups := startConnectorFleet(t, 9, "--route-prefix", "g.bob",
+		"--up-url", "http://127.0.0.1:9081/peers/bob/", "--up-token", fleetToken)
+	startInProcessWith(t, fmt.Sprintf(`
+		ilp_peers {
+			peer bob {
+				token %s
+				mode async
+				url %s
+				callback_url_prefix %s/callbacks/
+				callback_token %s
+			}
+		}`, bobIn, bob.url, strings.TrimSuffix(bob.url, "/ilp"), bobOut), fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token %s
+				upstream_token %s
+			}
+		}
+		ilp_proxy %s
+	}
+	http://127.0.0.1:9081 {
+		ilp_edge {
+			address test.edge
+			peer fleet {
+				token %s
+			}
+		}
+		ilp_egress {
+			callback_url http://127.0.0.1:9082/ilp/replies
+		}
+	}
+	http://127.0.0.1:9082 {
+		ilp_edge {
+			address test.edge
+			peers bob
+			replies
+		}
+	}`, aliceToken, connToken, strings.Join(ups, " "), fleetToken))
+
+	client := testClient(t, 10*time.Second)
+	const n = 30
+	answers := map[string]int{}
+	for i := range n {
+		body := ilptest.Prepare(fmt.Sprintf("g.bob.r%d.x", i), 10*time.Second)
+		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:9080/", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		answers[answerOf(res, reply)]++
+	}
+	prepares, ids, taken := bob.counts()
+	t.Logf("%d Prepares through 3 ilp-connectors to a draft 3 peer: %v; bob got %d Prepares with %d distinct Request-Ids, %d replies taken by the edge",
+		n, answers, prepares, ids, taken)
+	if answers["fulfill"] != n {
+		t.Errorf("answers %v, want %d Fulfills", answers, n)
+	}
+	if prepares != n || ids != n || taken != n {
+		t.Errorf("bob: %d Prepares, %d Request-Ids, %d replies taken; want %d each", prepares, ids, taken, n)
+	}
+}
+
+// draft3Peer is an RFC 35 draft 3 receiver: it answers a Prepare carrying
+// a Request-Id and a Callback-Url with 202 at once, then POSTs the
+// Fulfill (the fixture's fulfillment) to the Callback-Url with the same
+// Request-Id and its own token. It takes only the edge's token.
+type draft3Peer struct {
+	url string
+
+	mu       sync.Mutex
+	prepares int
+	ids      map[string]bool
+	taken    int // callbacks the edge answered 200
+}
+
+func startDraft3Peer(t *testing.T, token, edgeToken string) *draft3Peer {
+	t.Helper()
+	p := &draft3Peer{ids: map[string]bool{}}
+	var wg sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		id, callback := r.Header.Get("Request-Id"), r.Header.Get("Callback-Url")
+		if r.Header.Get("Authorization") != "Bearer "+edgeToken {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if id == "" || callback == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		p.mu.Lock()
+		p.prepares++
+		p.ids[id] = true
+		p.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, callback, bytes.NewReader(ilptest.Fulfill([]byte("bob"))))
+			req.Header.Set("Request-Id", id)
+			req.Header.Set("Content-Type", "application/octet-stream")
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				p.mu.Lock()
+				p.taken++
+				p.mu.Unlock()
+			}
+		})
+	}))
+	t.Cleanup(func() { wg.Wait(); srv.Close() })
+	p.url = srv.URL + "/ilp"
+	return p
+}
+
+func (p *draft3Peer) counts() (prepares, ids, taken int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.prepares, len(p.ids), p.taken
 }
