@@ -33,6 +33,7 @@ func init() {
 	// A terminal handler in reverse_proxy's place.
 	httpcaddyfile.RegisterDirectiveOrder("ilp_proxy", httpcaddyfile.After, "reverse_proxy")
 	caddy.RegisterModule(egress.Egress{})
+	caddy.RegisterModule(egress.Admin{})
 	httpcaddyfile.RegisterHandlerDirective("ilp_egress", egress.ParseEgressCaddyfile)
 	// A terminal handler in reverse_proxy's place, as ilp_proxy.
 	httpcaddyfile.RegisterDirectiveOrder("ilp_egress", httpcaddyfile.After, "reverse_proxy")

@@ -178,3 +178,16 @@ func (t *PendingTable) Len() int {
 	defer t.mu.Unlock()
 	return len(t.waiting)
 }
+
+// WaitingFor is how many exchanges of peer are waiting, for the admin API.
+func (t *PendingTable) WaitingFor(peer string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for k := range t.waiting {
+		if k.peer == peer {
+			n++
+		}
+	}
+	return n
+}

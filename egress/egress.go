@@ -162,6 +162,7 @@ func (e *Egress) provision(ctx caddy.Context, cfgs []*handler.Peer) error {
 	if len(e.peers) == 0 {
 		e.logger.Warn("ilp_egress has no peer to send to: no peer of ilp_peers has a url")
 	}
+	register(e) // for the admin API
 	e.logger.Info("ilp_egress ready", zap.String("path_prefix", e.PathPrefix), zap.Strings("peers", names))
 	return nil
 }
@@ -188,6 +189,7 @@ func checkPathPrefix(p string) error {
 // Cleanup closes the idle connections to the peers; those in use close
 // when their packets are answered.
 func (e *Egress) Cleanup() error {
+	unregister(e)
 	e.closePeers()
 	return nil
 }

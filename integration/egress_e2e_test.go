@@ -162,6 +162,18 @@ func TestEgressToAnAsynchronousPeer(t *testing.T) {
 	if prepares != n || ids != n || taken != n {
 		t.Errorf("bob: %d Prepares, %d Request-Ids, %d replies taken; want %d each", prepares, ids, taken, n)
 	}
+
+	// The operator's view: the egress and its peer, nothing left waiting.
+	res, err := http.Get("http://localhost:2999/ilp/egress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	want := fmt.Sprintf(`[{"path_prefix":"/peers/","callback_url":"http://127.0.0.1:9082/ilp/replies","peers":[{"name":"bob","url":%q,"mode":"async"}]}]`, bob.url)
+	if strings.TrimSpace(string(view)) != want {
+		t.Errorf("GET /ilp/egress: %s, want %s", view, want)
+	}
 }
 
 // draft3Peer is an RFC 35 draft 3 receiver: it answers a Prepare carrying
