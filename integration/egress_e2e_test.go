@@ -21,32 +21,25 @@ import (
 // every instance's account toward the receiver points at
 // (`outgoing.url` = the egress' /peers/recv/, with the fleet's token,
 // never the receiver's). The receiver is a real ilp-plugin-http server
-// that takes only its own token, which the edge alone holds. The payment
+// that takes only its own token, which the edge alone sends. The payment
 // arrives to the unit, and the edge counts what it carried out.
 func TestEgressCarriesTheFleetsPayments(t *testing.T) {
 	needNode(t)
-	const recvToken, fleetToken = "receiver-incoming-token", "fleet-outgoing-token"
-	recv := start(t, "node", "js/stream.js", "receive", "--port", "0", "--token", recvToken, "--address", "test.receiver")
-	var ready string
-	select {
-	case ready = <-recv.ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the STREAM receiver did not start")
-	}
-	f := strings.Fields(ready) // READY <port> <destination> <secret>
-	if len(f) != 4 {
-		t.Fatalf("receiver said %q", ready)
-	}
+	const fleetToken = "fleet-outgoing-token"
+	// The receiver takes connToken, which the connectors never send out:
+	// they send the fleet's token to the egress, which alone holds the
+	// receiver's.
+	recv, recvPort, dests, secrets := streamReceiver(t, "test.receiver", 1)
 	ups := startConnectorFleet(t, 9, "--route-prefix", "test.receiver",
 		"--up-url", "http://127.0.0.1:9081/peers/recv/", "--up-token", fleetToken)
 	startInProcessWith(t, fmt.Sprintf(`
 		ilp_peers {
 			peer recv {
 				token unused-inbound-token
-				url http://127.0.0.1:%s/
+				url http://127.0.0.1:%d/
 				callback_token %s
 			}
-		}`, f[1], recvToken), fmt.Sprintf(`
+		}`, recvPort, connToken), fmt.Sprintf(`
 	http://127.0.0.1:9080 {
 		ilp_edge {
 			address test.edge
@@ -74,7 +67,7 @@ func TestEgressCarriesTheFleetsPayments(t *testing.T) {
 	before := packets()
 	const amount = "20000"
 	out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://127.0.0.1:9080/", "--token", aliceToken,
-		"--destination", f[2], "--secret", f[3], "--amount", amount).CombinedOutput()
+		"--destination", dests[0], "--secret", secrets[0], "--amount", amount).CombinedOutput()
 	if got := strings.TrimSpace(string(out)); err != nil || got != "PAID "+amount+" "+amount {
 		t.Fatalf("sender: %s (%v), want PAID %s %s", got, err, amount, amount)
 	}
