@@ -204,10 +204,14 @@ func (c *conn) refuse(e *Error) bool {
 
 // Lingering: after a refusal, what the client still sends is read and
 // dropped for a while, so that closing with unread bytes does not reset
-// the connection before the client has read its answer.
+// the connection before the client has read its answer. The bytes bound
+// is above what a refused client is likely still sending (a 1 MB header
+// line refused with 431 after its first kilobytes: with 64 KB the reset
+// came first now and then, and the client lost its 431); the time bound
+// is what stops a client that never ends.
 const (
 	lingerTime  = time.Second
-	lingerBytes = 64 << 10
+	lingerBytes = 4 << 20
 )
 
 // linger half-closes a TCP connection and drops what arrives, for at most
