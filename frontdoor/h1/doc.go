@@ -81,7 +81,7 @@
 // With HandleOnHead, a handler that answers without reading a body still
 // to come has refused the request on its head: the answer goes out at
 // once with Connection: close, and the connection is closed after a
-// linger (what still comes is read and dropped, at most 64 KiB within
+// linger (what still comes is read and dropped, at most 4 MiB within
 // 1 s), never read on for a next request.
 //
 // A connection is closed without an answer when a request's head is not
