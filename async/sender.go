@@ -66,24 +66,26 @@ type Delivery struct {
 // would let a peer send the edge to a URL its callback policy does not
 // allow.
 type Sender struct {
-	h1       *h1Pool      // replies to plain http callbacks
-	client   *http.Client // replies to https ones without TLS settings of their own
-	schedule backoff.Schedule
-	idle     int // connections kept idle per host, in each pool
+	h1     *h1Pool      // replies to plain http callbacks
+	client *http.Client // replies to https ones without TLS settings of their own
+	idle   int          // connections kept idle per host, in each pool
 
 	mu         sync.Mutex
 	tlsClients map[*tls.Config]*http.Client // one pool per Reply.TLS
 }
 
+// RetrySchedule spaces the tries of an exchange with a draft 3 peer that
+// answered 5xx or not at all, a reply's and ilp_egress's Prepare's: 50 ms
+// doubling to 2 s, jittered, the last try starting 250 ms before the
+// deadline, time for a nearby host to answer.
+var RetrySchedule = backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second, Last: 250 * time.Millisecond}
+
 // attemptTimeout bounds one POST, within the reply's Until; the first
 // has at least firstAttempt, even for a Prepare that expired meanwhile:
 // its sender is owed one answer all the same.
-// The last retry starts at least lastAttempt before Until: time for a
-// callback on a nearby host to answer.
 const (
 	attemptTimeout = 10 * time.Second
 	firstAttempt   = 2 * time.Second
-	lastAttempt    = 250 * time.Millisecond
 )
 
 // The sender's connections: how long one is dialled for, and kept idle.
@@ -104,9 +106,8 @@ func NewSender(idlePerHost int) *Sender {
 			dialer:  net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
 			maxIdle: idle, idleTimeout: idleTimeout,
 		},
-		client:   newClient(nil, idle),
-		schedule: backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second, Last: lastAttempt},
-		idle:     idle,
+		client: newClient(nil, idle),
+		idle:   idle,
 	}
 }
 
@@ -188,7 +189,7 @@ func (s *Sender) Deliver(ctx context.Context, r Reply) Delivery {
 			d.Outcome = Refused
 			return d
 		}
-		wait, ok := s.schedule.Wait(attempt, time.Now(), r.Until)
+		wait, ok := RetrySchedule.Wait(attempt, time.Now(), r.Until)
 		if ok {
 			select {
 			case <-ctx.Done():

@@ -1,19 +1,15 @@
 package egress
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
-	"sync/atomic"
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/handler"
-	"github.com/ilp-edge/caddy-ilp/internal/backoff"
 )
 
 // This file is ilp_egress toward an RFC 35 draft 3 (asynchronous) peer:
@@ -21,11 +17,6 @@ import (
 // URL, a 202 expected, and the connector's request held until the
 // peer's reply arrives at the callback route (ilp_edge with `replies`,
 // through async.Pending) or the packet's deadline passes.
-
-// retrySchedule spaces the tries of a Prepare the peer answered 5xx or
-// not at all: the async sender's schedule (50 ms doubling to 2 s,
-// jittered), the last try starting early enough to be answered.
-var retrySchedule = backoff.Schedule{First: 50 * time.Millisecond, Max: 2 * time.Second, Last: 250 * time.Millisecond}
 
 var (
 	respondAsync   = []string{"respond-async"}
@@ -64,7 +55,7 @@ func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, callbackURL strin
 		// receiver processes a Request-Id once ("the ability to safely
 		// retry", interledger/rfcs#598) and answers a replay 202 without
 		// forwarding it again, as ilp_edge does (async.Claims).
-		d, ok := retrySchedule.Wait(try, time.Now(), deadline)
+		d, ok := async.RetrySchedule.Wait(try, time.Now(), deadline)
 		if !ok || ctx.Err() != nil {
 			if err == nil {
 				return reply{status: status}, nil
@@ -111,27 +102,13 @@ func (p *peer) arrived(a async.Arrived) (reply, *handler.ForwardError) {
 // answer's body is not read beyond a small bound: a draft 3 peer sends
 // none with its 202, and another status's is of no use.
 func (p *peer) postAsync(ctx context.Context, pkt *handler.Packet, id async.RequestID, callbackURL string) (int, bool, error) {
-	body := pkt.Bytes()
-	var wrote atomic.Bool
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	resp, wrote, err := p.post(ctx, pkt, http.Header{
+		"Request-Id":   {string(id)},
+		"Callback-Url": {callbackURL},
+		"Prefer":       respondAsync, // for peers of the 2021–2024 drafts, which asked for it
+	})
 	if err != nil {
-		return 0, false, err // the URL parsed at provisioning: not reached
-	}
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	req.Header = http.Header{
-		"Content-Type":    octetStreamType,
-		"Ilp-Destination": {pkt.Destination()},
-		"Request-Id":      {string(id)},
-		"Callback-Url":    {callbackURL},
-		"Prefer":          respondAsync, // for peers of the 2021–2024 drafts, which asked for it
-	}
-	if p.auth != nil {
-		req.Header["Authorization"] = []string{p.auth()}
-	}
-	resp, err := p.transport.RoundTrip(req)
-	if err != nil {
-		return 0, wrote.Load(), err
+		return 0, wrote, err
 	}
 	// Drained (a little) so that the connection is reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, handler.MaxReplySize))

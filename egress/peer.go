@@ -2,9 +2,11 @@ package egress
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -102,27 +104,9 @@ var errReplyTooLarge = fmt.Errorf("reply over %d bytes", handler.MaxReplySize)
 // knows the peer did not process (an HTTP/2 stream refused, an idle
 // HTTP/1.1 connection closed before the write).
 func (p *peer) send(r *http.Request, pkt *handler.Packet) (reply, *handler.ForwardError) {
-	body := pkt.Bytes()
-	// Whether the request's headers went out tells a packet that cannot
-	// have been delivered (dial or TLS handshake failed) from one that may.
-	var wrote atomic.Bool
-	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	resp, wrote, err := p.post(r.Context(), pkt, nil)
 	if err != nil {
-		return reply{}, p.failure(false, err) // the URL parsed at provisioning: not reached
-	}
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	req.Header = http.Header{
-		"Content-Type":    octetStreamType,
-		"Ilp-Destination": {pkt.Destination()},
-	}
-	if p.auth != nil {
-		req.Header["Authorization"] = []string{p.auth()}
-	}
-	// RoundTrip, not a Client: no redirect is followed, and no cookie kept.
-	resp, err := p.transport.RoundTrip(req)
-	if err != nil {
-		return reply{}, p.failure(wrote.Load(), err)
+		return reply{}, p.failure(wrote, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, handler.MaxReplySize+1))
@@ -133,6 +117,37 @@ func (p *peer) send(r *http.Request, pkt *handler.Packet) (reply, *handler.Forwa
 		return reply{}, p.failure(true, err)
 	}
 	return reply{status: resp.StatusCode, body: b}, nil
+}
+
+// post POSTs the packet to the peer with ILP-Destination, the edge's
+// credential toward it and the fields in extra. It returns the peer's
+// answer, or the error of a try that got none and whether any of the
+// packet may have been sent: whether the request's headers went out
+// tells a packet that cannot have been delivered (dial or TLS handshake
+// failed) from one that may.
+func (p *peer) post(ctx context.Context, pkt *handler.Packet, extra http.Header) (*http.Response, bool, error) {
+	body := pkt.Bytes()
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, false, err // the URL parsed at provisioning: not reached
+	}
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req.Header = http.Header{
+		"Content-Type":    octetStreamType,
+		"Ilp-Destination": {pkt.Destination()},
+	}
+	maps.Copy(req.Header, extra)
+	if p.auth != nil {
+		req.Header["Authorization"] = []string{p.auth()}
+	}
+	// RoundTrip, not a Client: no redirect is followed, and no cookie kept.
+	resp, err := p.transport.RoundTrip(req)
+	if err != nil {
+		return nil, wrote.Load(), err
+	}
+	return resp, true, nil
 }
 
 // failure classifies a failed exchange with the peer: sent tells whether

@@ -39,26 +39,7 @@ func TestEgressCarriesTheFleetsPayments(t *testing.T) {
 				url http://127.0.0.1:%d/
 				callback_token %s
 			}
-		}`, recvPort, connToken), fmt.Sprintf(`
-	http://127.0.0.1:9080 {
-		ilp_edge {
-			address test.edge
-			peer alice {
-				token %s
-				upstream_token %s
-			}
-		}
-		ilp_proxy %s
-	}
-	http://127.0.0.1:9081 {
-		ilp_edge {
-			address test.edge
-			peer fleet {
-				token %s
-			}
-		}
-		ilp_egress
-	}`, aliceToken, connToken, strings.Join(ups, " "), fleetToken))
+		}`, recvPort, connToken), egressSites(ups, fleetToken, ""))
 
 	packets := func() float64 {
 		m := scrape(t, "http://localhost:2999/metrics")
@@ -101,35 +82,16 @@ func TestEgressToAnAsynchronousPeer(t *testing.T) {
 				callback_url_prefix %s/callbacks/
 				callback_token %s
 			}
-		}`, bobIn, bob.url, strings.TrimSuffix(bob.url, "/ilp"), bobOut), fmt.Sprintf(`
-	http://127.0.0.1:9080 {
-		ilp_edge {
-			address test.edge
-			peer alice {
-				token %s
-				upstream_token %s
-			}
-		}
-		ilp_proxy %s
-	}
-	http://127.0.0.1:9081 {
-		ilp_edge {
-			address test.edge
-			peer fleet {
-				token %s
-			}
-		}
-		ilp_egress {
+		}`, bobIn, bob.url, strings.TrimSuffix(bob.url, "/ilp"), bobOut), egressSites(ups, fleetToken, `{
 			callback_url http://127.0.0.1:9082/ilp/replies
-		}
-	}
+		}`)+`
 	http://127.0.0.1:9082 {
 		ilp_edge {
 			address test.edge
 			peers bob
 			replies
 		}
-	}`, aliceToken, connToken, strings.Join(ups, " "), fleetToken))
+	}`)
 
 	client := testClient(t, 10*time.Second)
 	const n = 30
@@ -228,4 +190,30 @@ func (p *draft3Peer) counts() (prepares, ids, taken int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.prepares, len(p.ids), p.taken
+}
+
+// egressSites is the edge of both egress tests: alice's packets in on
+// :9080 to the connectors ups, and the fleet's out on :9081 through
+// ilp_egress with the options block egressOptions ("" for none).
+func egressSites(ups []string, fleetToken, egressOptions string) string {
+	return fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.edge
+			peer alice {
+				token %s
+				upstream_token %s
+			}
+		}
+		ilp_proxy %s
+	}
+	http://127.0.0.1:9081 {
+		ilp_edge {
+			address test.edge
+			peer fleet {
+				token %s
+			}
+		}
+		ilp_egress %s
+	}`, aliceToken, connToken, strings.Join(ups, " "), fleetToken, egressOptions)
 }
