@@ -22,8 +22,12 @@ var (
 	})
 	metricCallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "egress_callbacks_total",
-		Help: "Replies peers POSTed to the callback route (ilp_edge with replies) for ilp_egress's asynchronous Prepares, by peer and outcome: delivered (200), or refused (400): unknown (no Prepare of this peer waits for the Request-Id), already_answered, bad_fulfillment (it does not hash to the condition; the connector gets T00), malformed (no valid Request-Id, or not a Fulfill or Reject).",
+		Help: "Replies peers POSTed to the callback route (ilp_edge with replies) for ilp_egress's asynchronous Prepares, by peer and outcome: delivered (200: to the exchange here, or relayed to the edge where it waits), unavailable (503: it may wait at an edge the shared store cannot reach now), or refused (400): unknown (no Prepare of this peer waits for the Request-Id), already_answered, bad_fulfillment (it does not hash to the condition; the connector gets T00), malformed (no valid Request-Id, or not a Fulfill or Reject).",
 	}, []string{"peer", "outcome"})
+	metricRelayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "ilp", Name: "egress_callbacks_relayed_total",
+		Help: "Replies by callback relayed between edges through the shared store, by direction: sent (this edge got a reply for an exchange waiting at another), received (another edge's relay reached the exchange here), late (it came after the exchange had ended).",
+	}, []string{"direction"})
 	metricInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "async_in_flight",
 		Help: "Asynchronous exchanges accepted and not yet ended.",
@@ -33,7 +37,7 @@ var (
 // Collectors are the package's metrics, for a handler to register with
 // its config's registry.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{metricPrepares, metricAttempts, metricReplies, metricReplySeconds, metricInFlight, metricCallbacks}
+	return []prometheus.Collector{metricPrepares, metricAttempts, metricReplies, metricReplySeconds, metricInFlight, metricCallbacks, metricRelayed}
 }
 
 // CountPrepare counts an asynchronous Prepare of peer with result.

@@ -1,12 +1,16 @@
 package async
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"sync"
+	"time"
 
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // This file is the edge as a draft 3 sender (ilp_egress): the Prepares it
@@ -38,6 +42,10 @@ const (
 	// waiting side gets a failure, never the Fulfill), and the peer is
 	// told with a 400 that its reply was wrong (400).
 	CallbackBadFulfillment CallbackResult = "bad_fulfillment"
+	// CallbackUnavailable: the exchange may wait at another edge, which
+	// the shared store cannot reach now (it is down, or that edge is
+	// gone or reconnecting): the peer should try again (503).
+	CallbackUnavailable CallbackResult = "unavailable"
 	// CallbackMalformed: no valid Request-Id, or a body that is not a
 	// well-formed Fulfill or Reject; counted by the callback route, which
 	// never gets as far as Deliver (400).
@@ -63,6 +71,7 @@ type Waiting struct {
 	condition [32]byte
 	reply     chan Arrived // buffered: Deliver never blocks
 	answered  bool         // under the table's lock
+	store     *store.Store // where the wait is shared; nil: here only
 }
 
 // Arrived is the reply that came by callback for a Waiting exchange.
@@ -97,12 +106,15 @@ func NewRequestID() RequestID {
 
 // Register makes an exchange of peer wait under a fresh Request-Id for
 // the reply to a Prepare with condition (its execution condition, 32
-// bytes). The caller must Unregister it when it stops waiting.
-func (t *PendingTable) Register(peer string, condition []byte) *Waiting {
+// bytes), until deadline. With a shared store s, the wait is written
+// there too, so that a reply landing on another edge is relayed to this
+// one (store/replies.go); without it, or while it cannot answer, only a
+// reply to this edge is taken. The caller must Unregister it when it
+// stops waiting.
+func (t *PendingTable) Register(ctx context.Context, s *store.Store, peer string, condition []byte, deadline time.Time) *Waiting {
 	w := &Waiting{reply: make(chan Arrived, 1)}
 	copy(w.condition[:], condition)
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.waiting == nil {
 		t.waiting = map[claimKey]*Waiting{}
 	}
@@ -112,9 +124,17 @@ func (t *PendingTable) Register(peer string, condition []byte) *Waiting {
 		w.key = claimKey{peer, NewRequestID()}
 		if _, taken := t.waiting[w.key]; !taken {
 			t.waiting[w.key] = w
-			return w
+			break
 		}
 	}
+	t.mu.Unlock()
+	if s != nil {
+		s.ListenReplies(t.deliverRelayed)
+		if s.ExpectReply(ctx, peer, string(w.key.id), condition, time.Until(deadline)) == nil {
+			w.store = s
+		}
+	}
+	return w
 }
 
 // ID is the Request-Id the exchange was registered under.
@@ -123,31 +143,91 @@ func (w *Waiting) ID() RequestID { return w.key.id }
 // Reply is where the exchange's one reply arrives.
 func (w *Waiting) Reply() <-chan Arrived { return w.reply }
 
-// Unregister ends w's wait: a reply for it from now on is unknown.
+// Unregister ends w's wait: a reply for it from now on is unknown, at
+// this edge and, when no reply came, at the others too.
 func (t *PendingTable) Unregister(w *Waiting) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.waiting[w.key] == w {
 		delete(t.waiting, w.key)
 	}
+	answered := w.answered
+	t.mu.Unlock()
+	if w.store != nil && !answered {
+		// A reply marked the key answered, which it stays until it
+		// expires: a second reply is refused as such at every edge.
+		ctx, cancel := context.WithTimeout(context.Background(), forgetTimeout)
+		_ = w.store.ForgetReply(ctx, w.key.peer, string(w.key.id))
+		cancel()
+	}
 }
 
+// forgetTimeout bounds Unregister's call to the shared store; the key
+// expires with the exchange anyway.
+const forgetTimeout = time.Second
+
 // Deliver hands peer's reply for id to the exchange waiting for it, if
-// any and if it has none yet. body must be a well-formed Fulfill or
-// Reject (ilpdest.ReadResponseType), and is kept: the caller must not
-// modify it. A Fulfill whose fulfillment does not hash to the Prepare's
-// condition is checked here, once for every reader, and is never handed
-// on: the exchange learns only that its reply was bad.
-func (t *PendingTable) Deliver(peer string, id RequestID, body []byte) CallbackResult {
-	result := t.deliver(peer, id, body)
+// any and if it has none yet: here, or, when it waits at the edge named
+// edge (the Callback-Url's), through the shared store s. body must be a
+// well-formed Fulfill or Reject (ilpdest.ReadResponseType), and is
+// kept: the caller must not modify it. A Fulfill whose fulfillment does
+// not hash to the Prepare's condition is checked here, once for every
+// reader, and is never handed on: the exchange learns only that its
+// reply was bad.
+func (t *PendingTable) Deliver(ctx context.Context, s *store.Store, edge, peer string, id RequestID, body []byte) CallbackResult {
+	result := t.deliver(ctx, s, edge, claimKey{peer, id}, body)
 	metricCallbacks.WithLabelValues(peer, string(result)).Inc()
 	return result
 }
 
-func (t *PendingTable) deliver(peer string, id RequestID, body []byte) CallbackResult {
+func (t *PendingTable) deliver(ctx context.Context, s *store.Store, edge string, k claimKey, body []byte) CallbackResult {
+	t.mu.Lock()
+	w := t.waiting[k]
+	answered := w != nil && w.answered
+	t.mu.Unlock()
+	switch {
+	case answered:
+		return CallbackAlreadyAnswered
+	case w != nil:
+		if w.store != nil {
+			// Another edge may have relayed a reply already: the one
+			// taken on the store is the exchange's. While the store
+			// cannot answer, no other edge can relay one either.
+			switch res, err := w.store.TakeReply(ctx, k.peer, string(k.id)); {
+			case err != nil, res == store.ReplyTaken:
+			case res == store.ReplyAnswered:
+				return CallbackAlreadyAnswered
+			default: // expired on the store: the exchange is ending
+				return CallbackUnknown
+			}
+		}
+		return t.deliverHere(k, body)
+	case s == nil || edge == "" || edge == s.ReplyEdge():
+		return CallbackUnknown
+	}
+	res, condition, err := s.RelayReply(ctx, edge, k.peer, string(k.id), body)
+	switch {
+	case errors.Is(err, store.ErrBadReplyEdge):
+		return CallbackUnknown
+	case err != nil, res == store.ReplyNoListener:
+		return CallbackUnavailable
+	case res == store.ReplyAnswered:
+		return CallbackAlreadyAnswered
+	case res == store.ReplyUnknown:
+		return CallbackUnknown
+	}
+	metricRelayed.WithLabelValues("sent").Inc()
+	if !fulfills(body, condition) {
+		return CallbackBadFulfillment
+	}
+	return CallbackDelivered
+}
+
+// deliverHere gives the exchange k waiting at this edge its reply, if it
+// has none yet.
+func (t *PendingTable) deliverHere(k claimKey, body []byte) CallbackResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w := t.waiting[claimKey{peer, id}]
+	w := t.waiting[k]
 	switch {
 	case w == nil:
 		return CallbackUnknown
@@ -156,14 +236,33 @@ func (t *PendingTable) deliver(peer string, id RequestID, body []byte) CallbackR
 	}
 	w.answered = true
 	a := Arrived{Body: body, Result: CallbackDelivered}
-	if f, err := ilpdest.ReadFulfill(body); err == nil {
-		sum := sha256.Sum256(f.Fulfillment)
-		if subtle.ConstantTimeCompare(sum[:], w.condition[:]) != 1 {
-			a = Arrived{Result: CallbackBadFulfillment}
-		}
+	if !fulfills(body, w.condition[:]) {
+		a = Arrived{Result: CallbackBadFulfillment}
 	}
 	w.reply <- a // its one send: the buffer has room
 	return a.Result
+}
+
+// deliverRelayed takes a reply another edge relayed to this one through
+// the shared store. The other edge answered the peer already, and
+// counted the callback; the exchange may have ended meanwhile (late).
+func (t *PendingTable) deliverRelayed(peer, id string, body []byte) {
+	if t.deliverHere(claimKey{peer, RequestID(id)}, body) == CallbackUnknown {
+		metricRelayed.WithLabelValues("late").Inc()
+		return
+	}
+	metricRelayed.WithLabelValues("received").Inc()
+}
+
+// fulfills reports whether body, a well-formed Fulfill or Reject, is not
+// a Fulfill whose fulfillment fails to hash to condition.
+func fulfills(body, condition []byte) bool {
+	f, err := ilpdest.ReadFulfill(body)
+	if err != nil {
+		return true // a Reject
+	}
+	sum := sha256.Sum256(f.Fulfillment)
+	return subtle.ConstantTimeCompare(sum[:], condition) == 1
 }
 
 // CountCallback counts a reply that the callback route refused before
@@ -191,3 +290,8 @@ func (t *PendingTable) WaitingFor(peer string) int {
 	}
 	return n
 }
+
+// EdgeParam is the query parameter of ilp_egress's Callback-Url that
+// names the edge waiting for the reply (store.ReplyEdge), for the edge
+// the callback lands on.
+const EdgeParam = "edge"

@@ -3,6 +3,7 @@ package async
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -19,7 +20,7 @@ func TestPending(t *testing.T) {
 		return testutil.ToFloat64(metricCallbacks.WithLabelValues(peer, string(r)))
 	}
 	before := count("bob", CallbackAlreadyAnswered)
-	w := p.Register("bob", ilptest.Condition())
+	w := p.Register(t.Context(), nil, "bob", ilptest.Condition(), time.Now().Add(time.Minute))
 	id := w.ID()
 	if parsed, err := ParseRequestID(string(id)); err != nil || parsed != id {
 		t.Fatalf("Request-Id %q: %v", id, err)
@@ -35,7 +36,7 @@ func TestPending(t *testing.T) {
 		{"bob", id, CallbackDelivered},
 		{"bob", id, CallbackAlreadyAnswered},
 	} {
-		if got := p.Deliver(c.peer, c.id, fulfill); got != c.want {
+		if got := p.Deliver(t.Context(), nil, "", c.peer, c.id, fulfill); got != c.want {
 			t.Errorf("Deliver(%s, %s): %s, want %s", c.peer, c.id, got, c.want)
 		}
 	}
@@ -46,24 +47,24 @@ func TestPending(t *testing.T) {
 		t.Errorf("egress_callbacks_total{bob,already_answered} went up by %v, want 1", got)
 	}
 	p.Unregister(w)
-	if got := p.Deliver("bob", id, fulfill); got != CallbackUnknown || p.Len() != 0 {
+	if got := p.Deliver(t.Context(), nil, "", "bob", id, fulfill); got != CallbackUnknown || p.Len() != 0 {
 		t.Errorf("after Unregister: %s with %d waiting, want unknown and none", got, p.Len())
 	}
 
 	// A Reject is not checked against the condition; a forged Fulfill is
 	// refused and the exchange learns only that.
-	w = p.Register("bob", ilptest.Condition())
+	w = p.Register(t.Context(), nil, "bob", ilptest.Condition(), time.Now().Add(time.Minute))
 	defer p.Unregister(w)
 	forged := ilpdest.AppendFulfill(nil, bytes.Repeat([]byte{7}, 32), nil)
-	if got := p.Deliver("bob", w.ID(), forged); got != CallbackBadFulfillment {
+	if got := p.Deliver(t.Context(), nil, "", "bob", w.ID(), forged); got != CallbackBadFulfillment {
 		t.Errorf("forged Fulfill: %s, want bad_fulfillment", got)
 	}
 	if a := <-w.Reply(); a.Result != CallbackBadFulfillment || a.Body != nil {
 		t.Errorf("got %s %x, want a bad fulfillment and no body", a.Result, a.Body)
 	}
-	w2 := p.Register("bob", ilptest.Condition())
+	w2 := p.Register(t.Context(), nil, "bob", ilptest.Condition(), time.Now().Add(time.Minute))
 	defer p.Unregister(w2)
-	if got := p.Deliver("bob", w2.ID(), ilptest.Reject("F02", "g.bob", "")); got != CallbackDelivered {
+	if got := p.Deliver(t.Context(), nil, "", "bob", w2.ID(), ilptest.Reject("F02", "g.bob", "")); got != CallbackDelivered {
 		t.Errorf("Reject: %s, want delivered", got)
 	}
 }

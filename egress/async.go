@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // This file is ilp_egress toward an RFC 35 draft 3 (asynchronous) peer:
@@ -28,13 +30,13 @@ var (
 // by callback, until r's deadline. It returns the reply to relay (a
 // status other than 200 for a peer that refused the Prepare), or the
 // failure.
-func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, callbackURL string) (reply, *handler.ForwardError) {
+func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, s *store.Store, callbackURL string) (reply, *handler.ForwardError) {
 	ctx := r.Context()
+	deadline, _ := ctx.Deadline() // ilp_edge sets one: the expiry, or max_hold
 	// Registered before the first POST: a peer may call back before its
 	// 202 reaches the edge.
-	wait := async.Pending.Register(p.name, pkt.Prepare().ExecutionCondition)
+	wait := async.Pending.Register(ctx, s, p.name, pkt.Prepare().ExecutionCondition, deadline)
 	defer async.Pending.Unregister(wait)
-	deadline, _ := ctx.Deadline() // ilp_edge sets one: the expiry, or max_hold
 	sent := false                 // whether any try may have reached the peer
 	for try := 0; ; try++ {
 		status, wrote, err := p.postAsync(ctx, pkt, wait.ID(), callbackURL)
@@ -114,6 +116,16 @@ func (p *peer) postAsync(ctx context.Context, pkt *handler.Packet, id async.Requ
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, handler.MaxReplySize))
 	resp.Body.Close()
 	return resp.StatusCode, true, nil
+}
+
+// withEdge is the callback URL u naming the edge edge, for the edge a
+// reply lands on to relay it there.
+func withEdge(u, edge string) string {
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	return u + sep + async.EdgeParam + "=" + edge
 }
 
 // checkCallbackURL checks ilp_egress's callback_url: where peers POST

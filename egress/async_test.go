@@ -286,7 +286,7 @@ func TestAsyncEgressReplyTwice(t *testing.T) {
 // TestAsyncEgressAlreadyAnswered: a second reply while the exchange is
 // still registered is AlreadyAnswered, and only the first reaches it.
 func TestAsyncEgressAlreadyAnswered(t *testing.T) {
-	w := async.Pending.Register("bob", ilptest.Condition())
+	w := async.Pending.Register(t.Context(), nil, "bob", ilptest.Condition(), time.Now().Add(time.Minute))
 	defer async.Pending.Unregister(w)
 	srv := startRepliesRoute(t)
 	first, second := ilptest.Fulfill([]byte("first")), ilptest.Reject("F99", "g.bob", "second")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // Defaults of the ilp_egress options.
@@ -83,9 +84,17 @@ type Egress struct {
 	// Callback-Url of every asynchronous Prepare. Required when a peer
 	// with a url has mode async; an absolute http or https URL, which
 	// may hold {env.*} placeholders.
+	//
+	// Behind a balancer the reply may land on any edge instance. With
+	// the ilp_peers app's `redis`, the URL sent carries this instance's
+	// name (a query parameter, `edge`), and an edge that gets a reply
+	// for another relays it there through Redis; so every instance may
+	// give the same, shared URL. Without it, give each instance a URL
+	// that reaches it alone.
 	CallbackURL string `json:"callback_url,omitempty"`
 
-	callbackURL string // CallbackURL, resolved
+	callbackURL string       // CallbackURL, resolved, naming this edge when it has a store
+	store       *store.Store // the ilp_peers app's; nil: replies only to this edge
 	peers       map[string]*peer
 	logger      *zap.Logger
 	missLog     *loglimit.Limiter // packets for no peer
@@ -102,18 +111,23 @@ func (Egress) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults and makes a connection pool for each peer of
 // the ilp_peers app that has a url.
 func (e *Egress) Provision(ctx caddy.Context) error {
-	var peers []*handler.Peer
+	var app handler.PeersApp
 	v, err := ctx.AppIfConfigured("ilp_peers")
 	switch {
 	case err == nil:
-		peers = v.(*handler.PeersApp).Peers
+		app = *v.(*handler.PeersApp)
 	case !errors.Is(err, caddy.ErrNotConfigured):
 		return err
 	}
-	return e.provision(ctx, peers)
+	if app.Redis != nil {
+		if e.store, err = store.Load(app.Redis, ctx.Logger()); err != nil {
+			return err
+		}
+	}
+	return e.provision(ctx, app.Peers)
 }
 
-// provision is Provision with the peers given.
+// provision is Provision with the peers given, and e.store set if any.
 func (e *Egress) provision(ctx caddy.Context, cfgs []*handler.Peer) error {
 	e.logger = ctx.Logger()
 	e.missLog = &loglimit.Limiter{Interval: 10 * time.Second}
@@ -140,6 +154,9 @@ func (e *Egress) provision(ctx caddy.Context, cfgs []*handler.Peer) error {
 		}
 		if err := checkCallbackURL(e.callbackURL); err != nil {
 			return err
+		}
+		if e.store != nil {
+			e.callbackURL = withEdge(e.callbackURL, e.store.ReplyEdge())
 		}
 	}
 	var names []string
@@ -191,6 +208,9 @@ func checkPathPrefix(p string) error {
 func (e *Egress) Cleanup() error {
 	unregister(e)
 	e.closePeers()
+	if e.store != nil {
+		e.store.Release()
+	}
 	return nil
 }
 
@@ -229,7 +249,7 @@ func (e *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	var reply reply
 	var ferr *handler.ForwardError
 	if p.async {
-		reply, ferr = p.sendAsync(r, pkt, e.callbackURL)
+		reply, ferr = p.sendAsync(r, pkt, e.store, e.callbackURL)
 	} else {
 		reply, ferr = p.send(r, pkt)
 	}

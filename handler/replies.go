@@ -16,7 +16,9 @@ import (
 // them asynchronously (ilp_egress). The peer authenticates as for its
 // own Prepares; its reply goes to the exchange of that peer waiting
 // under its Request-Id (async.Pending), and nowhere else: the route
-// forwards nothing, and never calls the next handler.
+// forwards nothing, and never calls the next handler. The exchange may
+// wait at another edge, the one the Callback-Url names: the reply is
+// relayed there through the shared store (store/replies.go).
 
 var errReplyNotILP = errors.New("the body is not a well-formed ILP Fulfill or Reject")
 
@@ -24,7 +26,8 @@ var errReplyNotILP = errors.New("the body is not a well-formed ILP Fulfill or Re
 // Prepares: 200 when the exchange waiting for it got it, 400 for a
 // Request-Id no exchange of p's waits for, a reply already answered
 // ("the sender of the ILP Prepare should only process the first ILP
-// reply"), a bad fulfillment, or a body that is no Fulfill or Reject.
+// reply"), a bad fulfillment, or a body that is no Fulfill or Reject;
+// 503 when the edge the exchange may wait at cannot be reached now.
 func (e *Edge) serveReply(w http.ResponseWriter, r *http.Request, p *peer) error {
 	caddyhttp.SetVar(r.Context(), VarPeer, p.nameValue)
 	refuse := func(status int, err error) error {
@@ -51,10 +54,13 @@ func (e *Edge) serveReply(w http.ResponseWriter, r *http.Request, p *peer) error
 		async.CountCallback(p.name, async.CallbackMalformed)
 		return refuse(http.StatusBadRequest, fmt.Errorf("%w: %v", errReplyNotILP, err))
 	}
-	switch res := async.Pending.Deliver(p.name, id, body.body); res {
+	edge := r.URL.Query().Get(async.EdgeParam)
+	switch res := async.Pending.Deliver(r.Context(), e.store, edge, p.name, id, body.body); res {
 	case async.CallbackDelivered:
 		w.WriteHeader(http.StatusOK)
 		return nil
+	case async.CallbackUnavailable:
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("ilp_edge: peer %q: reply by callback: Request-Id %s: %s", p.name, id, res))
 	default:
 		return refuse(http.StatusBadRequest, fmt.Errorf("Request-Id %s: %s", id, res))
 	}

@@ -22,7 +22,7 @@ func TestRepliesRoute(t *testing.T) {
 		e.Peers[2].Mode, e.Peers[2].URL = ModeAsync, "https://carol.example/cb"
 	})
 	next := &backend{}
-	waiting := async.Pending.Register("alice", ilptest.Condition())
+	waiting := async.Pending.Register(t.Context(), nil, "alice", ilptest.Condition(), time.Now().Add(time.Minute))
 	defer async.Pending.Unregister(waiting)
 	id := string(waiting.ID())
 	fulfill := ilptest.Fulfill([]byte("alice's"))

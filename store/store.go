@@ -50,6 +50,7 @@ type Store struct {
 	warn      loglimit.Limiter
 
 	heartbeat *heartbeat
+	replies   *replies
 }
 
 var stores = caddy.NewUsagePool()
@@ -94,6 +95,7 @@ func newStore(r *Config, id string, logger *zap.Logger) (*Store, error) {
 		id: id, client: client, keyPrefix: r.KeyPrefix, timeout: time.Duration(r.Timeout),
 		deny: r.OnStoreFailure == FailureDeny, instances: r.Instances,
 		logger: logger.Named("store"), warn: loglimit.Limiter{Interval: 10 * time.Second},
+		replies: newReplies(),
 	}
 	s.heartbeat = startHeartbeat(s)
 	return s, nil
@@ -113,10 +115,11 @@ func Loaded() []*Store {
 // stops its heartbeat and closes its client.
 func (s *Store) Release() { stores.Delete(s.id) }
 
-// Destruct stops the heartbeat and closes the client, when no config uses
-// the store any more.
+// Destruct stops the heartbeat and the listening for relayed replies, and
+// closes the client, when no config uses the store any more.
 func (s *Store) Destruct() error {
 	s.heartbeat.stop()
+	s.replies.stopListening()
 	return s.client.Close()
 }
 
