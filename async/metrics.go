@@ -26,7 +26,7 @@ var (
 	}, []string{"peer", "outcome"})
 	metricRelayed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "egress_callbacks_relayed_total",
-		Help: "Replies by callback relayed between edges through the shared store, by direction: sent (this edge got a reply for an exchange waiting at another), received (another edge's relay reached the exchange here), late (it came after the exchange had ended).",
+		Help: "Replies by callback relayed between edges through the shared store, by direction: sent (this edge got a reply for an exchange waiting at another), received (another edge's relay reached the exchange here), late (the exchange had ended, or had its reply, when it came).",
 	}, []string{"direction"})
 	metricInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "async_in_flight",

@@ -247,11 +247,12 @@ func (t *PendingTable) deliverHere(k claimKey, body []byte) CallbackResult {
 // the shared store. The other edge answered the peer already, and
 // counted the callback; the exchange may have ended meanwhile (late).
 func (t *PendingTable) deliverRelayed(peer, id string, body []byte) {
-	if t.deliverHere(claimKey{peer, RequestID(id)}, body) == CallbackUnknown {
+	switch t.deliverHere(claimKey{peer, RequestID(id)}, body) {
+	case CallbackDelivered, CallbackBadFulfillment:
+		metricRelayed.WithLabelValues("received").Inc()
+	default:
 		metricRelayed.WithLabelValues("late").Inc()
-		return
 	}
-	metricRelayed.WithLabelValues("received").Inc()
 }
 
 // fulfills reports whether body, a well-formed Fulfill or Reject, is not

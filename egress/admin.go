@@ -17,8 +17,9 @@ import (
 // Admin is the `admin.api.ilp_egress` module: on Caddy's admin endpoint,
 // what every running ilp_egress sends where.
 //
-//	GET /ilp/egress    each handler's path prefix and callback URL, and its
-//	                   peers: URL (without its query), mode, and the
+//	GET /ilp/egress    each handler's path prefix, callback URL and, with
+//	                   a shared store, this edge's name in it (edge); and
+//	                   its peers: URL (without its query), mode, and the
 //	                   asynchronous exchanges waiting for their reply now
 type Admin struct{}
 
@@ -58,6 +59,7 @@ func unregister(e *Egress) {
 type egressStatus struct {
 	PathPrefix  string       `json:"path_prefix"`
 	CallbackURL string       `json:"callback_url,omitempty"`
+	Edge        string       `json:"edge,omitempty"` // the Callback-Url's edge parameter
 	Peers       []peerStatus `json:"peers"`
 }
 
@@ -74,6 +76,9 @@ func statuses() []egressStatus {
 	out := make([]egressStatus, 0, len(running.egresses))
 	for _, e := range running.egresses {
 		s := egressStatus{PathPrefix: e.PathPrefix, CallbackURL: withoutQuery(e.callbackURL), Peers: []peerStatus{}}
+		if e.store != nil {
+			s.Edge = e.store.ReplyEdge()
+		}
 		for _, p := range e.peers {
 			ps := peerStatus{Name: p.name, URL: withoutQuery(p.url), Mode: "sync"}
 			if p.async {

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +68,7 @@ func TestEgressCarriesTheFleetsPayments(t *testing.T) {
 func TestEgressToAnAsynchronousPeer(t *testing.T) {
 	needNode(t)
 	const fleetToken, bobIn, bobOut = "fleet-outgoing-token", "bob-token-toward-the-edge", "edge-token-toward-bob"
-	bob := startDraft3Peer(t, bobIn, bobOut)
+	bob := startDraft3Peer(t, bobIn, bobOut, draft3Options{})
 	ups := startConnectorFleet(t, 9, "--route-prefix", "g.bob",
 		"--up-url", "http://127.0.0.1:9081/peers/bob/", "--up-token", fleetToken)
 	startInProcessWith(t, fmt.Sprintf(`
@@ -129,67 +127,6 @@ func TestEgressToAnAsynchronousPeer(t *testing.T) {
 	if strings.TrimSpace(string(view)) != want {
 		t.Errorf("GET /ilp/egress: %s, want %s", view, want)
 	}
-}
-
-// draft3Peer is an RFC 35 draft 3 receiver: it answers a Prepare carrying
-// a Request-Id and a Callback-Url with 202 at once, then POSTs the
-// Fulfill (the fixture's fulfillment) to the Callback-Url with the same
-// Request-Id and its own token. It takes only the edge's token.
-type draft3Peer struct {
-	url string
-
-	mu       sync.Mutex
-	prepares int
-	ids      map[string]bool
-	taken    int // callbacks the edge answered 200
-}
-
-func startDraft3Peer(t *testing.T, token, edgeToken string) *draft3Peer {
-	t.Helper()
-	p := &draft3Peer{ids: map[string]bool{}}
-	var wg sync.WaitGroup
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.ReadAll(r.Body)
-		id, callback := r.Header.Get("Request-Id"), r.Header.Get("Callback-Url")
-		if r.Header.Get("Authorization") != "Bearer "+edgeToken {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if id == "" || callback == "" {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		p.mu.Lock()
-		p.prepares++
-		p.ids[id] = true
-		p.mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodPost, callback, bytes.NewReader(ilptest.Fulfill([]byte("bob"))))
-			req.Header.Set("Request-Id", id)
-			req.Header.Set("Content-Type", "application/octet-stream")
-			req.Header.Set("Authorization", "Bearer "+token)
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return
-			}
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				p.mu.Lock()
-				p.taken++
-				p.mu.Unlock()
-			}
-		})
-	}))
-	t.Cleanup(func() { wg.Wait(); srv.Close() })
-	p.url = srv.URL + "/ilp"
-	return p
-}
-
-func (p *draft3Peer) counts() (prepares, ids, taken int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.prepares, len(p.ids), p.taken
 }
 
 // egressSites is the edge of both egress tests: alice's packets in on
