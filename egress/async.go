@@ -37,7 +37,7 @@ func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, s *store.Store, c
 	// 202 reaches the edge.
 	wait := async.Pending.Register(ctx, s, p.name, pkt.Prepare().ExecutionCondition, deadline)
 	defer async.Pending.Unregister(wait)
-	sent := false                 // whether any try may have reached the peer
+	sent := false // whether any try may have reached the peer
 	for try := 0; ; try++ {
 		status, wrote, err := p.postAsync(ctx, pkt, wait.ID(), callbackURL)
 		sent = sent || wrote
