@@ -164,7 +164,7 @@ func (e *Egress) provision(ctx caddy.Context, cfgs []*handler.Peer) error {
 		if c.EgressURL == "" {
 			continue
 		}
-		p, err := newPeer(c, repl, time.Duration(e.DialTimeout), time.Duration(e.KeepAlive), !e.DisableMetrics)
+		p, err := newPeer(c, e.store, repl, time.Duration(e.DialTimeout), time.Duration(e.KeepAlive), !e.DisableMetrics)
 		if err != nil {
 			e.closePeers()
 			return fmt.Errorf("peer %q: %w", c.Name, err)
@@ -216,7 +216,7 @@ func (e *Egress) Cleanup() error {
 
 func (e *Egress) closePeers() {
 	for _, p := range e.peers {
-		p.transport.CloseIdleConnections()
+		p.close()
 	}
 }
 
@@ -244,6 +244,11 @@ func (e *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		e.logMiss(name, errNoPeer)
 		return handler.NewForwardError(handler.NoUpstream, "", errNoPeer)
 	}
+	settle, err := p.admit(r, pkt)
+	if err != nil {
+		p.metrics.countLimited()
+		return err
+	}
 	pkt.SetRoute(r, "", p.host, 0)
 	start := time.Now()
 	var reply reply
@@ -254,6 +259,9 @@ func (e *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		reply, ferr = p.send(r, pkt)
 	}
 	p.metrics.count(reply, ferr, time.Since(start))
+	if settle != nil {
+		settle(reply, ferr)
+	}
 	if ferr != nil {
 		return caddyhttp.Error(ferr.Failure.HTTPStatus(), ferr)
 	}
@@ -264,7 +272,7 @@ func (e *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		// no use to it.
 		return nil
 	}
-	_, err := w.Write(reply.body)
+	_, err = w.Write(reply.body)
 	return err
 }
 

@@ -14,7 +14,7 @@ import (
 var (
 	metricPackets = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "egress_packets_total",
-		Help: "Packets ilp_egress sent to a peer, by peer and result: fulfill, reject, failed (no reply, or one that is not a Fulfill or Reject in a 200).",
+		Help: "Packets ilp_egress sent to a peer, by peer and result: fulfill, reject, failed (no reply, or one that is not a Fulfill or Reject in a 200), or limited (not sent: over the peer's outgoing_limits; the connector got F08, T04 or T05 from the edge).",
 	}, []string{"peer", "result"})
 	metricDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "egress_duration_seconds",
@@ -26,8 +26,8 @@ var (
 // peerMetrics are one peer's series. count does nothing on a nil
 // receiver (metrics off).
 type peerMetrics struct {
-	fulfill, reject, failed prometheus.Counter
-	duration                prometheus.Observer
+	fulfill, reject, failed, limited prometheus.Counter
+	duration                         prometheus.Observer
 }
 
 func newPeerMetrics(name string) *peerMetrics {
@@ -35,6 +35,7 @@ func newPeerMetrics(name string) *peerMetrics {
 		fulfill:  metricPackets.WithLabelValues(name, "fulfill"),
 		reject:   metricPackets.WithLabelValues(name, "reject"),
 		failed:   metricPackets.WithLabelValues(name, "failed"),
+		limited:  metricPackets.WithLabelValues(name, "limited"),
 		duration: metricDuration.WithLabelValues(name),
 	}
 }
@@ -56,5 +57,12 @@ func (m *peerMetrics) count(r reply, err *handler.ForwardError, d time.Duration)
 		m.fulfill.Inc()
 	default:
 		m.reject.Inc()
+	}
+}
+
+// countLimited records a packet not sent: over the peer's outgoing limits.
+func (m *peerMetrics) countLimited() {
+	if m != nil {
+		m.limited.Inc()
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/ilp-edge/caddy-ilp/handler"
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
+	"github.com/ilp-edge/caddy-ilp/store"
 )
 
 // peer is one peer ilp_egress sends to, provisioned.
@@ -27,14 +29,16 @@ type peer struct {
 	host      string // its host:port, for SetRoute and ForwardError
 	async     bool   // mode async: RFC 35 draft 3, replies by callback (async.go)
 	auth      func() string
+	limits    *handler.OutgoingLimits // nil: none
 	transport *http.Transport
 	metrics   *peerMetrics // nil: metrics off
 }
 
-// newPeer provisions c's egress side: its URL, its credential and a
-// connection pool of its own, which presents the peer's client
-// certificate (callback_tls) if it has one.
-func newPeer(c *handler.Peer, repl *caddy.Replacer, dialTimeout, keepAlive time.Duration, metrics bool) (*peer, error) {
+// newPeer provisions c's egress side: its URL, its credential, its
+// outgoing limits (on st, if not nil) and a connection pool of its own,
+// which presents the peer's client certificate (callback_tls) if it has
+// one. Close it when done.
+func newPeer(c *handler.Peer, st *store.Store, repl *caddy.Replacer, dialTimeout, keepAlive time.Duration, metrics bool) (*peer, error) {
 	raw, err := repl.ReplaceOrErr(c.EgressURL, true, true)
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
@@ -71,11 +75,41 @@ func newPeer(c *handler.Peer, repl *caddy.Replacer, dialTimeout, keepAlive time.
 			return nil, fmt.Errorf("callback_tls: %w", err)
 		}
 	}
+	if p.limits, err = handler.NewOutgoingLimits(c, st); err != nil {
+		return nil, err
+	}
 	p.transport = t
 	if metrics {
 		p.metrics = newPeerMetrics(c.Name)
 	}
 	return p, nil
+}
+
+// close closes the idle connections to the peer (those in use close when
+// their packets are answered) and gives up its limits' budgets.
+func (p *peer) close() {
+	p.transport.CloseIdleConnections()
+	if p.limits != nil {
+		p.limits.Release()
+	}
+}
+
+// admit spends pkt's share of the peer's outgoing limits, and returns
+// what to do once the packet is answered: give its amount back unless it
+// was fulfilled. Its error is ilp_edge's to answer with the Reject.
+func (p *peer) admit(r *http.Request, pkt *handler.Packet) (settle func(reply, *handler.ForwardError), err error) {
+	if p.limits == nil {
+		return nil, nil
+	}
+	charged, err := p.limits.Admit(r.Context(), pkt)
+	if err != nil || !charged {
+		return nil, err
+	}
+	return func(rep reply, ferr *handler.ForwardError) {
+		if ferr != nil || !rep.fulfill() {
+			p.limits.Refund(pkt)
+		}
+	}, nil
 }
 
 // hostPort is host with its scheme's port when it has none.
@@ -94,6 +128,12 @@ func hostPort(scheme, host string) string {
 type reply struct {
 	status int
 	body   []byte
+}
+
+// fulfill reports whether the reply is a Fulfill.
+func (r reply) fulfill() bool {
+	t, err := ilpdest.ReadResponseType(r.body)
+	return r.status == http.StatusOK && err == nil && t == ilpdest.TypeFulfill
 }
 
 // errReplyTooLarge: no Fulfill or Reject is near handler.MaxReplySize.

@@ -97,6 +97,13 @@ type Peer struct {
 	// this peer. (Named EgressURL in Go because the embedded
 	// CallbackPolicy's URL is the callback URL.)
 	EgressURL string `json:"url,omitempty"`
+
+	// What ilp_egress may send this peer, as Limits (max_packet_amount,
+	// rate, throughput), on the way out: a Prepare beyond them gets the
+	// same Reject an inbound one would (F08, T05, T04), from the edge,
+	// and is not sent. Shared across edges on the store, as inbound
+	// limits are. Unrelated to Limits, which bound what the peer sends.
+	OutgoingLimits *Limits `json:"outgoing_limits,omitempty"`
 }
 
 // peer is a provisioned Peer: what the per-packet path needs, precomputed.

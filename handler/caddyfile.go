@@ -71,6 +71,9 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //				server_name <name>
 //			}
 //			url <url>
+//			outgoing_limits {
+//				max_packet_amount|rate|throughput …
+//			}
 //			max_packet_amount|rate|throughput|ildcp|routing_protocol …
 //		}
 //	}
@@ -247,6 +250,27 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 				return nil, fmt.Errorf("peer %q: %w", p.Name, err)
 			}
 			p.ILDCP = c
+			continue
+		case "outgoing_limits":
+			if p.OutgoingLimits != nil {
+				return nil, d.Errf("peer %q: outgoing_limits given twice", p.Name)
+			}
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "max_packet_amount", "rate", "throughput":
+					if err := unmarshalLimit(d, &p.OutgoingLimits); err != nil {
+						return nil, fmt.Errorf("peer %q: outgoing_limits: %w", p.Name, err)
+					}
+				default:
+					return nil, d.Errf("peer %q: outgoing_limits: unrecognized option %q", p.Name, d.Val())
+				}
+			}
+			if p.OutgoingLimits == nil {
+				return nil, d.Errf("peer %q: outgoing_limits needs max_packet_amount, rate or throughput", p.Name)
+			}
 			continue
 		case "callback_tls":
 			if p.CallbackTLS != nil {

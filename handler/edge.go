@@ -489,9 +489,11 @@ func (e *Edge) serveRead(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return nil
 	}
 	if l := p.limits; l != nil {
-		if rej := l.admit(r.Context(), pkt); rej != nil {
+		charged, rej := l.admit(r.Context(), pkt)
+		if rej != nil {
 			return e.writeReject(w, pkt, rej, now())
 		}
+		pkt.charged = charged
 		defer l.settle(pkt) // after the answer: a Reject gives the amount back
 	}
 	caddyhttp.SetVar(r.Context(), VarDestination, (*destinationView)(pkt))

@@ -202,29 +202,30 @@ func (pl *peerLimits) release() {
 }
 
 // admit spends the packet's share of the peer's budgets, or returns the
-// Reject it gets instead.
-func (pl *peerLimits) admit(ctx context.Context, pkt *Packet) *edgeReject {
+// Reject it gets instead; charged says whether its amount was taken from
+// the throughput budget, to be given back if it is rejected.
+func (pl *peerLimits) admit(ctx context.Context, pkt *Packet) (charged bool, _ *edgeReject) {
 	amount := pkt.prepare.Amount
 	if pl.maxAmount > 0 && amount > pl.maxAmount {
 		data := make([]byte, 16)
 		binary.BigEndian.PutUint64(data, amount)
 		binary.BigEndian.PutUint64(data[8:], pl.maxAmount)
-		return &edgeReject{code: ilpdest.CodeF08, message: "packet amount too large", data: data}
+		return false, &edgeReject{code: ilpdest.CodeF08, message: "packet amount too large", data: data}
 	}
 	expiry := pkt.prepare.ExpiresAt
 	if pl.rate != nil {
 		if err := pl.rate.take(ctx, expiry, 1); err != nil {
-			return overBudget(ilpdest.CodeT05, "rate limit exceeded", err)
+			return false, overBudget(ilpdest.CodeT05, "rate limit exceeded", err)
 		}
 	}
 	if pl.throughput != nil {
 		if err := pl.throughput.take(ctx, expiry, amount); err != nil {
 			// The packet's rate unit stays spent: it was sent.
-			return overBudget(ilpdest.CodeT04, "throughput limit exceeded", err)
+			return false, overBudget(ilpdest.CodeT04, "throughput limit exceeded", err)
 		}
-		pkt.charged = true
+		return true, nil
 	}
-	return nil
+	return false, nil
 }
 
 // overBudget is the Reject for a budget's take error: code, or T05 when

@@ -69,6 +69,9 @@ var errNoForwarder = errors.New("no handler after ilp_edge answered: the route n
 // err is what the next handler returned, expired whether the packet's
 // expiry has passed.
 func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		return le.reject // a decision, not a failure: before any expiry
+	}
 	if err != nil {
 		// Only a failure counts as a timeout: a reply that made it back,
 		// even as the deadline passed, is relayed, because the connector
