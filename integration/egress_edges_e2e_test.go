@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,33 +22,42 @@ import (
 
 // egressTier is two edge processes (./cmd/caddy) sharing one Redis, as
 // operators run them: three real ilp-connector 23 instances send their
-// Prepares for bob to the edges' egress doors through one HAProxy (TCP,
-// round-robin), and bob, a draft 3 peer, POSTs his replies to the shared
-// callback URL through another, so that a reply lands on the edge that
-// did not send the Prepare about half the time. Alice's Prepares come in
-// through either edge's door to the connectors.
+// Prepares for the routePrefix to the edges' egress doors through one
+// HAProxy (TCP, round-robin), bound for bob, a draft 3 peer at bobURL,
+// who POSTs his replies to the shared callback URL through another, so
+// that a reply lands on the edge that did not send the Prepare about half
+// the time. Alice's Prepares come in through either edge's door to the
+// connectors.
 type egressTier struct {
-	bob        *draft3Peer
 	edges      []*process
 	aliceDoors []string // each edge's door for alice, host:port
 	admins     []string // each edge's admin endpoint, host:port
 	names      []string // each edge's name in its Callback-Url (GET /ilp/egress)
+	repliesLB  int      // the callback URL's port: HAProxy's in front of the replies doors
 }
 
-func startEgressTier(t *testing.T, bobOpts draft3Options) *egressTier {
+// The credentials between the edges and bob, and of the fleet toward the
+// edges' egress.
+const (
+	egressFleetToken = "fleet-outgoing-token"
+	bobIn            = "bob-token-toward-the-edge"
+	bobOut           = "edge-token-toward-bob"
+)
+
+func startEgressTier(t *testing.T, bobURL, routePrefix string, repliesLB int) *egressTier {
 	t.Helper()
 	needNode(t)
-	const fleetToken, bobIn, bobOut = "fleet-outgoing-token", "bob-token-toward-the-edge", "edge-token-toward-bob"
 	bin, err := buildCaddy()
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := redistest.Start(t)
-	bobOpts.FreshConnections = true
-	f := &egressTier{bob: startDraft3Peer(t, bobIn, bobOut, bobOpts)}
-	fleetLB, repliesLB := freePort(t), freePort(t)
-	ups := startConnectorFleet(t, 9, "--route-prefix", "g.bob",
-		"--up-url", fmt.Sprintf("http://127.0.0.1:%d/peers/bob/", fleetLB), "--up-token", fleetToken)
+	f := &egressTier{repliesLB: repliesLB}
+	fleetLB := freePort(t)
+	ups := startConnectorFleet(t, 9, "--route-prefix", routePrefix,
+		"--up-url", fmt.Sprintf("http://127.0.0.1:%d/peers/bob/", fleetLB), "--up-token", egressFleetToken)
+	u, _ := url.Parse(bobURL)
+	bobOrigin := u.Scheme + "://" + u.Host
 
 	var fleetDoors, repliesDoors []string
 	for i := range 2 {
@@ -96,9 +107,9 @@ http://127.0.0.1:%d {
 		replies
 	}
 }
-`, admin, r.Addr, bobIn, f.bob.url, strings.TrimSuffix(f.bob.url, "/ilp"), bobOut,
+`, admin, r.Addr, bobIn, bobURL, bobOrigin, bobOut,
 			alice, aliceToken, connToken, strings.Join(ups, " "),
-			fleet, fleetToken, repliesLB, replies)
+			fleet, egressFleetToken, repliesLB, replies)
 		path := filepath.Join(t.TempDir(), "Caddyfile")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -120,6 +131,15 @@ http://127.0.0.1:%d {
 	haproxytest.Start(t, fleetLB, freePort(t), fleetDoors)
 	haproxytest.Start(t, repliesLB, freePort(t), repliesDoors)
 	return f
+}
+
+// startEgressTierToGoPeer is startEgressTier toward a draft3Peer with
+// opts, who opens a connection per callback.
+func startEgressTierToGoPeer(t *testing.T, opts draft3Options) (*egressTier, *draft3Peer) {
+	t.Helper()
+	opts.FreshConnections = true
+	bob := startDraft3Peer(t, bobIn, bobOut, opts)
+	return startEgressTier(t, bob.url, "g.bob", freePort(t)), bob
 }
 
 // egressEdgeName is the edge's name in its Callback-Url, from the admin
@@ -194,11 +214,11 @@ func (f *egressTier) relayed(t *testing.T, direction string) float64 {
 // other edge, and every second reply is refused (400) at whichever edge
 // it lands.
 func TestEgressAcrossTwoEdges(t *testing.T) {
-	f := startEgressTier(t, draft3Options{Twice: true})
+	f, bob := startEgressTierToGoPeer(t, draft3Options{Twice: true})
 	const n = 200
 	answers := tally(sendPrepares(t, f.aliceDoors, n, 10, 10*time.Second))
-	prepares, ids, taken := f.bob.counts()
-	calls, edges := f.bob.history()
+	prepares, ids, taken := bob.counts()
+	calls, edges := bob.history()
 	statuses, perEdge := map[string]int{}, map[string]int{}
 	for id, s := range calls {
 		statuses[fmt.Sprint(s)]++
@@ -234,17 +254,17 @@ func TestEgressAcrossTwoEdges(t *testing.T) {
 // sent them to edge 1 before it was seen dead. Nothing is answered
 // twice: bob's replies taken are exactly alice's Fulfills.
 func TestEgressEdgeKilledWithRepliesPending(t *testing.T) {
-	f := startEgressTier(t, draft3Options{Hold: 1500 * time.Millisecond})
+	f, bob := startEgressTierToGoPeer(t, draft3Options{Hold: 1500 * time.Millisecond})
 	const n = 40
 	done := make(chan []string)
 	go func() { done <- sendPrepares(t, f.aliceDoors[:1], n, n, 4*time.Second) }()
-	waitUntil(t, 10*time.Second, "bob has every Prepare", func() bool { p, _, _ := f.bob.counts(); return p == n })
+	waitUntil(t, 10*time.Second, "bob has every Prepare", func() bool { p, _, _ := bob.counts(); return p == n })
 	f.edges[1].stop() // SIGKILL
 	answers := tally(<-done)
 	// bob goes on until half a second past each Prepare's expiry.
 	time.Sleep(2 * time.Second)
-	calls, edges := f.bob.history()
-	_, _, taken := f.bob.counts()
+	calls, edges := bob.history()
+	_, _, taken := bob.counts()
 	byEdge := map[string]map[string]int{}
 	for id, s := range calls {
 		e := map[string]string{f.names[0]: "edge 0", f.names[1]: "edge 1"}[edges[id]]
@@ -263,7 +283,7 @@ func TestEgressEdgeKilledWithRepliesPending(t *testing.T) {
 		}
 		byEdge[e][key]++
 	}
-	prepares, _, _ := f.bob.counts()
+	prepares, _, _ := bob.counts()
 	t.Logf("edge 1 killed with replies pending: alice's answers %v; bob got %d Prepares; his callbacks by the edge that sent the Prepare: %v; %d replies taken",
 		answers, prepares, byEdge, taken)
 	if taken != answers["fulfill"] {
@@ -289,5 +309,52 @@ func TestEgressEdgeKilledWithRepliesPending(t *testing.T) {
 	}
 	if answers["fulfill"]+sentBy1 != n {
 		t.Errorf("alice: %v; want a Fulfill for each of the %d Prepares edge 0 sent", answers, n-sentBy1)
+	}
+}
+
+// TestEgressStreamPaymentToADraft3Peer pays with STREAM from alice,
+// behind the fleet, to a real STREAM receiver behind bob, who speaks RFC
+// 35 draft 3 only: bob is a caddy-ilp edge of his own (in this process),
+// whose ilp_edge answers the edges' Prepares 202 and POSTs each reply to
+// their shared callback URL through HAProxy. Every packet leaves through
+// one of the two edges' ilp_egress and its reply comes back to whichever
+// edge HAProxy picks. The payment arrives to the unit.
+func TestEgressStreamPaymentToADraft3Peer(t *testing.T) {
+	needNode(t)
+	recv, recvPort, dests, secrets := streamReceiver(t, "test.receiver", 1)
+	repliesLB := freePort(t)
+	startInProcessWith(t, "", fmt.Sprintf(`
+	http://127.0.0.1:9080 {
+		ilp_edge {
+			address test.bob
+			peer edges {
+				token %s
+				mode async
+				callback_url_prefix http://127.0.0.1:%d/ilp/
+				callback_token %s
+				upstream_token %s
+			}
+		}
+		ilp_proxy 127.0.0.1:%d
+	}`, bobOut, repliesLB, bobIn, connToken, recvPort))
+	f := startEgressTier(t, "http://127.0.0.1:9080/", "test.receiver", repliesLB)
+
+	const amount = "20000"
+	out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://"+f.aliceDoors[0]+"/", "--token", aliceToken,
+		"--destination", dests[0], "--secret", secrets[0], "--amount", amount).CombinedOutput()
+	if got := strings.TrimSpace(string(out)); err != nil || got != "PAID "+amount+" "+amount {
+		t.Fatalf("sender: %s (%v), want PAID %s %s", got, err, amount, amount)
+	}
+	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+amount, func() bool { return streamTotal(recv) == amount })
+	var carried [2]float64
+	for i, admin := range f.admins {
+		m := scrape(t, "http://"+admin+"/metrics")
+		carried[i] = m[`caddy_ilp_egress_packets_total{peer="bob",result="fulfill"}`] + m[`caddy_ilp_egress_packets_total{peer="bob",result="reject"}`]
+	}
+	accepted := scrape(t, "http://localhost:2999/metrics")[`caddy_ilp_async_prepares_total{peer="edges",result="accepted"}`]
+	t.Logf("paid %s to a receiver behind a draft 3 peer: the edges' egress carried %v and %v packets; bob accepted %v asynchronously; %v replies landed on the other edge and were relayed",
+		amount, carried[0], carried[1], accepted, f.relayed(t, "sent"))
+	if carried[0]+carried[1] == 0 || accepted != carried[0]+carried[1] {
+		t.Errorf("bob accepted %v Prepares asynchronously, the edges sent %v; want all of them, and some", accepted, carried[0]+carried[1])
 	}
 }
