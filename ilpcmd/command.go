@@ -3,6 +3,7 @@
 //
 //	caddy ilp route <ilp-address> --config <file>  where a packet goes
 //	caddy ilp fleet --admin <host:port>            the edges, peers' tables
+//	caddy ilp egress --admin <host:port>           ilp_egress' peers, replies owed
 //	caddy ilp send <url> --token <t>               one Prepare, and its answer
 //	caddy ilp decode [<file>|-]                     an OER packet as JSON
 //	caddy ilp secret                                a fresh peer secret
@@ -22,7 +23,7 @@ func init() {
 Commands for operating caddy-ilp. Each prints to standard output and exits
 non-zero with a message on standard error when it cannot do its job.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(routeCommand(), fleetCommand(), sendCommand(), decodeCommand(), secretCommand(), fingerprintCommand())
+			cmd.AddCommand(routeCommand(), fleetCommand(), egressCommand(), sendCommand(), decodeCommand(), secretCommand(), fingerprintCommand())
 		},
 	})
 }
