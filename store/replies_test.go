@@ -3,9 +3,12 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/ilp-edge/caddy-ilp/internal/redistest"
 )
@@ -161,6 +164,48 @@ func TestRelayedEncoding(t *testing.T) {
 	for n := range len(m) - 3 {
 		if _, _, _, err := decodeRelayed(m[:n]); err == nil {
 			t.Errorf("%d of %d bytes decoded", n, len(m))
+		}
+	}
+}
+
+// BenchmarkRelayReply: what relaying one reply costs the edge it landed
+// on, a round trip to Redis with the waiting edge listening (the waiting
+// edge's ExpectReply is outside the timing).
+func BenchmarkRelayReply(b *testing.B) {
+	r := redistest.Start(b)
+	c := Config{Address: r.Addr, KeyPrefix: b.Name() + ":"}
+	a, err := New(&c, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Destruct()
+	s, err := New(&c, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Destruct()
+	a.ListenReplies(func(string, string, []byte) {})
+	ctx := b.Context()
+	condition, body := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 100)
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%08x-0000-4000-8000-000000000000", i)
+		if err := a.ExpectReply(ctx, "bob", ids[i], condition, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) { // a's subscription up
+		if n, _ := s.client.PubSubNumSub(ctx, a.replyChannel(a.ReplyEdge())).Result(); n[a.replyChannel(a.ReplyEdge())] > 0 {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			b.Fatal("a does not listen")
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if res, _, err := s.RelayReply(ctx, a.ReplyEdge(), "bob", ids[i], body); err != nil || res != ReplyTaken {
+			b.Fatalf("relay: %v, %v", res, err)
 		}
 	}
 }
