@@ -31,6 +31,7 @@ type draft3Peer struct {
 	taken     int              // callbacks answered 200
 	callbacks map[string][]int // each id's callbacks' statuses, in order (0: no answer)
 	edges     map[string]string
+	auths     []string // the Authorization of each Prepare
 }
 
 // draft3Options are a draft3Peer's deviations.
@@ -43,6 +44,8 @@ type draft3Options struct {
 	// A new connection per callback (no keep-alive), so that a balancer
 	// in front of several edges spreads them.
 	FreshConnections bool
+	// Take any Authorization from the edge (a JWT, say), recorded.
+	AnyCredential bool
 }
 
 func startDraft3Peer(t *testing.T, token, edgeToken string, opts draft3Options) *draft3Peer {
@@ -53,7 +56,10 @@ func startDraft3Peer(t *testing.T, token, edgeToken string, opts draft3Options) 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		id, callback := r.Header.Get("Request-Id"), r.Header.Get("Callback-Url")
-		if r.Header.Get("Authorization") != "Bearer "+edgeToken {
+		p.mu.Lock()
+		p.auths = append(p.auths, r.Header.Get("Authorization"))
+		p.mu.Unlock()
+		if !opts.AnyCredential && r.Header.Get("Authorization") != "Bearer "+edgeToken {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -137,4 +143,11 @@ func (p *draft3Peer) history() (map[string][]int, map[string]string) {
 		edges[id] = e
 	}
 	return calls, edges
+}
+
+// authorizations returns the Authorization of each Prepare bob got.
+func (p *draft3Peer) authorizations() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.auths...)
 }
