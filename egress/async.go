@@ -30,7 +30,7 @@ var (
 // by callback, until r's deadline. It returns the reply to relay (a
 // status other than 200 for a peer that refused the Prepare), or the
 // failure.
-func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, s *store.Store, callbackURL string) (reply, *handler.ForwardError) {
+func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, target string, s *store.Store, callbackURL string) (reply, *handler.ForwardError) {
 	ctx := r.Context()
 	deadline, _ := ctx.Deadline() // ilp_edge sets one: the expiry, or max_hold
 	// Registered before the first POST: a peer may call back before its
@@ -39,7 +39,7 @@ func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, s *store.Store, c
 	defer async.Pending.Unregister(wait)
 	sent := false // whether any try may have reached the peer
 	for try := 0; ; try++ {
-		status, wrote, err := p.postAsync(ctx, pkt, wait.ID(), callbackURL)
+		status, wrote, err := p.postAsync(ctx, pkt, target, wait.ID(), callbackURL)
 		sent = sent || wrote
 		if err == nil && status == http.StatusAccepted {
 			break
@@ -103,8 +103,8 @@ func (p *peer) arrived(a async.Arrived) (reply, *handler.ForwardError) {
 // that got none and whether any of the packet may have been sent. The
 // answer's body is not read beyond a small bound: a draft 3 peer sends
 // none with its 202, and another status's is of no use.
-func (p *peer) postAsync(ctx context.Context, pkt *handler.Packet, id async.RequestID, callbackURL string) (int, bool, error) {
-	resp, wrote, err := p.post(ctx, pkt, http.Header{
+func (p *peer) postAsync(ctx context.Context, pkt *handler.Packet, target string, id async.RequestID, callbackURL string) (int, bool, error) {
+	resp, wrote, err := p.post(ctx, pkt, target, http.Header{
 		"Request-Id":   {string(id)},
 		"Callback-Url": {callbackURL},
 		"Prefer":       respondAsync, // for peers of the 2021–2024 drafts, which asked for it

@@ -244,9 +244,14 @@ func (e *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		e.logMiss(name, errNoPeer)
 		return handler.NewForwardError(handler.NoUpstream, "", errNoPeer)
 	}
+	target, err := p.target(pkt)
+	if err != nil {
+		p.metrics.countRefused()
+		return handler.NewUnreachable(err.Error())
+	}
 	settle, err := p.admit(r, pkt)
 	if err != nil {
-		p.metrics.countLimited()
+		p.metrics.countRefused()
 		return err
 	}
 	pkt.SetRoute(r, "", p.host, 0)
@@ -254,9 +259,9 @@ func (e *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	var reply reply
 	var ferr *handler.ForwardError
 	if p.async {
-		reply, ferr = p.sendAsync(r, pkt, e.store, e.callbackURL)
+		reply, ferr = p.sendAsync(r, pkt, target, e.store, e.callbackURL)
 	} else {
-		reply, ferr = p.send(r, pkt)
+		reply, ferr = p.send(r, pkt, target)
 	}
 	p.metrics.count(reply, ferr, time.Since(start))
 	if settle != nil {

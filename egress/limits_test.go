@@ -36,8 +36,8 @@ func TestEgressOutgoingLimits(t *testing.T) {
 		defer p.mu.Unlock()
 		return len(p.seen)
 	}
-	limited := func() float64 { return testutil.ToFloat64(metricPackets.WithLabelValues("bob", "limited")) }
-	before := limited()
+	refused := func() float64 { return testutil.ToFloat64(metricPackets.WithLabelValues("bob", "refused")) }
+	before := refused()
 
 	// Over max_packet_amount: F08 with the amount and the maximum, as
 	// STREAM reads them; nothing sent, no budget spent.
@@ -80,7 +80,7 @@ func TestEgressOutgoingLimits(t *testing.T) {
 	if n := sent(); n != 4 {
 		t.Errorf("bob got %d packets, want still 4", n)
 	}
-	if got := limited() - before; got != 3 {
-		t.Errorf("egress_packets_total{result=limited} went up by %v, want 3", got)
+	if got := refused() - before; got != 3 {
+		t.Errorf("egress_packets_total{result=refused} went up by %v, want 3", got)
 	}
 }

@@ -14,7 +14,7 @@ import (
 var (
 	metricPackets = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "egress_packets_total",
-		Help: "Packets ilp_egress sent to a peer, by peer and result: fulfill, reject, failed (no reply, or one that is not a Fulfill or Reject in a 200), or limited (not sent: over the peer's outgoing_limits; the connector got F08, T04 or T05 from the edge).",
+		Help: "Packets ilp_egress sent to a peer, by peer and result: fulfill, reject, failed (no reply, or one that is not a Fulfill or Reject in a 200), or refused (not sent: over the peer's outgoing_limits, the connector getting F08, T04 or T05 from the edge; or, in multi mode, for no child, F02).",
 	}, []string{"peer", "result"})
 	metricDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "ilp", Name: "egress_duration_seconds",
@@ -26,7 +26,7 @@ var (
 // peerMetrics are one peer's series. count does nothing on a nil
 // receiver (metrics off).
 type peerMetrics struct {
-	fulfill, reject, failed, limited prometheus.Counter
+	fulfill, reject, failed, refused prometheus.Counter
 	duration                         prometheus.Observer
 }
 
@@ -35,7 +35,7 @@ func newPeerMetrics(name string) *peerMetrics {
 		fulfill:  metricPackets.WithLabelValues(name, "fulfill"),
 		reject:   metricPackets.WithLabelValues(name, "reject"),
 		failed:   metricPackets.WithLabelValues(name, "failed"),
-		limited:  metricPackets.WithLabelValues(name, "limited"),
+		refused:  metricPackets.WithLabelValues(name, "refused"),
 		duration: metricDuration.WithLabelValues(name),
 	}
 }
@@ -60,9 +60,10 @@ func (m *peerMetrics) count(r reply, err *handler.ForwardError, d time.Duration)
 	}
 }
 
-// countLimited records a packet not sent: over the peer's outgoing limits.
-func (m *peerMetrics) countLimited() {
+// countRefused records a packet not sent: over the peer's outgoing
+// limits, or for no child of a multi-mode peer.
+func (m *peerMetrics) countRefused() {
 	if m != nil {
-		m.limited.Inc()
+		m.refused.Inc()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,10 @@ import (
 // peer is one peer ilp_egress sends to, provisioned.
 type peer struct {
 	name      string
-	url       string // the peer's url, resolved
-	host      string // its host:port, for SetRoute and ForwardError
-	async     bool   // mode async: RFC 35 draft 3, replies by callback (async.go)
+	url       string    // the peer's url, resolved
+	multi     *multiURL // its multi-mode template; nil: url as it is
+	host      string    // its host:port, for SetRoute and ForwardError
+	async     bool      // mode async: RFC 35 draft 3, replies by callback (async.go)
 	auth      func() string
 	limits    *handler.OutgoingLimits // nil: none
 	transport *http.Transport
@@ -43,11 +45,21 @@ func newPeer(c *handler.Peer, st *store.Store, repl *caddy.Replacer, dialTimeout
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	u, err := handler.ParsePeerURL(raw)
-	if err != nil {
+	var u *url.URL
+	var multi *multiURL
+	if c.URLSegmentAfter != "" {
+		m := &multiURL{after: c.URLSegmentAfter + "."}
+		if u, m.before, m.rest, err = handler.ParsePeerURLTemplate(raw); err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+		multi = m
+	} else if u, err = handler.ParsePeerURL(raw); err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	p := &peer{name: c.Name, url: u.String(), host: hostPort(u.Scheme, u.Host), async: c.Mode == handler.ModeAsync}
+	p := &peer{name: c.Name, url: u.String(), multi: multi, host: hostPort(u.Scheme, u.Host), async: c.Mode == handler.ModeAsync}
+	if multi != nil {
+		p.url = multi.before + "%" + multi.rest
+	}
 	if p.auth, err = c.OutgoingAuthorization(repl); err != nil {
 		return nil, err
 	}
@@ -139,12 +151,22 @@ func (r reply) fulfill() bool {
 // errReplyTooLarge: no Fulfill or Reject is near handler.MaxReplySize.
 var errReplyTooLarge = fmt.Errorf("reply over %d bytes", handler.MaxReplySize)
 
+// target is where the packet goes: the peer's url, or for a multi-mode
+// url the template with the destination's segment; the error is ilp_edge's
+// to answer F02 with, when the destination has no such segment.
+func (p *peer) target(pkt *handler.Packet) (string, error) {
+	if p.multi == nil {
+		return p.url, nil
+	}
+	return p.multi.url(pkt.Destination())
+}
+
 // send POSTs the packet to the peer and reads its reply, until r's
 // deadline. It is made once: net/http itself resends only a request it
 // knows the peer did not process (an HTTP/2 stream refused, an idle
 // HTTP/1.1 connection closed before the write).
-func (p *peer) send(r *http.Request, pkt *handler.Packet) (reply, *handler.ForwardError) {
-	resp, wrote, err := p.post(r.Context(), pkt, nil)
+func (p *peer) send(r *http.Request, pkt *handler.Packet, target string) (reply, *handler.ForwardError) {
+	resp, wrote, err := p.post(r.Context(), pkt, target, nil)
 	if err != nil {
 		return reply{}, p.failure(wrote, err)
 	}
@@ -165,11 +187,11 @@ func (p *peer) send(r *http.Request, pkt *handler.Packet) (reply, *handler.Forwa
 // packet may have been sent: whether the request's headers went out
 // tells a packet that cannot have been delivered (dial or TLS handshake
 // failed) from one that may.
-func (p *peer) post(ctx context.Context, pkt *handler.Packet, extra http.Header) (*http.Response, bool, error) {
+func (p *peer) post(ctx context.Context, pkt *handler.Packet, target string, extra http.Header) (*http.Response, bool, error) {
 	body := pkt.Bytes()
 	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, false, err // the URL parsed at provisioning: not reached
 	}

@@ -98,6 +98,14 @@ type Peer struct {
 	// CallbackPolicy's URL is the callback URL.)
 	EgressURL string `json:"url,omitempty"`
 
+	// ilp-plugin-http's multi mode: the `%` in url's path is replaced,
+	// for each packet, by the segment of its destination that follows
+	// this ILP address (for g.fleet.kids, the packet to
+	// g.fleet.kids.alice.x goes to url with alice). A destination not
+	// under it, or whose segment is not letters, digits, `_` or `-`,
+	// gets F02 from the edge and is not sent.
+	URLSegmentAfter string `json:"url_segment_after,omitempty"`
+
 	// What ilp_egress may send this peer, as Limits (max_packet_amount,
 	// rate, throughput), on the way out: a Prepare beyond them gets the
 	// same Reject an inbound one would (F08, T05, T04), from the edge,

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -71,6 +72,7 @@ func ParseEdgeCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //				server_name <name>
 //			}
 //			url <url>
+//			url_segment_after <ilp-address>
 //			outgoing_limits {
 //				max_packet_amount|rate|throughput …
 //			}
@@ -318,11 +320,22 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 			if p.EgressURL != "" {
 				return nil, d.Errf("peer %q: url given twice", p.Name)
 			}
-			// One with placeholders is checked once they are resolved.
+			// One with placeholders is checked once they are resolved;
+			// a multi-mode template, with url_segment_after.
 			if _, err := ParsePeerURL(v); err != nil && !strings.Contains(v, "{") {
-				return nil, d.Errf("peer %q: url: %v", p.Name, err)
+				if errors.Is(err, errMultiTemplate) {
+					_, _, _, err = ParsePeerURLTemplate(v)
+				}
+				if err != nil {
+					return nil, d.Errf("peer %q: url: %v", p.Name, err)
+				}
 			}
 			p.EgressURL = v
+		case "url_segment_after":
+			if !ilpdest.ValidAddress(v) {
+				return nil, d.Errf("peer %q: url_segment_after: not an ILP address", p.Name)
+			}
+			p.URLSegmentAfter = v
 		case "callback_url_prefix":
 			p.Prefixes = append(p.Prefixes, v)
 		case "callback_token":
@@ -345,6 +358,9 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 	}
 	if p.CallbackToken != "" && p.CallbackJWTSecret != "" {
 		return nil, d.Errf("peer %q: callback_token and callback_jwt_secret are exclusive", p.Name)
+	}
+	if err := p.checkEgressURL(); err != nil && !strings.Contains(p.EgressURL, "{") {
+		return nil, d.Errf("peer %q: %v", p.Name, err)
 	}
 	return p, nil
 }

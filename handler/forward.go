@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
 // This file is the contract between ilp_edge and the forwarder that runs
@@ -140,6 +142,23 @@ func (e *ForwardError) Error() string {
 }
 
 func (e *ForwardError) Unwrap() error { return e.Err }
+
+// RejectError is a forwarder's own decision to reject a packet without
+// sending it (over a limit of its own, or for a destination it cannot
+// send to): ilp_edge answers the Reject it holds, by the edge's address,
+// as it answers its own.
+type RejectError struct{ reject *edgeReject }
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("%s %s", e.reject.code, e.reject.message)
+}
+
+// NewUnreachable returns the error of a forwarder that has nowhere to
+// send the packet, for good: ilp_edge answers F02 Unreachable with
+// message.
+func NewUnreachable(message string) error {
+	return caddyhttp.Error(http.StatusNotFound, &RejectError{&edgeReject{code: ilpdest.CodeF02, message: message}})
+}
 
 // FailedExchange classifies a forwarder's failed exchange with the
 // connector or peer at upstream (host:port): sent tells whether any byte

@@ -17,8 +17,56 @@ import (
 // to one peer carry the same credential, signed the same way.
 
 // errMultiTemplate: ilp-plugin-http's multi mode replaces a `%` in its
-// outgoing URL with a segment of the destination; the edge does not.
-var errMultiTemplate = errors.New("% in the URL: ilp-plugin-http's multi-mode template is not supported")
+// outgoing URL with a segment of the destination; the edge does so only
+// with url_segment_after, which says which segment.
+var errMultiTemplate = errors.New("% in the URL: ilp-plugin-http's multi-mode template needs url_segment_after")
+
+// multiMarker stands for a multi-mode url's `%` while the URL is parsed:
+// letters only, which url.Parse keeps as they are.
+const multiMarker = "ilpmultisegment"
+
+// ParsePeerURLTemplate checks a peer's `url` in ilp-plugin-http's multi
+// mode: ParsePeerURL's checks, with one `%`, in the path, which ilp_egress
+// replaces by a segment of the packet's destination. The `%` may sit
+// nowhere else: a destination comes from whoever sent the packet, and
+// must never choose the host or port the edge connects to (ilp-plugin-http
+// allows it anywhere). It returns the URL, and its text before and after
+// the `%`.
+func ParsePeerURLTemplate(s string) (u *url.URL, before, after string, err error) {
+	i := strings.IndexByte(s, '%')
+	switch {
+	case i < 0:
+		return nil, "", "", errors.New("url_segment_after needs a % in url's path, where the segment goes")
+	case strings.IndexByte(s[i+1:], '%') >= 0:
+		return nil, "", "", errors.New("more than one % in the URL: the template has one")
+	}
+	if u, err = ParsePeerURL(s[:i] + multiMarker + s[i+1:]); err != nil {
+		return nil, "", "", err
+	}
+	full := u.String()
+	if !strings.Contains(u.Path, multiMarker) || strings.Count(full, multiMarker) != 1 {
+		return nil, "", "", errors.New("the % of the URL must be in its path: a destination never chooses the host or port")
+	}
+	before, after, _ = strings.Cut(full, multiMarker)
+	return u, before, after, nil
+}
+
+// checkEgressURL checks url and url_segment_after together: a template
+// needs the address its segment follows, and the address a template.
+func (c *Peer) checkEgressURL() error {
+	switch {
+	case c.URLSegmentAfter == "":
+		_, err := ParsePeerURL(c.EgressURL)
+		if c.EgressURL == "" {
+			err = nil
+		}
+		return err
+	case c.EgressURL == "":
+		return errors.New("url_segment_after without url")
+	}
+	_, _, _, err := ParsePeerURLTemplate(c.EgressURL)
+	return err
+}
 
 // ParsePeerURL checks a peer's `url`: an absolute http or https URL with
 // a host, without userinfo (the credential goes in callback_token or

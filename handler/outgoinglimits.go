@@ -43,18 +43,10 @@ func (o *OutgoingLimits) Release() { o.pl.release() }
 func (o *OutgoingLimits) Admit(ctx context.Context, pkt *Packet) (charged bool, err error) {
 	charged, rej := o.pl.admit(ctx, pkt)
 	if rej != nil {
-		return false, caddyhttp.Error(http.StatusTooManyRequests, &LimitError{rej})
+		return false, caddyhttp.Error(http.StatusTooManyRequests, &RejectError{rej})
 	}
 	return charged, nil
 }
 
 // Refund gives a charged packet's amount back: it was not fulfilled.
 func (o *OutgoingLimits) Refund(pkt *Packet) { o.pl.throughput.refund(pkt.prepare.Amount) }
-
-// LimitError is a forwarder's refusal of a packet over a limit of its
-// own: ilp_edge answers the Reject it holds, as for its own limits.
-type LimitError struct{ reject *edgeReject }
-
-func (e *LimitError) Error() string {
-	return fmt.Sprintf("%s %s", e.reject.code, e.reject.message)
-}

@@ -69,8 +69,8 @@ var errNoForwarder = errors.New("no handler after ilp_edge answered: the route n
 // err is what the next handler returned, expired whether the packet's
 // expiry has passed.
 func upstreamReject(c *responseCapture, err error, expired bool) *edgeReject {
-	if le, ok := errors.AsType[*LimitError](err); ok {
-		return le.reject // a decision, not a failure: before any expiry
+	if re, ok := errors.AsType[*RejectError](err); ok {
+		return re.reject // a decision, not a failure: before any expiry
 	}
 	if err != nil {
 		// Only a failure counts as a timeout: a reply that made it back,
