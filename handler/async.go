@@ -63,7 +63,10 @@ func newPeerAsync(c *Peer, repl *caddy.Replacer) (*peerAsync, error) {
 	if err := a.callbacks.Provision(); err != nil {
 		return nil, err
 	}
-	if a.mode == ModeAsync && !a.callbacks.Configured() {
+	if a.mode == ModeAsync && !a.callbacks.Configured() && c.EgressURL == "" {
+		// A peer with a url may be one the edge only sends to (ilp_egress):
+		// its own Prepares, if any, are refused for want of an allowed
+		// callback URL.
 		return nil, errors.New("mode async needs callback_url or callback_url_prefix: the edge POSTs only where the peer may be answered")
 	}
 	var err error

@@ -353,7 +353,7 @@ func unmarshalPeer(d *caddyfile.Dispenser) (*Peer, error) {
 	if err := policy.Provision(); err != nil {
 		return nil, d.Errf("peer %q: %v", p.Name, err)
 	}
-	if p.Mode == ModeAsync && !policy.Configured() {
+	if p.Mode == ModeAsync && !policy.Configured() && p.EgressURL == "" {
 		return nil, d.Errf("peer %q: mode async needs callback_url or callback_url_prefix", p.Name)
 	}
 	if p.CallbackToken != "" && p.CallbackJWTSecret != "" {

@@ -65,3 +65,41 @@ func TestRepliesCaddyfile(t *testing.T) {
 		t.Error("replies yes: parsed, want an error")
 	}
 }
+
+// TestAsyncPeerTheEdgeOnlySendsTo: a peer with mode async and a url, but
+// no callback URL of its own, is one the edge only sends to: its config
+// is accepted, its replies are taken, and a Prepare of its own with a
+// Callback-Url is refused (400: no callback URL is allowed for it),
+// never forwarded.
+func TestAsyncPeerTheEdgeOnlySendsTo(t *testing.T) {
+	e, _ := testEdge(t, func(e *Edge) {
+		e.Replies = true
+		e.Peers[2].Mode, e.Peers[2].EgressURL = ModeAsync, "https://carol.example/ilp"
+	})
+	waiting := async.Pending.Register(t.Context(), nil, "carol", ilptest.Condition(), time.Now().Add(time.Minute))
+	defer async.Pending.Unregister(waiting)
+	carol := func(id string) []string {
+		return []string{"Authorization", "Bearer " + carolRaw, "Request-Id", id, "Callback-Url", "https://carol.example/cb"}
+	}
+	next := &backend{}
+	if w, err := serve(t, e, newRequest(http.MethodPost, ilptest.Fulfill(nil), carol(string(waiting.ID()))...), next); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("carol's reply: HTTP %d, %v; want 200", w.Code, err)
+	}
+
+	e2, _ := testEdge(t, func(e *Edge) { e.Peers[2].Mode, e.Peers[2].EgressURL = ModeAsync, "https://carol.example/ilp" })
+	_, err := serve(t, e2, newRequest(http.MethodPost, ilptest.Prepare("g.x.y", time.Minute), carol(string(async.NewRequestID()))...), next)
+	wantStatus(t, err, http.StatusBadRequest)
+	if next.calls != 0 {
+		t.Errorf("forwarded %d packets, want none", next.calls)
+	}
+	d := caddyfile.NewTestDispenser("peer carol {\n token t\n mode async\n url https://carol.example/ilp\n}")
+	d.Next()
+	if _, err := unmarshalPeer(d); err != nil {
+		t.Errorf("mode async with a url and no callback URL: %v", err)
+	}
+	d = caddyfile.NewTestDispenser("peer carol {\n token t\n mode async\n}")
+	d.Next()
+	if _, err := unmarshalPeer(d); err == nil {
+		t.Error("mode async with neither a url nor a callback URL: accepted")
+	}
+}
