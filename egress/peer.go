@@ -3,11 +3,11 @@ package egress
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -32,14 +32,15 @@ type peer struct {
 	async     bool      // mode async: RFC 35 draft 3, replies by callback (async.go)
 	auth      func() string
 	limits    *handler.OutgoingLimits // nil: none
-	transport *http.Transport
-	metrics   *peerMetrics // nil: metrics off
+	pool      *pool
+	transport *http.Transport // pool's
+	metrics   *peerMetrics    // nil: metrics off
 }
 
 // newPeer provisions c's egress side: its URL, its credential, its
-// outgoing limits (on st, if not nil) and a connection pool of its own,
-// which presents the peer's client certificate (callback_tls) if it has
-// one. Close it when done.
+// outgoing limits (on st, if not nil) and its connection pool, which
+// presents the peer's client certificate (callback_tls) if it has one.
+// Close it when done.
 func newPeer(c *handler.Peer, st *store.Store, repl *caddy.Replacer, dialTimeout, keepAlive time.Duration, metrics bool) (*peer, error) {
 	raw, err := repl.ReplaceOrErr(c.EgressURL, true, true)
 	if err != nil {
@@ -63,44 +64,35 @@ func newPeer(c *handler.Peer, st *store.Store, repl *caddy.Replacer, dialTimeout
 	if p.auth, err = c.OutgoingAuthorization(repl); err != nil {
 		return nil, err
 	}
-	t := &http.Transport{
-		Proxy:               nil, // never through a proxy from the environment
-		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout: dialTimeout,
-		// However many packets are in flight to an HTTP/1.1 peer, each
-		// connection is kept until idle for keepAlive (0 would be
-		// net/http's 2, and every answer beyond two would close one).
-		MaxIdleConnsPerHost: math.MaxInt32,
-		IdleConnTimeout:     keepAlive,
-		Protocols:           new(http.Protocols),
-	}
-	// HTTP/2 over TLS when the peer offers it (ALPN), HTTP/1.1 otherwise;
-	// over plain http, HTTP/1.1: ilp-plugin-http's server speaks no h2c.
-	t.Protocols.SetHTTP1(true)
-	t.Protocols.SetHTTP2(true)
+	var tlsConfig *tls.Config
 	if c.CallbackTLS != nil {
 		if u.Scheme != "https" {
 			// The certificate would never be presented.
 			return nil, errors.New("callback_tls: url is not https")
 		}
-		if t.TLSClientConfig, err = c.CallbackTLS.Load(); err != nil {
+		if tlsConfig, err = c.CallbackTLS.Load(); err != nil {
 			return nil, fmt.Errorf("callback_tls: %w", err)
 		}
 	}
-	if p.limits, err = handler.NewOutgoingLimits(c, st); err != nil {
+	if p.pool, err = loadPool(c.Name, u, tlsConfig, dialTimeout, keepAlive); err != nil {
 		return nil, err
 	}
-	p.transport = t
+	p.transport = p.pool.transport
+	if p.limits, err = handler.NewOutgoingLimits(c, st); err != nil {
+		p.pool.release()
+		return nil, err
+	}
 	if metrics {
 		p.metrics = newPeerMetrics(c.Name)
 	}
 	return p, nil
 }
 
-// close closes the idle connections to the peer (those in use close when
-// their packets are answered) and gives up its limits' budgets.
+// close gives up the peer's connection pool (the last config to use it
+// closes its idle connections; those in use close when their packets are
+// answered) and its limits' budgets.
 func (p *peer) close() {
-	p.transport.CloseIdleConnections()
+	p.pool.release()
 	if p.limits != nil {
 		p.limits.Release()
 	}
