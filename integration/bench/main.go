@@ -4,7 +4,7 @@
 // connectors (integration/stubconnector) on loopback, loaded by h2load.
 //
 //	go run ./integration/bench            # full run: 3 rounds, all workloads (about 20 minutes)
-//	go run ./integration/bench -quick     # one short round of 79-h1, 79-h2c and async (CI)
+//	go run ./integration/bench -quick     # one short round of 79-h1, 79-h2c, async and egress (CI)
 //
 // The workloads are a 79-byte and a STREAM-sized Prepare over HTTP/1.1
 // (32 connections) and h2c (8 connections × 16 streams), the 79-byte one
@@ -16,6 +16,12 @@
 // 3) against synchronous ones through the same front door, from the
 // harness' own Go client and to its own callback receiver (async.go):
 // every accepted Prepare must get exactly one reply by callback.
+//
+// Then (-only egress, or by default) the fleet's way out, ilp_egress
+// (egress.go): the Go client as a connector sending its Prepares straight
+// to a peer, against the same through the edge to a synchronous peer and
+// to a draft 3 one, at one rate; the CPU per packet of every process on
+// the way, and its ratio to the direct path's.
 //
 // The figure that survives a noisy machine is the proxy's CPU time per
 // packet (utime+stime of its whole process group from /proc, divided by
@@ -54,8 +60,13 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == egressPeerCommand {
+		// The harness run by itself as the egress rows' peer.
+		runEgressPeer(os.Args[2:])
+		return
+	}
 	var o options
-	flag.BoolVar(&o.quick, "quick", false, "one short round of 79-h1, 79-h2c and the asynchronous exchanges; exits non-zero on any failure (CI)")
+	flag.BoolVar(&o.quick, "quick", false, "one short round of 79-h1, 79-h2c, the asynchronous exchanges and the egress rows; exits non-zero on any failure (CI)")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the report shows medians")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run")
@@ -100,6 +111,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		return false, err
 	}
 	withAsync := o.only == "" || slices.Contains(strings.Split(o.only, ","), idAsync)
+	withEgress := o.only == "" || slices.Contains(strings.Split(o.only, ","), idEgress)
 	if o.install {
 		if err := installTools(); err != nil {
 			return false, err
@@ -139,6 +151,12 @@ func run(ctx context.Context, o options) (bool, error) {
 			return false, fmt.Errorf("asynchronous exchanges: %w", err)
 		}
 	}
+	var egress *egressResults // nil when not selected
+	if withEgress {
+		if egress, err = b.measureEgress(ctx, o); err != nil {
+			return false, fmt.Errorf("egress: %w", err)
+		}
+	}
 
 	profiles := map[string]profile{} // by contender id
 	if o.profile {
@@ -159,7 +177,7 @@ func run(ctx context.Context, o options) (bool, error) {
 		}
 	}
 
-	report := b.report(o, cs, wls, results, async, profiles)
+	report := b.report(o, cs, wls, results, async, egress, profiles)
 	fmt.Print(report)
 	if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
 		return false, err
@@ -176,6 +194,9 @@ func run(ctx context.Context, o options) (bool, error) {
 	if async != nil && (async.failures() > 0 || async.empty()) {
 		return false, nil
 	}
+	if egress != nil && (egress.failures() > 0 || egress.empty()) {
+		return false, nil
+	}
 	return true, nil
 }
 
@@ -185,7 +206,7 @@ func selectContenders(only string) ([]contender, error) {
 	}
 	var cs []contender
 	for _, id := range strings.Split(only, ",") {
-		if id == idAsync { // not a contender: run's own stage
+		if id == idAsync || id == idEgress { // not a contender: run's own stage
 			continue
 		}
 		i := slices.IndexFunc(contenders, func(c contender) bool { return c.id == id })
@@ -217,5 +238,5 @@ func contenderIDs() string {
 	for _, c := range contenders {
 		ids = append(ids, c.id)
 	}
-	return strings.Join(append(ids, idAsync), ",")
+	return strings.Join(append(ids, idAsync, idEgress), ",")
 }

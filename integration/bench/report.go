@@ -62,9 +62,10 @@ type profile struct {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// report renders the results as Markdown; async is nil when the
-// asynchronous exchanges did not run.
-func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, async *asyncResults, profiles map[string]profile) string {
+// report renders the results as Markdown; async and egress are nil when
+// the asynchronous exchanges or the egress rows did not run.
+func (b *bench) report(o options, cs []contender, wls []workload, results map[string][]sample, async *asyncResults,
+	egress *egressResults, profiles map[string]profile) string {
 	var w strings.Builder
 	fmt.Fprintf(&w, "# caddy-ilp benchmark\n\n")
 	fmt.Fprintf(&w, "%s. %s, %d cores. %d round(s) of %v after %v warm-up; each contender started fresh for every run; "+
@@ -190,6 +191,9 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 
 	if async != nil {
 		w.WriteString(asyncSection(async))
+	}
+	if egress != nil {
+		w.WriteString(egressSection(egress))
 	}
 
 	for _, c := range cs {
