@@ -2,6 +2,7 @@ package egress
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -67,4 +68,49 @@ func TestParsePeerURLTemplate(t *testing.T) {
 			t.Errorf("%s: %v, want an error about %s", c.url, err, c.err)
 		}
 	}
+}
+
+// FuzzMultiURL: whatever the destination, the URL is the template with
+// one segment of letters, digits, _ and - in place of the %, or an
+// error; the host and the rest of the URL are never the destination's.
+func FuzzMultiURL(f *testing.F) {
+	for _, d := range []string{"g.fleet.kids.alice.x", "g.fleet.kids", "g.fleet.kids.a/b", "g.fleet.kids.../", "g.fleet.kids.%2e%2e"} {
+		f.Add(d)
+	}
+	m := &multiURL{before: "https://kids.example/accounts/", rest: "/ilp?key=k", after: "g.fleet.kids."}
+	f.Fuzz(func(t *testing.T, destination string) {
+		u, err := m.url(destination)
+		if err != nil {
+			return
+		}
+		segment, ok := strings.CutPrefix(u, m.before)
+		if segment, ok = strings.CutSuffix(segment, m.rest); !ok || segment == "" {
+			t.Fatalf("%q gave %q, not the template", destination, u)
+		}
+		for _, c := range segment {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+				t.Fatalf("%q gave the segment %q", destination, segment)
+			}
+		}
+	})
+}
+
+// FuzzParsePeerURLTemplate: a template accepted has its % in the path
+// only: the host is the same whatever replaces it.
+func FuzzParsePeerURLTemplate(f *testing.F) {
+	for _, s := range []string{"https://kids.example/%/ilp", "http://%.kids.example/", "http://kids.example:%/", "http://k/?a=%", "http://[::1]/%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, before, after, err := handler.ParsePeerURLTemplate(s)
+		if err != nil {
+			return
+		}
+		for _, segment := range []string{"a", "zz-9_"} {
+			got, err := url.Parse(before + segment + after)
+			if err != nil || got.Host != u.Host || got.Scheme != u.Scheme {
+				t.Fatalf("%q with %q: %v (host %q), want host %q", s, segment, err, got.Host, u.Host)
+			}
+		}
+	})
 }

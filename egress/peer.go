@@ -180,6 +180,20 @@ func (p *peer) send(r *http.Request, pkt *handler.Packet, target string) (reply,
 // tells a packet that cannot have been delivered (dial or TLS handshake
 // failed) from one that may.
 func (p *peer) post(ctx context.Context, pkt *handler.Packet, target string, extra http.Header) (*http.Response, bool, error) {
+	resp, wrote, err := p.postOnce(ctx, pkt, target, extra)
+	if err != nil && !wrote && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		// Nothing was sent, and the deadline or cancellation is not this
+		// packet's: net/http pools a connection before handing the answer
+		// to its request, and when that request's deadline fires in
+		// between, it closes the connection another request has taken
+		// (golang/go#70834). Sent again once, on another connection.
+		resp, wrote, err = p.postOnce(ctx, pkt, target, extra)
+	}
+	return resp, wrote, err
+}
+
+// postOnce is one try of post.
+func (p *peer) postOnce(ctx context.Context, pkt *handler.Packet, target string, extra http.Header) (*http.Response, bool, error) {
 	body := pkt.Bytes()
 	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})

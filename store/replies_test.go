@@ -209,3 +209,28 @@ func BenchmarkRelayReply(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDecodeRelayed: any message decodes to a peer, a 36-byte id and a
+// body that encode back to it, or to an error; never a panic.
+func FuzzDecodeRelayed(f *testing.F) {
+	f.Add(string(encodeRelayed("bob", replyID, []byte{0x0d, 1, 2})))
+	f.Add("")
+	f.Add("\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")
+	f.Fuzz(func(t *testing.T, m string) {
+		peer, id, body, err := decodeRelayed(m)
+		if err != nil {
+			return
+		}
+		if len(id) != relayedIDLen {
+			t.Fatalf("id %q of %d bytes", id, len(id))
+		}
+		if again := string(encodeRelayed(peer, id, body)); again != m {
+			// A uvarint may be written longer than needed; the parts
+			// must still be the same.
+			p2, id2, b2, err := decodeRelayed(again)
+			if err != nil || p2 != peer || id2 != id || !bytes.Equal(b2, body) {
+				t.Fatalf("%q decoded to %q %q %x, which encode to %q", m, peer, id, body, again)
+			}
+		}
+	})
+}
