@@ -20,7 +20,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/handler"
@@ -148,30 +147,6 @@ func (p *silentPeer) closeConns(g *Egress) {
 	p.srv.CloseClientConnections()
 }
 
-// newSilentAsyncSetup is newAsyncSetup toward a silentPeer: the fleet's
-// edge, ilp_egress toward bob (mode async) and the callback route. Its
-// peer field is nil.
-func newSilentAsyncSetup(t *testing.T, peer *silentPeer) *asyncSetup {
-	t.Helper()
-	s := &asyncSetup{edge: testEdge(t), replies: startRepliesRoute(t)}
-	c := bob(peer.srv.URL + "/ilp")
-	c.Mode = handler.ModeAsync
-	s.egress = &Egress{CallbackURL: s.replies.URL + "/ilp/replies"}
-	ctx, cancel := caddy.NewContext(caddy.ActiveContext())
-	t.Cleanup(cancel)
-	if err := s.egress.provision(ctx, []*handler.Peer{c}); err != nil {
-		t.Fatal(err)
-	}
-	s.egress.logger = zaptest.NewLogger(t)
-	t.Cleanup(func() { s.egress.Cleanup() })
-	t.Cleanup(func() {
-		if n := async.Pending.Len(); n != 0 {
-			t.Errorf("%d exchanges still waiting after the test", n)
-		}
-	})
-	return s
-}
-
 // Answers of sendSilent: an R00 by the edge, after the peer's 202 while
 // the egress waited for its callback, or before the peer's 202 came; or
 // t01Stolen.
@@ -271,7 +246,7 @@ func r00s(answers map[string]int) (all, waiting int) {
 // boundsHeapSlack of the warm-up's.
 func TestAsyncEgressNeverRepliesBounded(t *testing.T) {
 	peer := startSilentPeer(t)
-	s := newSilentAsyncSetup(t, peer)
+	s := asyncSetupTo(t, peer.srv.URL+"/ilp")
 	pending := async.Pending.Len()
 	failed := metricPackets.WithLabelValues("bob", "failed")
 

@@ -183,8 +183,18 @@ type asyncSetup struct {
 
 func newAsyncSetup(t *testing.T, replies int, reply func([]byte) []byte) *asyncSetup {
 	t.Helper()
-	s := &asyncSetup{edge: testEdge(t), peer: startDraft3Peer(t, replies, reply), replies: startRepliesRoute(t)}
-	c := bob(s.peer.srv.URL + "/ilp")
+	peer := startDraft3Peer(t, replies, reply)
+	s := asyncSetupTo(t, peer.srv.URL+"/ilp")
+	s.peer = peer
+	return s
+}
+
+// asyncSetupTo is the fleet's edge, ilp_egress toward bob (mode async) at
+// url, and the callback route.
+func asyncSetupTo(t *testing.T, url string) *asyncSetup {
+	t.Helper()
+	s := &asyncSetup{edge: testEdge(t), replies: startRepliesRoute(t)}
+	c := bob(url)
 	c.Mode = handler.ModeAsync
 	s.egress = &Egress{CallbackURL: s.replies.URL + "/ilp/replies"}
 	ctx, cancel := caddy.NewContext(caddy.ActiveContext())
