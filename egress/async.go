@@ -37,7 +37,8 @@ func (p *peer) sendAsync(r *http.Request, pkt *handler.Packet, target string, s 
 	// 202 reaches the edge.
 	wait := async.Pending.Register(ctx, s, p.name, pkt.Prepare().ExecutionCondition, deadline)
 	defer async.Pending.Unregister(wait)
-	sent := false // whether any try may have reached the peer
+	pkt.SetEgressRequestID(wait.ID()) // for the access log: the peer knows the exchange by it
+	sent := false                     // whether any try may have reached the peer
 	for try := 0; ; try++ {
 		status, wrote, err := p.postAsync(ctx, pkt, target, wait.ID(), callbackURL)
 		sent = sent || wrote

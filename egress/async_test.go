@@ -254,6 +254,9 @@ func TestAsyncEgressRelaysFulfill(t *testing.T) {
 		}
 		s.peer.mu.Unlock()
 		ids = append(ids, s.peer.lastID())
+		if res.egressRequestID != s.peer.lastID() {
+			t.Errorf("{http.ilp.egress_request_id} %q, want the Request-Id sent, %q", res.egressRequestID, s.peer.lastID())
+		}
 	}
 	if ids[0] == ids[1] {
 		t.Errorf("two Prepares went with one Request-Id %s", ids[0])

@@ -76,6 +76,8 @@ type result struct {
 	w         *httptest.ResponseRecorder
 	err       error // ilp_edge's
 	egressErr error // what ilp_egress returned to ilp_edge
+
+	egressRequestID string // {http.ilp.egress_request_id} after ilp_egress
 }
 
 // send passes one Prepare from the fleet, POSTed to path, through ilp_edge
@@ -89,6 +91,8 @@ func send(t *testing.T, e *handler.Edge, g *Egress, path string, prepare []byte)
 	var res result
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		res.egressErr = g.ServeHTTP(w, r, nil)
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		res.egressRequestID, _ = repl.GetString("http.ilp.egress_request_id")
 		return res.egressErr
 	})
 	res.w = httptest.NewRecorder()

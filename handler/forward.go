@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/ilp-edge/caddy-ilp/async"
 	"github.com/ilp-edge/caddy-ilp/ilpdest"
 )
 
@@ -66,6 +67,10 @@ func (p *Packet) SetRoute(r *http.Request, key, upstream string, rank int) {
 	p.routeKey, p.upstream, p.rank = key, upstream, rank
 	caddyhttp.SetVar(r.Context(), VarUpstreamRank, rank)
 }
+
+// SetEgressRequestID records the Request-Id a forwarder sent the packet
+// with to a draft 3 peer (ilp_egress), for {http.ilp.egress_request_id}.
+func (p *Packet) SetEgressRequestID(id async.RequestID) { p.egressRequestID = id }
 
 // Failure says how far a packet got before forwarding it failed, which
 // alone decides the Reject the peer gets.

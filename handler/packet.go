@@ -44,6 +44,9 @@ type Packet struct {
 	// An asynchronous Prepare's Request-Id, for the placeholders; empty
 	// for a synchronous one.
 	requestID async.RequestID
+	// The Request-Id ilp_egress sent the packet to a draft 3 peer with
+	// (SetEgressRequestID), for the placeholders.
+	egressRequestID async.RequestID
 }
 
 // detached is a new packet with p's bytes, peer and Request-Id, for an

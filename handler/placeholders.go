@@ -58,6 +58,7 @@ const (
 //	upstream      the connector (host:port) the packet was last sent to
 //	rerouted      true when that was not the packet's first choice
 //	request_id    an asynchronous Prepare's Request-Id; empty for a sync one
+//	egress_request_id  the Request-Id ilp_egress sent it with to a draft 3 peer
 //	mode          async or sync: how the peer gets its reply
 //
 // It also answers {http.auth.user.id}, the access log's user_id, with the
@@ -99,6 +100,8 @@ func (p *Packet) placeholder(key string) (any, bool) {
 		return p.upstream != "" && p.rank > 0, true
 	case "request_id":
 		return string(p.requestID), true
+	case "egress_request_id":
+		return string(p.egressRequestID), true
 	case "mode":
 		if p.requestID != "" {
 			return ModeAsync, true
