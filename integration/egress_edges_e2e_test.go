@@ -217,6 +217,17 @@ func TestEgressAcrossTwoEdges(t *testing.T) {
 	f, bob := startEgressTierToGoPeer(t, draft3Options{Twice: true})
 	const n = 200
 	answers := tally(sendPrepares(t, f.aliceDoors, n, 10, 10*time.Second))
+	// A Fulfill reaches alice once bob's first reply is taken; his second
+	// may still be on its way.
+	waitUntil(t, 5*time.Second, "bob's second replies answered", func() bool {
+		calls, _ := bob.history()
+		for _, s := range calls {
+			if len(s) < 2 {
+				return false
+			}
+		}
+		return len(calls) == n
+	})
 	prepares, ids, taken := bob.counts()
 	calls, edges := bob.history()
 	statuses, perEdge := map[string]int{}, map[string]int{}
