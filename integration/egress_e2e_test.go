@@ -154,3 +154,45 @@ func egressSites(ups []string, fleetToken, egressOptions string) string {
 		ilp_egress %s
 	}`, aliceToken, connToken, strings.Join(ups, " "), fleetToken, egressOptions)
 }
+
+// TestEgressToAnIlpConnectorPeer pays with STREAM from alice, behind the
+// fleet, to a receiver behind bob, a real ilp-connector 23 of its own
+// (ilp-plugin-http, synchronous): the fleet's three instances send their
+// packets for the receiver to the edge's egress, which sends them to bob
+// with the edge's token toward him, which neither the fleet nor alice
+// holds; bob routes them to the receiver. The payment arrives to the
+// unit.
+func TestEgressToAnIlpConnectorPeer(t *testing.T) {
+	needNode(t)
+	const fleetToken, bobToken = "fleet-outgoing-token", "edge-token-toward-bob"
+	recv, recvPort, dests, secrets := streamReceiver(t, "test.receiver", 1)
+	bobPort := freePort(t)
+	bob := start(t, "node", "js/connector.js", "--port", fmt.Sprint(bobPort), "--token", bobToken,
+		"--up-port", fmt.Sprint(recvPort), "--up-token", connToken, "--route-prefix", "test.receiver")
+	bob.waitReady(t)
+	waitListening(t, bob, bobPort)
+	ups := startConnectorFleet(t, 9, "--route-prefix", "test.receiver",
+		"--up-url", "http://127.0.0.1:9081/peers/bob/", "--up-token", fleetToken)
+	startInProcessWith(t, fmt.Sprintf(`
+		ilp_peers {
+			peer bob {
+				token unused-inbound-token
+				url http://127.0.0.1:%d/
+				callback_token %s
+			}
+		}`, bobPort, bobToken), egressSites(ups, fleetToken, ""))
+
+	const amount = "20000"
+	out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://127.0.0.1:9080/", "--token", aliceToken,
+		"--destination", dests[0], "--secret", secrets[0], "--amount", amount).CombinedOutput()
+	if got := strings.TrimSpace(string(out)); err != nil || got != "PAID "+amount+" "+amount {
+		t.Fatalf("sender: %s (%v), want PAID %s %s", got, err, amount, amount)
+	}
+	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+amount, func() bool { return streamTotal(recv) == amount })
+	m := scrape(t, "http://localhost:2999/metrics")
+	carried := m[`caddy_ilp_egress_packets_total{peer="bob",result="fulfill"}`] + m[`caddy_ilp_egress_packets_total{peer="bob",result="reject"}`]
+	t.Logf("paid %s through the edge's egress and a real ilp-connector peer; the egress carried %v packets to it", amount, carried)
+	if carried == 0 {
+		t.Error("the egress counted no packet: the payment did not go out through it")
+	}
+}
