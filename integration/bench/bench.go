@@ -63,7 +63,10 @@ type sample struct {
 	p50, p99 time.Duration
 	peakMB   float64
 	failures int64
-	tls      string // as h2load negotiated it; empty without TLS
+	tls      string // as the client negotiated it; empty without TLS
+	// The connections the Go client opened in the measured run, and how
+	// many of them resumed a TLS session; 0 with h2load.
+	conns, resumed int64
 }
 
 // setUp builds the binaries, starts three stub connectors and prepares
@@ -204,9 +207,11 @@ func makePrepares(condition [32]byte) map[string][]byte {
 // workloads lists the load shapes: each packet size over HTTP/1.1 with 32
 // connections and over h2c with 8 connections of 16 streams, and the small
 // one over h2 on TLS with h2c's connections and streams (only the
-// contenders that serve TLS).
-func (b *bench) workloads(rate int) []workload {
-	small, stream := b.prepares["79"], b.prepares["stream"]
+// contenders that serve TLS); then the small one as peers send it in
+// other ways (tlsrows.go, newconn.go, manypeers.go): over HTTP/1.1 on
+// TLS, on a new connection per packet, and from a thousand peers.
+func (b *bench) workloads(o options) []workload {
+	small, stream, rate := b.prepares["79"], b.prepares["stream"], o.rate
 	return []workload{
 		{id: "79-h1", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns", len(small)), body: small, conns: 32},
 		{id: "79-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(small)), body: small, h2: true, conns: 8, streams: 16},
@@ -215,10 +220,16 @@ func (b *bench) workloads(rate int) []workload {
 		{id: "stream-h2c", name: fmt.Sprintf("%d B Prepare, h2c, 8 conns × 16 streams", len(stream)), body: stream, h2: true, conns: 8, streams: 16},
 		// Latency below saturation: a fixed rate all contenders can carry.
 		{id: "79-h1-rate", name: fmt.Sprintf("%d B Prepare, HTTP/1.1, 32 conns, %d packets/s offered", len(small), rate), body: small, conns: 32, rate: rate},
+		{id: "79-h1tls", name: fmt.Sprintf("%d B Prepare, HTTP/1.1 over TLS, 32 conns", len(small)), body: small, tls: true, conns: 32},
+		newConnWorkload("79-newconn", small, false, o.newConnRate),
+		newConnWorkload("79-newconn-tls", small, true, o.newConnRate),
+		manyPeersWorkload("79-peers", small, o.peersRate),
 	}
 }
 
-func workloadIDs() string { return "79-h1,79-h2c,79-h2tls,stream-h1,stream-h2c,79-h1-rate" }
+func workloadIDs() string {
+	return "79-h1,79-h2c,79-h2tls,stream-h1,stream-h2c,79-h1-rate,79-h1tls,79-newconn,79-newconn-tls,79-peers"
+}
 
 // destination is what the ILP-Destination header says for body.
 func destination(body []byte) string {
@@ -262,7 +273,7 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 	url, client := srv.h1, h1Client
 	switch {
 	case wl.tls:
-		url, client = srv.h2tls, b.h2Client
+		url, client = srv.https, b.h2Client
 	case wl.h2:
 		url, client = srv.h2c, h2cClient
 	}
@@ -283,7 +294,11 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 
 	var proxy0, stubs0 usage
 	profileErr := make(chan error, 1)
-	r, err := runH2load(ctx, url, wl, headers, o.warmup, o.duration, dir, func() {
+	load := runH2load
+	if wl.goClient {
+		load = b.runGoRow
+	}
+	r, err := load(ctx, url, wl, headers, o.warmup, o.duration, dir, func() {
 		proxy0, stubs0 = b.usage(srv), b.stubUsage()
 		if profileTo != "" {
 			go func() { profileErr <- fetchProfile(srv.admin, o.duration, profileTo) }()
@@ -307,14 +322,19 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 		proxyCPU: math.NaN(), proxySys: math.NaN(),
 		stubCPU:  perPacket(stubs1.cpu-stubs0.cpu, r.done),
 		failures: r.failed + (r.done - r.ok),
+		conns:    r.conns, resumed: r.resumed,
 	}
 	if srv.proc != nil {
 		s.proxyCPU = perPacket(proxy1.cpu-proxy0.cpu, r.done)
 		s.proxySys = perPacket(proxy1.sys-proxy0.sys, r.done)
 		s.peakMB = float64(proxy1.peakKB) / 1024
 	}
-	s.failures += wrongAnswers(r, len(b.fulfill))
-	if s.failures > 0 { // the report has only the count: say what they were, for a CI run that failed
+	if !r.checked {
+		s.failures += wrongAnswers(r, len(b.fulfill))
+	}
+	if s.failures > 0 && r.checked {
+		log.Printf("%s, %s: %d of %d Prepares failed; the first: %s", c.id, wl.id, s.failures, r.started, r.failure)
+	} else if s.failures > 0 { // the report has only the count: say what they were, for a CI run that failed
 		log.Printf("%s, %s: %d failures: h2load counted %d failed; %d of %d answers not 2xx; %d bytes of answers "+
 			"for %d 2xx of a %d-byte Fulfill, %d requests unfinished", c.id, wl.id, s.failures, r.failed, r.done-r.ok,
 			r.done, r.dataBytes, r.ok, len(b.fulfill), r.started-r.done)

@@ -17,7 +17,7 @@ type contender struct {
 	label  string // in the report
 	header bool   // requests carry ILP-Destination
 	jwt    bool   // requests carry a JWT instead of the static token
-	tls    bool   // serves h2 over TLS (server.h2tls); the others sit out the TLS workload
+	tls    bool   // serves TLS (server.https); the others sit out the TLS workloads
 	h1Only bool   // serves HTTP/1.1 only, and sits out the HTTP/2 workloads
 	start  func(b *bench, dir string) (*server, error)
 }
@@ -28,7 +28,7 @@ func (c contender) runs(wl workload) bool { return (c.tls || !wl.tls) && !(c.h1O
 // server is a started contender.
 type server struct {
 	h1, h2c string        // URLs for HTTP/1.1 and h2c load
-	h2tls   string        // URL for h2 over TLS load, with the bench's certificate
+	https   string        // URL for load over TLS (h2 by ALPN, or HTTP/1.1), with the bench's certificate
 	proc    *proc.Process // nil when there is no proxy (direct)
 	admin   string        // Caddy's admin address, for profiles
 }
@@ -38,6 +38,7 @@ const (
 	idRespond = "caddy-respond"
 	idHeader  = "caddy-reverse-proxy"
 	idNginx   = "nginx"
+	idHAProxy = "haproxy"
 	idILP     = "caddy-ilp"
 	idProxy   = "caddy-ilp-proxy"
 	idLimits  = "caddy-ilp-proxy-limits"
@@ -53,7 +54,7 @@ var contenders = []contender{
 	{id: idRespond, label: "Caddy `respond` (Caddy's serving floor)", header: true, start: startCaddyRespond},
 	{id: idHeader, label: "Caddy `reverse_proxy` + `lb_policy header`", header: true, start: caddyfileStarter(caddyHeaderSite)},
 	{id: idNginx, label: "nginx `hash … consistent` + keepalive", header: true, tls: true, start: startNginx},
-	{id: "haproxy", label: "HAProxy `balance hdr()` consistent", header: true, start: startHAProxy},
+	{id: idHAProxy, label: "HAProxy `balance hdr()` consistent", header: true, tls: true, start: startHAProxy},
 	{id: idILP, label: "caddy-ilp: `ilp_edge` token + `ilp_prefix`, header", header: true, start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-oer", label: "caddy-ilp, destination from the OER", start: caddyfileStarter(caddyILPSite(false))},
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
@@ -221,7 +222,7 @@ func startFrontDoorWith(b *bench, dir, handlers string) (*server, error) {
 	}
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
 	srv.h1, srv.h2c, srv.admin = u, u, admin
-	srv.h2tls = fmt.Sprintf("https://127.0.0.1:%d", tlsPort)
+	srv.https = fmt.Sprintf("https://127.0.0.1:%d", tlsPort)
 	return srv, nil
 }
 
@@ -313,9 +314,10 @@ func startCaddyRespond(b *bench, dir string) (*server, error) {
 // never make it reconnect), no access log. nginx 1.22 cannot serve HTTP/1.1 and h2c on one port; the
 // third port is TLS (h2 by ALPN, or HTTP/1.1) with the bench's certificate,
 // the protocols Caddy allows by default and nginx's defaults otherwise
-// (session tickets on, no session cache: h2load's connections last the
-// whole run anyway). `listen … ssl http2` is 1.22's syntax; from 1.25.1 it
-// is deprecated for `http2 on`, but still works, as for the h2c port.
+// (session tickets on, which is how TLS 1.3 resumes the sessions of the
+// rows with a new connection per packet; no session cache).
+// `listen … ssl http2` is 1.22's syntax; from 1.25.1 it is deprecated for
+// `http2 on`, but still works, as for the h2c port.
 func startNginx(b *bench, dir string) (*server, error) {
 	p1, p2, p3 := freePort(), freePort(), freePort()
 	var servers strings.Builder
@@ -364,20 +366,26 @@ http {
 		return nil, err
 	}
 	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", p1), h2c: fmt.Sprintf("http://127.0.0.1:%d", p2),
-		h2tls: fmt.Sprintf("https://127.0.0.1:%d", p3), proc: p}, nil
+		https: fmt.Sprintf("https://127.0.0.1:%d", p3), proc: p}, nil
 }
 
 // startHAProxy runs HAProxy in the foreground with one thread per core,
 // hashing the header consistently and reusing upstream connections, with
-// no logging.
+// no logging. Its third port is TLS (h2 by ALPN, or HTTP/1.1) with the
+// bench's certificate, set as haproxyTLS says.
 func startHAProxy(b *bench, dir string) (*server, error) {
-	p1, p2 := freePort(), freePort()
+	p1, p2, p3 := freePort(), freePort(), freePort()
 	var servers strings.Builder
 	for i, a := range b.stubAddrs {
 		fmt.Fprintf(&servers, "\tserver stub%d %s\n", i+1, a)
 	}
+	pem, err := haproxyPEM(b, dir)
+	if err != nil {
+		return nil, err
+	}
 	cfg := fmt.Sprintf(`global
 	maxconn 4096
+%s
 defaults
 	mode http
 	timeout connect 5s
@@ -387,11 +395,12 @@ defaults
 frontend edge
 	bind 127.0.0.1:%d
 	bind 127.0.0.1:%d proto h2
+	bind 127.0.0.1:%d ssl crt %s alpn h2,http/1.1
 	default_backend stubs
 backend stubs
 	balance hdr(ILP-Destination)
 	hash-type consistent
-%s`, p1, p2, servers.String())
+%s`, haproxyTLS, p1, p2, p3, pem, servers.String())
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -400,5 +409,6 @@ backend stubs
 	if err != nil {
 		return nil, err
 	}
-	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", p1), h2c: fmt.Sprintf("http://127.0.0.1:%d", p2), proc: p}, nil
+	return &server{h1: fmt.Sprintf("http://127.0.0.1:%d", p1), h2c: fmt.Sprintf("http://127.0.0.1:%d", p2),
+		https: fmt.Sprintf("https://127.0.0.1:%d", p3), proc: p}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,6 +35,21 @@ type goLoad struct {
 	// Request-Id and the Callback-Url; a 202 with no body is wanted, and
 	// its id is handed to async.accept.
 	async *callbackReceiver
+	// newConn opens a connection for every Prepare: net/http then sends
+	// it with Connection: close and closes the connection after the
+	// answer.
+	newConn bool
+	// tls is the client's TLS configuration for an https url, shared by
+	// every connection (and so its session cache).
+	tls *tls.Config
+	// counter, when not nil, counts the connections opened and their
+	// TLS handshakes.
+	counter *connCounter
+	// clients, when not nil, are the connections' HTTP clients, one
+	// each (keptClients), so that a run reuses the connections the one
+	// before opened; otherwise each connection's client is made for the
+	// run and closed after it.
+	clients []*http.Client
 }
 
 // goLoadResult is what one goLoad run counted.
@@ -98,9 +114,13 @@ type goWorker struct {
 // bounded by ctx and goLoadTimeout, not by sending: the answers to
 // Prepares in flight at the end are awaited, not counted as failures.
 func (w *goWorker) run(ctx, sending context.Context, l goLoad, i int, sent *atomic.Int64) {
-	transport := &http.Transport{Proxy: nil, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, DisableCompression: true}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: goLoadTimeout}
+	var client *http.Client
+	if l.clients != nil {
+		client = l.clients[i]
+	} else {
+		client = &http.Client{Transport: l.transport(), Timeout: goLoadTimeout}
+		defer client.CloseIdleConnections()
+	}
 	var interval time.Duration
 	next := time.Now()
 	if l.rate > 0 {
@@ -137,6 +157,20 @@ func (w *goWorker) run(ctx, sending context.Context, l goLoad, i int, sent *atom
 			}
 		}
 	}
+}
+
+// transport is one connection's: at most one connection open at a time,
+// as h2load's -c, and none kept with newConn.
+func (l goLoad) transport() *http.Transport {
+	t := &http.Transport{Proxy: nil, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, DisableCompression: true,
+		DisableKeepAlives: l.newConn, TLSClientConfig: l.tls}
+	if l.counter != nil {
+		t.DialContext = l.counter.dial
+		if l.tls != nil {
+			t.DialTLSContext = l.counter.dialTLS(l.tls)
+		}
+	}
+	return t
 }
 
 // exchange sends one Prepare and checks its answer.

@@ -25,9 +25,16 @@ type workload struct {
 	conns   int
 	streams int // concurrent streams per connection (HTTP/2)
 	rate    int // packets/s offered in all; 0: as fast as answers come
+	// goClient sends the load from the harness' own Go client (runGoRow)
+	// instead of h2load, over HTTP/1.1: what h2load cannot send.
+	goClient bool
+	// newConn, with goClient, opens a connection for every Prepare
+	// (Connection: close); conns is then the senders, so the bound on
+	// exchanges in flight, not connections kept.
+	newConn bool
 }
 
-// loadResult is what one h2load run reports.
+// loadResult is what one h2load run, or the Go client's (runGoRow), reports.
 type loadResult struct {
 	rate      float64 // requests per second, as h2load computes it
 	started   int64   // requests sent
@@ -38,6 +45,14 @@ type loadResult struct {
 	p50, p99  time.Duration
 	tls       string // protocol, cipher and key exchange; empty without TLS
 	alpn      string // the application protocol
+	// From the Go client only (runGoRow): checked says every answer's
+	// body was checked one by one, so wrongAnswers has nothing to
+	// estimate; conns is the connections it opened in the measured run,
+	// resumed how many of them resumed a TLS session; failure is the
+	// first failure, for the log.
+	checked        bool
+	conns, resumed int64
+	failure        string
 }
 
 // runH2load loads url with wl: first for warmup (unmeasured), then, after
@@ -76,9 +91,10 @@ func runH2load(ctx context.Context, url string, wl workload, headers []string, w
 		return r, fmt.Errorf("%w\n%s", err, out)
 	}
 	// Without h2 in the server's ALPN, h2load would fall back to HTTP/1.1
-	// over TLS and measure something else.
-	if wl.tls && r.alpn != "h2" {
-		return r, fmt.Errorf("h2load negotiated %q over TLS, want h2\n%s", r.alpn, out)
+	// over TLS and measure something else; with --h1, the server must
+	// choose http/1.1 by ALPN, as it does for a peer's HTTPS client.
+	if want := wantALPN(wl); wl.tls && r.alpn != want {
+		return r, fmt.Errorf("h2load negotiated %q over TLS, want %s\n%s", r.alpn, want, out)
 	}
 	r.p50, r.p99, err = latencyPercentiles(logPath)
 	return r, err

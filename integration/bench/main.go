@@ -3,14 +3,20 @@
 // Caddy, and no proxy at all, all in front of the same three stub
 // connectors (integration/stubconnector) on loopback, loaded by h2load.
 //
-//	go run ./integration/bench            # full run: 3 rounds, all workloads (about 20 minutes)
+//	go run ./integration/bench            # full run: 3 rounds, all workloads (about 30 minutes)
 //	go run ./integration/bench -quick     # one short round of 79-h1, 79-h2c, async and egress (CI)
 //
 // The workloads are a 79-byte and a STREAM-sized Prepare over HTTP/1.1
 // (32 connections) and h2c (8 connections × 16 streams), the 79-byte one
 // at a fixed rate over HTTP/1.1, and the 79-byte one over h2 on TLS
-// (79-h2tls, 8 × 16): only nginx and the front door serve TLS, both with
-// the same self-signed ECDSA P-256 certificate the harness makes.
+// (79-h2tls, 8 × 16): only nginx, HAProxy and the front door serve TLS,
+// all with the same self-signed ECDSA P-256 certificate the harness
+// makes. Then the 79-byte one as peers also send it: over HTTP/1.1 on TLS
+// (79-h1tls, 32 kept connections), on a new connection per packet at a
+// fixed rate, plaintext and TLS with sessions resumed (79-newconn,
+// 79-newconn-tls), and from 1,000 peers on a kept connection each at a
+// fixed rate in all (79-peers); the last three from the harness' own Go
+// client, as h2load cannot send them.
 //
 // Then (-only async, or by default) asynchronous exchanges (RFC 35 draft
 // 3) against synchronous ones through the same front door, from the
@@ -56,6 +62,8 @@ type options struct {
 	profile     bool
 	keepProfile string
 	rate        int
+	newConnRate int
+	peersRate   int
 	install     bool
 }
 
@@ -76,6 +84,8 @@ func main() {
 	flag.BoolVar(&o.profile, "profile", true, "after the rounds, profile caddy-ilp under load through Caddy's admin pprof endpoint")
 	flag.StringVar(&o.keepProfile, "keep-profile", "", "keep the raw CPU profiles in this directory")
 	flag.IntVar(&o.rate, "rate", 7000, "packets/s offered in the fixed-rate workload (about half of caddy-ilp's peak with ilp_proxy here)")
+	flag.IntVar(&o.newConnRate, "newconn-rate", 1000, "packets/s offered on a new connection each (79-newconn, 79-newconn-tls)")
+	flag.IntVar(&o.peersRate, "peers-rate", 2000, "packets/s offered in all by the 1,000 peers (79-peers)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install nginx-light, haproxy and nghttp2-client if missing")
 	flag.Parse()
 	if o.quick {
@@ -122,8 +132,11 @@ func run(ctx context.Context, o options) (bool, error) {
 		return false, err
 	}
 	defer b.tearDown()
-	wls, err := selectWorkloads(b.workloads(o.rate), o.workloads)
+	wls, err := selectWorkloads(b.workloads(o), o.workloads)
 	if err != nil {
+		return false, err
+	}
+	if err := ensureFileLimit(wls); err != nil {
 		return false, err
 	}
 

@@ -69,7 +69,8 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	var w strings.Builder
 	fmt.Fprintf(&w, "# caddy-ilp benchmark\n\n")
 	fmt.Fprintf(&w, "%s. %s, %d cores. %d round(s) of %v after %v warm-up; each contender started fresh for every run; "+
-		"3 stub connectors (`integration/stubconnector`) on loopback; load from h2load, one thread.\n\n",
+		"3 stub connectors (`integration/stubconnector`) on loopback; load from h2load, one thread, or where a row says so "+
+		"from the harness' own Go client.\n\n",
 		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), o.rounds, o.duration, o.warmup)
 	fmt.Fprintf(&w, "Versions: %s.\n\n", strings.Join(versions(b.caddy), "; "))
 	fmt.Fprintf(&w, "**Proxy CPU** is the proxy's utime+stime (all its processes and threads, from /proc) divided by the packets "+
@@ -111,9 +112,10 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 		}
 		fmt.Fprintln(&w)
 		if len(negotiated) > 0 {
-			fmt.Fprintf(&w, "TLS as h2load negotiated it (the same self-signed ECDSA P-256 certificate on every server): %s.\n\n",
+			fmt.Fprintf(&w, "TLS as the client negotiated it (the same self-signed ECDSA P-256 certificate on every server): %s.\n\n",
 				strings.Join(negotiated, "; "))
 		}
+		w.WriteString(connectionsNote(cs, wl, results))
 	}
 
 	var ratios strings.Builder
@@ -143,6 +145,7 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 		fmt.Fprintf(&w, "| workload | caddy-ilp with | vs nginx: CPU, pkt/s | vs Caddy `reverse_proxy`: CPU, pkt/s | vs Caddy `respond`: CPU, pkt/s |\n")
 		fmt.Fprintf(&w, "|---|---|---|---|---|\n%s\n", ratios.String())
 	}
+	w.WriteString(cheaperSection(wls, sums))
 
 	var floor strings.Builder
 	for _, wl := range wls {
