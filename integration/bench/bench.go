@@ -36,17 +36,18 @@ const (
 // bench holds what every run shares: the built binaries, the running stub
 // connectors and the packets.
 type bench struct {
-	root      string // the repository
-	dir       string // scratch space, removed at the end
-	caddy     string // ./cmd/caddy, built
-	gofloor   string // ./integration/bench/gofloor, built
-	stubs     []*proc.Process
-	stubAddrs []string
-	redis     *proc.Process // for the limits on Redis
-	redisAddr string
-	fulfill   []byte // what a stub answers
-	prepares  map[string][]byte
-	jwt       string
+	root       string // the repository
+	dir        string // scratch space, removed at the end
+	caddy      string // ./cmd/caddy, built
+	gofloor    string // ./integration/bench/gofloor, built
+	epollfloor string // ./integration/bench/epollfloor, built
+	stubs      []*proc.Process
+	stubAddrs  []string
+	redis      *proc.Process // for the limits on Redis
+	redisAddr  string
+	fulfill    []byte // what a stub answers
+	prepares   map[string][]byte
+	jwt        string
 	// The certificate (ECDSA P-256, self-signed for 127.0.0.1) every
 	// contender with TLS serves, and a client for h2 that trusts only it.
 	certFile, keyFile string
@@ -86,8 +87,10 @@ func setUp(ctx context.Context) (*bench, error) {
 	}
 	b.caddy = filepath.Join(b.dir, "caddy")
 	b.gofloor = filepath.Join(b.dir, "gofloor")
+	b.epollfloor = filepath.Join(b.dir, "epollfloor")
 	stub := filepath.Join(b.dir, "stubconnector")
-	for bin, pkg := range map[string]string{b.caddy: "./cmd/caddy", stub: "./integration/stubconnector", b.gofloor: "./integration/bench/gofloor"} {
+	for bin, pkg := range map[string]string{b.caddy: "./cmd/caddy", stub: "./integration/stubconnector",
+		b.gofloor: "./integration/bench/gofloor", b.epollfloor: "./integration/bench/epollfloor"} {
 		log.Printf("go build %s", pkg)
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 		cmd.Dir = b.root

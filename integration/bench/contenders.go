@@ -45,12 +45,14 @@ const (
 	idRedis   = "caddy-ilp-proxy-redis"
 	idFront   = "caddy-ilp-front-door"
 	idGoFloor = "go-floor"
+	idEpoll   = "epoll-floor"
 )
 
 // contenders are the benchmark's rows, in report order.
 var contenders = []contender{
 	{id: "direct", label: "direct to one stub (the floor)", header: true, start: startDirect},
 	{id: idGoFloor, label: "a minimal Go forwarder (Go's floor: no auth, no parsing, no deadlines)", header: true, h1Only: true, start: startGoFloor},
+	{id: idEpoll, label: "the same on raw epoll, an event loop per core (the floor of issue 35's engine)", header: true, h1Only: true, start: startEpollFloor},
 	{id: idRespond, label: "Caddy `respond` (Caddy's serving floor)", header: true, start: startCaddyRespond},
 	{id: idHeader, label: "Caddy `reverse_proxy` + `lb_policy header`", header: true, start: caddyfileStarter(caddyHeaderSite)},
 	{id: idNginx, label: "nginx `hash … consistent` + keepalive", header: true, tls: true, start: startNginx},
@@ -77,6 +79,17 @@ func startDirect(b *bench, _ string) (*server, error) {
 func startGoFloor(b *bench, dir string) (*server, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	p, err := proc.Start(dir, "gofloor", nil, b.gofloor, "-listen", addr, "-upstreams", strings.Join(b.stubAddrs, ","))
+	if err != nil {
+		return nil, err
+	}
+	return &server{h1: "http://" + addr, proc: p}, nil
+}
+
+// startEpollFloor runs ./integration/bench/epollfloor in front of the
+// stubs.
+func startEpollFloor(b *bench, dir string) (*server, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	p, err := proc.Start(dir, "epollfloor", nil, b.epollfloor, "-listen", addr, "-upstreams", strings.Join(b.stubAddrs, ","))
 	if err != nil {
 		return nil, err
 	}
