@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -324,22 +323,6 @@ func callbacksCounted(t *testing.T, peer string, outcome async.CallbackResult) f
 		}
 	}
 	return 0 // no such series yet
-}
-
-// repliesEdge is the edge of startRepliesRoute, to call in process.
-func repliesEdge(t testing.TB) *handler.Edge {
-	t.Helper()
-	e := &handler.Edge{Address: "test.edge", Replies: true, Peers: []*handler.Peer{
-		{Name: "bob", Tokens: []string{bobIn}}, {Name: "carol", Tokens: []string{carolIn}}}}
-	ctx, cancel := caddy.NewContext(caddy.ActiveContext())
-	t.Cleanup(cancel)
-	if err := e.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return e
 }
 
 // callbackRequest is bob's reply body for id as the callback route gets

@@ -139,9 +139,8 @@ func (p *draft3Peer) callbackStatus(t *testing.T) int {
 	}
 }
 
-// startRepliesRoute serves a real ilp_edge with `replies` that knows bob
-// and carol by their credentials toward it: the callback route.
-func startRepliesRoute(t *testing.T) *httptest.Server {
+// repliesEdge is the edge of startRepliesRoute, to call in process.
+func repliesEdge(t testing.TB) *handler.Edge {
 	t.Helper()
 	e := &handler.Edge{Address: "test.edge", Replies: true, Peers: []*handler.Peer{
 		{Name: "bob", Tokens: []string{bobIn}}, {Name: "carol", Tokens: []string{carolIn}}}}
@@ -153,6 +152,14 @@ func startRepliesRoute(t *testing.T) *httptest.Server {
 	if err := e.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+// startRepliesRoute serves a real ilp_edge with `replies` that knows bob
+// and carol by their credentials toward it: the callback route.
+func startRepliesRoute(t *testing.T) *httptest.Server {
+	t.Helper()
+	e := repliesEdge(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
 		caddyhttp.NewTestReplacer(r)

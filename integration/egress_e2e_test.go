@@ -45,12 +45,7 @@ func TestEgressCarriesTheFleetsPayments(t *testing.T) {
 	}
 	before := packets()
 	const amount = "20000"
-	out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://127.0.0.1:9080/", "--token", aliceToken,
-		"--destination", dests[0], "--secret", secrets[0], "--amount", amount).CombinedOutput()
-	if got := strings.TrimSpace(string(out)); err != nil || got != "PAID "+amount+" "+amount {
-		t.Fatalf("sender: %s (%v), want PAID %s %s", got, err, amount, amount)
-	}
-	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+amount, func() bool { return streamTotal(recv) == amount })
+	payThrough(t, "127.0.0.1:9080", recv, dests[0], secrets[0], amount)
 	carried := packets() - before
 	t.Logf("paid %s in and out through the edge; the egress carried %v packets to the receiver", amount, carried)
 	if carried == 0 {
@@ -183,16 +178,24 @@ func TestEgressToAnIlpConnectorPeer(t *testing.T) {
 		}`, bobPort, bobToken), egressSites(ups, fleetToken, ""))
 
 	const amount = "20000"
-	out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://127.0.0.1:9080/", "--token", aliceToken,
-		"--destination", dests[0], "--secret", secrets[0], "--amount", amount).CombinedOutput()
-	if got := strings.TrimSpace(string(out)); err != nil || got != "PAID "+amount+" "+amount {
-		t.Fatalf("sender: %s (%v), want PAID %s %s", got, err, amount, amount)
-	}
-	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+amount, func() bool { return streamTotal(recv) == amount })
+	payThrough(t, "127.0.0.1:9080", recv, dests[0], secrets[0], amount)
 	m := scrape(t, "http://localhost:2999/metrics")
 	carried := m[`caddy_ilp_egress_packets_total{peer="bob",result="fulfill"}`] + m[`caddy_ilp_egress_packets_total{peer="bob",result="reject"}`]
 	t.Logf("paid %s through the edge's egress and a real ilp-connector peer; the egress carried %v packets to it", amount, carried)
 	if carried == 0 {
 		t.Error("the egress counted no packet: the payment did not go out through it")
 	}
+}
+
+// payThrough pays amount with STREAM from alice, through her door at
+// door, to the receiver recv at destination, and waits until recv has it
+// all.
+func payThrough(t *testing.T, door string, recv *process, destination, secret, amount string) {
+	t.Helper()
+	out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://"+door+"/", "--token", aliceToken,
+		"--destination", destination, "--secret", secret, "--amount", amount).CombinedOutput()
+	if got := strings.TrimSpace(string(out)); err != nil || got != "PAID "+amount+" "+amount {
+		t.Fatalf("sender: %s (%v), want PAID %s %s", got, err, amount, amount)
+	}
+	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+amount, func() bool { return streamTotal(recv) == amount })
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -351,12 +350,7 @@ func TestEgressStreamPaymentToADraft3Peer(t *testing.T) {
 	f := startEgressTier(t, "http://127.0.0.1:9080/", "test.receiver", repliesLB)
 
 	const amount = "20000"
-	out, err := exec.Command("node", "js/stream.js", "send", "--url", "http://"+f.aliceDoors[0]+"/", "--token", aliceToken,
-		"--destination", dests[0], "--secret", secrets[0], "--amount", amount).CombinedOutput()
-	if got := strings.TrimSpace(string(out)); err != nil || got != "PAID "+amount+" "+amount {
-		t.Fatalf("sender: %s (%v), want PAID %s %s", got, err, amount, amount)
-	}
-	waitUntil(t, 5*time.Second, "the STREAM receiver gets "+amount, func() bool { return streamTotal(recv) == amount })
+	payThrough(t, f.aliceDoors[0], recv, dests[0], secrets[0], amount)
 	var carried [2]float64
 	for i, admin := range f.admins {
 		m := scrape(t, "http://"+admin+"/metrics")
