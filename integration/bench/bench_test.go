@@ -57,6 +57,7 @@ func TestWrongAnswers(t *testing.T) {
 	}{
 		{"all fulfills", loadResult{started: 100, done: 100, ok: 100, dataBytes: 100 * fulfill}, false},
 		{"fulfills still in flight at the stop", loadResult{started: 132, done: 100, ok: 100, dataBytes: 109 * fulfill}, false},
+		{"one cut short by the stop", loadResult{started: 132, done: 100, ok: 100, dataBytes: 120*fulfill + 37}, false},
 		{"more late answers than requests in flight", loadResult{started: 101, done: 100, ok: 100, dataBytes: 103 * fulfill}, true},
 		{"ten edge rejects", loadResult{started: 100, done: 100, ok: 100, dataBytes: 90*fulfill + 10*int64(reject)}, true},
 		{"one empty answer", loadResult{started: 100, done: 100, ok: 100, dataBytes: 99 * fulfill}, true},
