@@ -142,17 +142,8 @@ func (p *draft3Peer) callbackStatus(t *testing.T) int {
 // repliesEdge is the edge of startRepliesRoute, to call in process.
 func repliesEdge(t testing.TB) *handler.Edge {
 	t.Helper()
-	e := &handler.Edge{Address: "test.edge", Replies: true, Peers: []*handler.Peer{
-		{Name: "bob", Tokens: []string{bobIn}}, {Name: "carol", Tokens: []string{carolIn}}}}
-	ctx, cancel := caddy.NewContext(caddy.ActiveContext())
-	t.Cleanup(cancel)
-	if err := e.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return provisioned(t, &handler.Edge{Address: "test.edge", Replies: true, Peers: []*handler.Peer{
+		{Name: "bob", Tokens: []string{bobIn}}, {Name: "carol", Tokens: []string{carolIn}}}})
 }
 
 // startRepliesRoute serves a real ilp_edge with `replies` that knows bob

@@ -41,7 +41,12 @@ const fleetToken = "fleet-static-token-0123456789"
 // testEdge returns a provisioned ilp_edge whose one peer is the fleet.
 func testEdge(t *testing.T) *handler.Edge {
 	t.Helper()
-	e := &handler.Edge{Address: "test.edge", Peers: []*handler.Peer{{Name: "fleet", Tokens: []string{fleetToken}}}}
+	return provisioned(t, &handler.Edge{Address: "test.edge", Peers: []*handler.Peer{{Name: "fleet", Tokens: []string{fleetToken}}}})
+}
+
+// provisioned is e provisioned and validated, for the test's lifetime.
+func provisioned(t testing.TB, e *handler.Edge) *handler.Edge {
+	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.ActiveContext())
 	t.Cleanup(cancel)
 	if err := e.Provision(ctx); err != nil {
