@@ -168,11 +168,19 @@ type asyncExchange struct {
 
 // startAsync checks an asynchronous request's head: its Request-Id and
 // callback URL, and a place in flight. A refusal goes out before the body
-// is read, as an authentication failure does.
+// is read. A malformed head closes the connection, as an authentication
+// failure does; a busy edge's 429 keeps it: the peer sends again after
+// Retry-After, and the server reads the refused body (a packet, bounded)
+// before it answers. Closing there would also cost the answer now and
+// then: the close resets the connection when the unread body is still in
+// the socket and the peer has not read its 429 within net/http's 500 ms
+// grace (a loaded CI machine lost 3 of 4,713).
 func (e *Edge) startAsync(w http.ResponseWriter, r *http.Request, p *peer) (*asyncExchange, error) {
 	refuse := func(status int, result string, err error) error {
 		async.CountPrepare(p.name, result)
-		w.Header()["Connection"] = connectionClose
+		if status != http.StatusTooManyRequests {
+			w.Header()["Connection"] = connectionClose
+		}
 		return caddyhttp.Error(status, fmt.Errorf("ilp_edge: peer %q: asynchronous Prepare: %w", p.name, err))
 	}
 	id, err := async.ParseRequestID(firstValue(r.Header, "Request-Id"))

@@ -253,6 +253,9 @@ func TestAsyncInFlightIsBounded(t *testing.T) {
 		}
 		if i >= 3 {
 			wantStatus(t, err, http.StatusTooManyRequests)
+			if c := w.Header().Get("Connection"); c != "" {
+				t.Errorf("Prepare %d: 429 with Connection: %s; want the connection kept", i, c)
+			}
 		}
 	}
 	close(release)

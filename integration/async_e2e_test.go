@@ -271,6 +271,7 @@ func TestAsyncStalledConnectorIsBounded(t *testing.T) {
 				req.Header.Set("Request-Id", uuid.NewString())
 				res, err := client.Do(req)
 				if err != nil {
+					t.Logf("Prepare %d: %v", i, err)
 					statuses <- 0
 					continue
 				}

@@ -93,9 +93,17 @@ func (s *Store) LockTable(ctx context.Context, peer string, lease time.Duration,
 	rand.Read(b[:])
 	l := &TableLock{s: s, keys: s.tableKeys(peer), token: hex.EncodeToString(b[:]), lease: lease, Peer: peer}
 	start := time.Now()
-	for {
+	lockedOut := func() error {
+		return fmt.Errorf("%w: routing table of %q locked by another edge until past the packet's time", ErrUnavailable, peer)
+	}
+	for tries := 0; ; tries++ {
 		res, err := s.run(ctx, s.tableDeadline(), deadline, lockTableScript, l.keys, l.token, lease.Milliseconds())
 		if err != nil {
+			if tries > 0 && ctx.Err() == nil && !time.Now().Before(deadline) {
+				// Woken late from the wait below: the packet's time ran
+				// out on the other edge's lock, not on Redis.
+				return nil, nil, lockedOut()
+			}
 			return nil, nil, err
 		}
 		vals, ok := res.([]any)
@@ -116,7 +124,7 @@ func (s *Store) LockTable(ctx context.Context, peer string, lease time.Duration,
 			wait = time.Duration(left) * time.Millisecond
 		}
 		if time.Now().Add(wait).After(deadline) {
-			return nil, nil, fmt.Errorf("%w: routing table of %q locked by another edge until past the packet's time", ErrUnavailable, peer)
+			return nil, nil, lockedOut()
 		}
 		select {
 		case <-ctx.Done():

@@ -17,7 +17,7 @@ import (
 // time on the fallback is the failover's (reported).
 func TestSentinelFailoverUnderLoad(t *testing.T) {
 	sen := redistest.StartSentinel(t)
-	s := edge(t, Config{Addresses: sen.Sentinels, MasterName: sen.MasterName, Timeout: 0})
+	s := edge(t, Config{Addresses: sen.Sentinels, MasterName: sen.MasterName, Timeout: caddy.Duration(DefaultTimeout)})
 	ctx := t.Context()
 	if err := lease(ctx, s, "alice"); err != nil {
 		t.Fatal(err)
