@@ -60,11 +60,14 @@ type sample struct {
 	pps      float64
 	proxyCPU float64 // µs per packet; NaN without a proxy
 	proxySys float64 // µs per packet of it in the kernel; NaN without a proxy
-	stubCPU  float64 // µs per packet, all stubs together
-	p50, p99 time.Duration
-	peakMB   float64
-	failures int64
-	tls      string // as the client negotiated it; empty without TLS
+	// The proxy's context switches per packet, all its threads; NaN
+	// without a proxy.
+	proxySwitches float64
+	stubCPU       float64 // µs per packet, all stubs together
+	p50, p99      time.Duration
+	peakMB        float64
+	failures      int64
+	tls           string // as the client negotiated it; empty without TLS
 	// The connections the Go client opened in the measured run, and how
 	// many of them resumed a TLS session; 0 with h2load.
 	conns, resumed int64
@@ -322,7 +325,7 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 		packets: r.done,
 		pps:     r.rate,
 		p50:     r.p50, p99: r.p99,
-		proxyCPU: math.NaN(), proxySys: math.NaN(),
+		proxyCPU: math.NaN(), proxySys: math.NaN(), proxySwitches: math.NaN(),
 		stubCPU:  perPacket(stubs1.cpu-stubs0.cpu, r.done),
 		failures: r.failed + (r.done - r.ok),
 		conns:    r.conns, resumed: r.resumed,
@@ -330,6 +333,7 @@ func (b *bench) measure(ctx context.Context, c contender, wl workload, o options
 	if srv.proc != nil {
 		s.proxyCPU = perPacket(proxy1.cpu-proxy0.cpu, r.done)
 		s.proxySys = perPacket(proxy1.sys-proxy0.sys, r.done)
+		s.proxySwitches = float64(proxy1.switches-proxy0.switches) / float64(max(r.done, 1))
 		s.peakMB = float64(proxy1.peakKB) / 1024
 	}
 	if !r.checked {

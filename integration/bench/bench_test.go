@@ -94,6 +94,30 @@ func TestGroupUsageSeesThisProcess(t *testing.T) {
 	}
 }
 
+// TestContextSwitchesCounted: the group's context switches grow by at
+// least the sleeps a thread of this process just made (each leaves the
+// CPU: a voluntary switch), and a status file's two counts are summed.
+func TestContextSwitchesCounted(t *testing.T) {
+	if n := parseSwitches([]byte("Name:\tcaddy\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n")); n != 127 {
+		t.Errorf("parsed %d switches, want 127", n)
+	}
+	before, err := groupUsage(syscall.Getpgrp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sleeps = 20
+	for range sleeps {
+		time.Sleep(time.Millisecond)
+	}
+	after, err := groupUsage(syscall.Getpgrp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after.switches - before.switches; d < sleeps {
+		t.Errorf("%d context switches over %d sleeps", d, sleeps)
+	}
+}
+
 func TestLatencyPercentiles(t *testing.T) {
 	path := t.TempDir() + "/log"
 	var rows []byte

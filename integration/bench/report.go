@@ -13,9 +13,9 @@ import (
 
 // summary is one contender's figures on one workload over all rounds.
 type summary struct {
-	pps, proxyCPU, proxySys, stubCPU, p50, p99, peakMB float64 // medians
-	cpuMin, cpuMax                                     float64
-	failures                                           int64 // total
+	pps, proxyCPU, proxySys, proxySwitches, stubCPU, p50, p99, peakMB float64 // medians
+	cpuMin, cpuMax                                                    float64
+	failures                                                          int64 // total
 }
 
 func summarize(ss []sample) summary {
@@ -27,14 +27,15 @@ func summarize(ss []sample) summary {
 		return median(v)
 	}
 	sum := summary{
-		pps:      med(func(s sample) float64 { return s.pps }),
-		proxyCPU: med(func(s sample) float64 { return s.proxyCPU }),
-		proxySys: med(func(s sample) float64 { return s.proxySys }),
-		stubCPU:  med(func(s sample) float64 { return s.stubCPU }),
-		p50:      med(func(s sample) float64 { return ms(s.p50) }),
-		p99:      med(func(s sample) float64 { return ms(s.p99) }),
-		peakMB:   med(func(s sample) float64 { return s.peakMB }),
-		cpuMin:   math.Inf(1), cpuMax: math.Inf(-1),
+		pps:           med(func(s sample) float64 { return s.pps }),
+		proxyCPU:      med(func(s sample) float64 { return s.proxyCPU }),
+		proxySys:      med(func(s sample) float64 { return s.proxySys }),
+		proxySwitches: med(func(s sample) float64 { return s.proxySwitches }),
+		stubCPU:       med(func(s sample) float64 { return s.stubCPU }),
+		p50:           med(func(s sample) float64 { return ms(s.p50) }),
+		p99:           med(func(s sample) float64 { return ms(s.p99) }),
+		peakMB:        med(func(s sample) float64 { return s.peakMB }),
+		cpuMin:        math.Inf(1), cpuMax: math.Inf(-1),
 	}
 	for _, s := range ss {
 		sum.failures += s.failures
@@ -75,7 +76,9 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 	fmt.Fprintf(&w, "Versions: %s.\n\n", strings.Join(versions(b.caddy), "; "))
 	fmt.Fprintf(&w, "**Proxy CPU** is the proxy's utime+stime (all its processes and threads, from /proc) divided by the packets "+
 		"answered: the figure that holds on a noisy machine; *of it in the kernel* is the stime part (system calls, and the loopback "+
-		"TCP stack they run), the rest is the proxy's own code. Packets/s and latency depend on the load generator and the stubs "+
+		"TCP stack they run), the rest is the proxy's own code. *Context switches* are the times a thread of the proxy left its CPU (to wait for "+
+		"the next event, or preempted), per packet: each is a trip through the kernel's scheduler, on a virtual machine "+
+		"among the dearest things a proxy does. Packets/s and latency depend on the load generator and the stubs "+
 		"sharing the same cores. Medians over rounds; CPU range in brackets. Failures: non-200, transport errors, and answers "+
 		"that were not the stub's Fulfill.\n\n")
 
@@ -86,8 +89,8 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 		}
 		var negotiated []string // TLS parameters, by contender
 		fmt.Fprintf(&w, "## %s\n\n", wl.name)
-		fmt.Fprintf(&w, "| contender | packets/s | proxy CPU µs/packet | of it in the kernel | stub CPU µs/packet | p50 ms | p99 ms | peak RSS MB | failures |\n")
-		fmt.Fprintf(&w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(&w, "| contender | packets/s | proxy CPU µs/packet | of it in the kernel | context switches /packet | stub CPU µs/packet | p50 ms | p99 ms | peak RSS MB | failures |\n")
+		fmt.Fprintf(&w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range cs {
 			ss := results[c.id+"/"+wl.name]
 			if len(ss) == 0 {
@@ -95,17 +98,18 @@ func (b *bench) report(o options, cs []contender, wls []workload, results map[st
 			}
 			s := summarize(ss)
 			sums[c.id+"/"+wl.name] = s
-			cpu, sys := "—", "—"
+			cpu, sys, switches := "—", "—", "—"
 			if !math.IsNaN(s.proxyCPU) {
 				cpu = fmt.Sprintf("**%.1f** (%.1f–%.1f)", s.proxyCPU, s.cpuMin, s.cpuMax)
 				sys = fmt.Sprintf("%.1f", s.proxySys)
+				switches = fmt.Sprintf("%.2f", s.proxySwitches)
 			}
 			rss := "—"
 			if s.peakMB > 0 {
 				rss = fmt.Sprintf("%.0f", s.peakMB)
 			}
-			fmt.Fprintf(&w, "| %s | %.0f | %s | %s | %.1f | %.2f | %.2f | %s | %d |\n",
-				c.label, s.pps, cpu, sys, s.stubCPU, s.p50, s.p99, rss, s.failures)
+			fmt.Fprintf(&w, "| %s | %.0f | %s | %s | %s | %.1f | %.2f | %.2f | %s | %d |\n",
+				c.label, s.pps, cpu, sys, switches, s.stubCPU, s.p50, s.p99, rss, s.failures)
 			if t := ss[len(ss)-1].tls; t != "" {
 				negotiated = append(negotiated, fmt.Sprintf("%s: %s", c.label, t))
 			}

@@ -64,12 +64,13 @@ func TestCheaperOf(t *testing.T) {
 func TestCheaperSection(t *testing.T) {
 	wls := []workload{{name: "a"}, {name: "b"}, {name: "c"}}
 	sums := map[string]summary{
-		idFront + "/a": {proxyCPU: 30, p50: 1, p99: 2, peakMB: 70}, idNginx + "/a": {proxyCPU: 25}, idHAProxy + "/a": {proxyCPU: 20, failures: 1},
-		idFront + "/b": {proxyCPU: 30}, // alone: no row
-		idNginx + "/c": {proxyCPU: 20}, // no front door: no row
+		idFront + "/a": {proxyCPU: 30, p50: 1, p99: 2, peakMB: 70, proxySwitches: 0.5}, idNginx + "/a": {proxyCPU: 25},
+		idHAProxy + "/a": {proxyCPU: 20, failures: 1, proxySwitches: 0.25},
+		idFront + "/b":   {proxyCPU: 30}, // alone: no row
+		idNginx + "/c":   {proxyCPU: 20}, // no front door: no row
 	}
 	got := cheaperSection(wls, sums)
-	if !strings.Contains(got, "| a | 30.0 | 25.0 | 20.0 | **1.50×** (HAProxy) | 1.00 / 2.00 |") || !strings.Contains(got, "| 70 / 0 / 0 | 1 |") {
+	if !strings.Contains(got, "| a | 30.0 | 25.0 | 20.0 | **1.50×** (HAProxy) | 1.00 / 2.00 |") || !strings.Contains(got, "| 0.50 / 0.00 / 0.25 | 70 / 0 / 0 | 1 |") {
 		t.Errorf("row a wrong:\n%s", got)
 	}
 	if strings.Contains(got, "| b |") || strings.Contains(got, "| c |") {

@@ -88,9 +88,11 @@ func cheaperSection(wls []workload, sums map[string]summary) string {
 		latency := func(s summary) string { return fmt.Sprintf("%.2f / %.2f", s.p50, s.p99) }
 		other := func(s summary) string { return fmt.Sprintf("%.1f", s.proxyCPU) }
 		rss := func(s summary) string { return fmt.Sprintf("%.0f", s.peakMB) }
-		fmt.Fprintf(&rows, "| %s | %.1f | %s | %s | **%.2f×** (%s) | %s | %s | %s | %s / %s / %s | %d |\n",
+		switches := func(s summary) string { return fmt.Sprintf("%.2f", s.proxySwitches) }
+		fmt.Fprintf(&rows, "| %s | %.1f | %s | %s | **%.2f×** (%s) | %s | %s | %s | %s / %s / %s | %s / %s / %s | %d |\n",
 			wl.name, front.proxyCPU, cell(nginx, okN, other), cell(haproxy, okH, other), front.proxyCPU/cheaper, whose,
 			latency(front), cell(nginx, okN, latency), cell(haproxy, okH, latency),
+			switches(front), cell(nginx, okN, switches), cell(haproxy, okH, switches),
 			rss(front), cell(nginx, okN, rss), cell(haproxy, okH, rss),
 			front.failures+nginx.failures+haproxy.failures)
 	}
@@ -99,8 +101,8 @@ func cheaperSection(wls []workload, sums map[string]summary) string {
 	}
 	return "## The front door against the cheaper of nginx and HAProxy\n\n" +
 		"On every workload the `ilp` app's front door ran with nginx or HAProxy: proxy CPU per packet of each (medians), and the " +
-		"front door's divided by the cheaper one's (below 1: the front door is cheaper); p50 / p99 latency in ms, peak RSS in MB " +
-		"(front door / nginx / HAProxy), and the three's failures over all rounds.\n\n" +
-		"| workload | front door µs/packet | nginx | HAProxy | front door ÷ the cheaper | front door p50 / p99 | nginx | HAProxy | peak RSS MB | failures |\n" +
-		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + rows.String() + "\n"
+		"front door's divided by the cheaper one's (below 1: the front door is cheaper); p50 / p99 latency in ms, context " +
+		"switches per packet and peak RSS in MB (front door / nginx / HAProxy), and the three's failures over all rounds.\n\n" +
+		"| workload | front door µs/packet | nginx | HAProxy | front door ÷ the cheaper | front door p50 / p99 | nginx | HAProxy | context switches /packet | peak RSS MB | failures |\n" +
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + rows.String() + "\n"
 }

@@ -20,6 +20,11 @@ type usage struct {
 	cpu    time.Duration // utime + stime
 	sys    time.Duration // stime: in the kernel, on the process's behalf
 	peakKB int64         // sum of the processes' VmHWM
+	// The times a thread of the group left its CPU, for a wait
+	// (voluntary: a read with nothing to read, a sleep) or preempted: each
+	// is a trip through the scheduler, and on a virtual machine one of the
+	// dearest things a proxy does per packet.
+	switches int64
 }
 
 // groupUsage reads /proc for every live process whose process group is
@@ -46,8 +51,44 @@ func groupUsage(pgid int) (usage, error) {
 		u.cpu += time.Duration(utime+stime) * time.Second / clockTicks
 		u.sys += time.Duration(stime) * time.Second / clockTicks
 		u.peakKB += peakRSS(pid)
+		u.switches += contextSwitches(pid)
 	}
 	return u, nil
+}
+
+// contextSwitches sums the context switches of pid's threads, from
+// /proc/<pid>/task/<tid>/status (the process's own status counts only
+// its first thread's). A thread that exited meanwhile takes its count
+// with it; a Go runtime's threads, nginx's and HAProxy's live as long as
+// their process.
+func contextSwitches(pid int) int64 {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, t := range tasks {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		n += parseSwitches(status)
+	}
+	return n
+}
+
+// parseSwitches returns voluntary_ctxt_switches + nonvoluntary_ctxt_switches
+// from the contents of a /proc status file.
+func parseSwitches(status []byte) int64 {
+	var n int64
+	for line := range strings.Lines(string(status)) {
+		name, value, ok := strings.Cut(line, ":")
+		if ok && (name == "voluntary_ctxt_switches" || name == "nonvoluntary_ctxt_switches") {
+			v, _ := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+			n += v
+		}
+	}
+	return n
 }
 
 // parseStat returns the process group, utime and stime (in clock ticks)
