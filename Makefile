@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: demo test build vet fmt-check race bench bench-quick
+.PHONY: demo test build vet fmt-check race raw bench bench-quick
 
 # The one-command demo (integration/demo): Caddy with Caddyfile.example in
 # front of three stub connectors; packets routed by prefix, then one
@@ -16,7 +16,7 @@ build:
 
 # Everything CI checks: vet, formatting, the race-enabled test suite, and a
 # build of the Caddy binary.
-test: vet fmt-check race build
+test: vet fmt-check race raw build
 
 vet:
 	$(GO) vet ./...
@@ -36,6 +36,12 @@ JS_DEPS = integration/js/node_modules/.package-lock.json
 # running beside them would starve them.
 race: $(JS_DEPS) redis-server haproxy
 	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
+
+# The sockets' raw system calls (internal/rawio) are made only without
+# the race detector, which draws its edges in the usual calls: the
+# packages that make them are tested once more without it.
+raw:
+	$(GO) test -count=1 ./internal/rawio ./internal/conncheck ./frontdoor/h1 ./frontdoor/h2 ./handler/proxy ./async
 
 # The tests of the shared store run real redis-server and redis-sentinel
 # processes on loopback (internal/redistest), and the tests of several

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/ilp-edge/caddy-ilp/internal/conncheck"
+	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
 
 // This file is the sender's HTTP/1.1 client for plain http callbacks. A
@@ -226,6 +227,7 @@ func (p *h1Pool) get(ctx context.Context, addr string, deadline time.Time) (*h1C
 	if err != nil {
 		return nil, err
 	}
+	nc = rawio.Wrap(nc) // its reads and writes never wait in a system call
 	return &h1Conn{Conn: nc, check: conncheck.New(nc)}, nil
 }
 

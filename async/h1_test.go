@@ -22,13 +22,16 @@ import (
 func TestDeliverReusesConnectionsForABurst(t *testing.T) {
 	const burst = 100
 	var arrived sync.WaitGroup
+	var mu sync.Mutex // for release and conns
 	release := make(chan struct{})
-	var mu sync.Mutex
 	var conns int
 	cb := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		wait := release // this round's
+		mu.Unlock()
 		io.Copy(io.Discard, r.Body)
 		arrived.Done()
-		<-release // every reply of the burst in flight at once
+		<-wait // every reply of the burst in flight at once
 	}))
 	cb.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -44,7 +47,9 @@ func TestDeliverReusesConnectionsForABurst(t *testing.T) {
 	defer s.CloseIdle()
 	for round := range 2 {
 		arrived.Add(burst)
+		mu.Lock()
 		release = make(chan struct{})
+		mu.Unlock()
 		var done sync.WaitGroup
 		for range burst {
 			done.Go(func() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ilp-edge/caddy-ilp/internal/deadline"
+	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
 
 // This file is a connection's loop: read a request, call the handler,
@@ -62,6 +63,7 @@ type conn struct {
 	r0, r1  int      // buf.rb[r0:r1] is read and not yet served
 	date    dateCache
 	idle    idleReader
+	rio     *rawio.IO                      // the socket's raw reads and writes; nil with TLS
 	tls     *tls.ConnectionState           // once its handshake is done
 	served  bool                           // a request was answered
 	readBy  time.Time                      // the read deadline, as setDeadline last set it
@@ -237,7 +239,7 @@ func (c *conn) readMore(need int) bool {
 		return false
 	}
 	c.makeRoom(need)
-	n, err := c.nc.Read(c.buf.rb[c.r1:])
+	n, err := c.read(c.buf.rb[c.r1:])
 	c.r1 += n
 	return n > 0 || err == nil
 }
@@ -268,9 +270,22 @@ func (c *conn) flush() bool {
 	if !c.setDeadline(&c.writeBy, c.srv.WriteTimeout) {
 		return false
 	}
-	_, err := c.nc.Write(c.buf.out)
+	var err error
+	if c.rio != nil {
+		_, err = c.rio.Write(c.buf.out)
+	} else {
+		_, err = c.nc.Write(c.buf.out)
+	}
 	c.buf.out = c.buf.out[:0]
 	return err == nil
+}
+
+// read reads from the connection once, raw when it can (package rawio).
+func (c *conn) read(p []byte) (int, error) {
+	if c.rio != nil {
+		return c.rio.Read(p)
+	}
+	return c.nc.Read(p)
 }
 
 // setDeadline sets the read (by is &c.readBy) or write (&c.writeBy)

@@ -5,12 +5,16 @@ package h1
 import (
 	"io"
 	"syscall"
+
+	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
 
 // This file waits for an idle connection's next request without holding a
 // buffer: the read is made from the runtime's poller callback, with
 // buffers taken from the pool only for the attempt and kept only if bytes
-// came. It costs no system call more than a plain Read.
+// came. It costs no system call more than a plain Read, and the call is
+// raw (package rawio), as are the connection's other reads and writes
+// without TLS.
 
 // idleReader is a connection's access to its socket, when it has one.
 type idleReader struct {
@@ -19,8 +23,13 @@ type idleReader struct {
 	err  error
 }
 
-// initIdle prepares c.readIdle, once per connection.
+// initIdle prepares c.readIdle, and the raw reads and writes of a
+// connection without TLS (package rawio), once per connection.
 func (c *conn) initIdle() {
+	if c.rio = rawio.New(c.nc); c.rio != nil {
+		c.idle = idleReader{raw: c.rio.RawConn(), read: c.readFD}
+		return
+	}
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return
@@ -53,21 +62,17 @@ func (c *conn) readFD(fd uintptr) bool {
 	if c.buf == nil {
 		c.acquire()
 	}
-	for {
-		n, err := syscall.Read(int(fd), c.buf.rb)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			c.release()
-			return false
-		case err != nil:
-			c.idle.err = err
-		case n == 0:
-			c.idle.err = io.EOF
-		default:
-			c.r1 = n
-		}
-		return true
+	n, errno := rawio.Read(fd, c.buf.rb)
+	switch {
+	case errno == syscall.EAGAIN:
+		c.release()
+		return false
+	case errno != 0:
+		c.idle.err = errno
+	case n == 0:
+		c.idle.err = io.EOF
+	default:
+		c.r1 = n
 	}
+	return true
 }

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
 
 // This file is a connection's read loop: the client's preface, then one
@@ -108,6 +110,7 @@ type conn struct {
 	resetBudget    int
 	maxResetBudget int
 	fw             *http2.Framer // writes into out
+	rw             net.Conn      // nc, or nc with raw reads and writes: what frames go through
 	out, spare     []byte
 	flushing       bool
 	dead           bool
@@ -132,7 +135,10 @@ type conn struct {
 // newConn prepares a connection; prefix is copied.
 func newConn(s *Server, nc net.Conn, prefix []byte) *conn {
 	c := &conn{srv: s, nc: nc, streams: make(map[uint32]*stream)}
-	c.rd = connReader{prefix: bytes.Clone(prefix), nc: nc}
+	// Without TLS the frames are read and written with raw system calls
+	// (package rawio); nc keeps the deadlines and the rest.
+	c.rw = rawio.Wrap(nc)
+	c.rd = connReader{prefix: bytes.Clone(prefix), nc: c.rw}
 	c.cond.L = &c.mu
 	c.idleSince = time.Now()
 	return c

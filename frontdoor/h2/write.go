@@ -55,7 +55,7 @@ func (c *conn) flushLocked() {
 			err = c.nc.SetWriteDeadline(t)
 		}
 		if err == nil {
-			_, err = c.nc.Write(buf)
+			_, err = c.rw.Write(buf)
 		}
 		c.mu.Lock()
 		c.spare = buf[:0]

@@ -12,6 +12,7 @@ import (
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/internal/conncheck"
 	"github.com/ilp-edge/caddy-ilp/internal/deadline"
+	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
 
 // This file is ilp_proxy's HTTP/1.1 client. An ILP exchange is one small
@@ -88,6 +89,7 @@ func (p *h1Pool) get(deadline time.Time) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = rawio.Wrap(nc) // its reads and writes never wait in a system call
 	return &h1Conn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), check: conncheck.New(nc)}, nil
 }
 

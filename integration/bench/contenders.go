@@ -44,8 +44,11 @@ const (
 	idLimits  = "caddy-ilp-proxy-limits"
 	idRedis   = "caddy-ilp-proxy-redis"
 	idFront   = "caddy-ilp-front-door"
-	idGoFloor = "go-floor"
-	idEpoll   = "epoll-floor"
+	// The front door with the usual system calls (CADDY_ILP_RAWIO=off):
+	// what package rawio saves, in the same run.
+	idFrontUsual = "caddy-ilp-front-door-usual-io"
+	idGoFloor    = "go-floor"
+	idEpoll      = "epoll-floor"
 )
 
 // contenders are the benchmark's rows, in report order.
@@ -62,6 +65,7 @@ var contenders = []contender{
 	{id: "caddy-ilp-jwt", label: "caddy-ilp, JWT auth", header: true, jwt: true, start: caddyfileStarter(caddyILPSite(true))},
 	{id: idProxy, label: "caddy-ilp: `ilp_edge` token + `ilp_proxy` (HTTP/1.1 upstreams)", header: true, start: caddyfileStarter(caddyProxySite("http", "", ""))},
 	{id: idFront, label: "caddy-ilp: the `ilp` app's front door, `ilp_edge` token + `ilp_proxy`", header: true, tls: true, start: startFrontDoor},
+	{id: idFrontUsual, label: "the same front door with the usual system calls (`CADDY_ILP_RAWIO=off`)", header: true, tls: true, start: startFrontDoorUsualIO},
 	{id: "caddy-ilp-proxy-oer", label: "caddy-ilp with `ilp_proxy`, destination from the OER", start: caddyfileStarter(caddyProxySite("http", "", ""))},
 	{id: "caddy-ilp-proxy-nometrics", label: "caddy-ilp with `ilp_proxy`, `metrics off`", header: true, start: caddyfileStarter(caddyProxySite("http", "\t\tmetrics off\n", "\t\tmetrics off\n"))},
 	{id: idLimits, label: "caddy-ilp with `ilp_proxy`, rate and throughput limits in process", header: true, start: caddyfileStarter(caddyLimitsSite(false))},
@@ -208,9 +212,15 @@ func startFrontDoor(b *bench, dir string) (*server, error) {
 	return startFrontDoorWith(b, dir, caddyProxySite("http", "", "")(b))
 }
 
+// startFrontDoorUsualIO is startFrontDoor with package rawio's raw
+// system calls turned off.
+func startFrontDoorUsualIO(b *bench, dir string) (*server, error) {
+	return startFrontDoorWith(b, dir, caddyProxySite("http", "", "")(b), "CADDY_ILP_RAWIO=off")
+}
+
 // startFrontDoorWith is startFrontDoor with the handlers given, in the
-// same two front doors.
-func startFrontDoorWith(b *bench, dir, handlers string) (*server, error) {
+// same two front doors, and env added to Caddy's environment.
+func startFrontDoorWith(b *bench, dir, handlers string, env ...string) (*server, error) {
 	port, tlsPort := freePort(), freePort()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
 	cfg, err := adaptCaddyfile(b, dir, fmt.Sprintf(
@@ -229,7 +239,7 @@ func startFrontDoorWith(b *bench, dir, handlers string) (*server, error) {
 	cfg["apps"].(map[string]any)["tls"] = map[string]any{"certificates": map[string]any{
 		"load_files": []any{map[string]any{"certificate": b.certFile, "key": b.keyFile}},
 	}}
-	srv, err := startCaddyJSON(b, dir, cfg)
+	srv, err := startCaddyJSON(b, dir, cfg, env...)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +286,7 @@ func adaptCaddyfile(b *bench, dir, cfg string) (map[string]any, error) {
 }
 
 // startCaddyJSON runs ./cmd/caddy with the JSON config cfg, written in dir.
-func startCaddyJSON(b *bench, dir string, cfg any) (*server, error) {
+func startCaddyJSON(b *bench, dir string, cfg any, env ...string) (*server, error) {
 	js, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -285,7 +295,7 @@ func startCaddyJSON(b *bench, dir string, cfg any) (*server, error) {
 	if err := os.WriteFile(path, js, 0o600); err != nil {
 		return nil, err
 	}
-	p, err := proc.Start(dir, "caddy", nil, b.caddy, "run", "--config", path)
+	p, err := proc.Start(dir, "caddy", env, b.caddy, "run", "--config", path)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package conncheck
 import (
 	"net"
 	"syscall"
+
+	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
 
 // Checker tells whether an idle client connection is still open: the
@@ -30,9 +32,10 @@ func New(c net.Conn) *Checker {
 	k := &Checker{raw: raw}
 	k.peek = func(fd uintptr) {
 		// Nothing to read is the one healthy answer: 0 bytes is EOF, and
-		// bytes nobody asked for would be taken as the next reply.
-		_, _, err := syscall.Recvfrom(int(fd), k.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		k.alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+		// bytes nobody asked for would be taken as the next reply. The
+		// call never waits, so it is made raw (package rawio).
+		_, errno := rawio.Peek(fd, k.buf[:])
+		k.alive = errno == syscall.EAGAIN
 	}
 	return k
 }
