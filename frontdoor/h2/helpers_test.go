@@ -58,24 +58,29 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{TCPConn: c.(*net.TCPConn), l: l}, nil
+	return &countingConn{Conn: c, l: l}, nil
 }
 
+// countingConn is a connection whose reads and writes are counted. It
+// has no SyscallConn, so that the server's reads and writes go through
+// it (package rawio would make them on the socket).
 type countingConn struct {
-	*net.TCPConn
+	net.Conn
 	l *countingListener
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
 	c.l.writes.Add(1)
-	return c.TCPConn.Write(b)
+	return c.Conn.Write(b)
 }
 
 func (c *countingConn) Read(b []byte) (int, error) {
-	n, err := c.TCPConn.Read(b)
+	n, err := c.Conn.Read(b)
 	c.l.read.Add(int64(n))
 	return n, err
 }
+
+func (c *countingConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
 
 // startCounting is startServer, with the bytes the server reads counted.
 func startCounting(t testing.TB, s *Server) (string, *countingListener) {
