@@ -22,6 +22,7 @@ import (
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
 	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
+	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
 
 // Server is one front door: listeners, and the handlers every request
@@ -227,7 +228,10 @@ func (s *Server) start(ctx context.Context) error {
 				return fmt.Errorf("listen %q: not a stream listener", addr)
 			}
 			if s.TLS != nil {
-				l = tls.NewListener(l, s.TLS.config)
+				// crypto/tls reads and writes the socket with raw
+				// system calls (package rawio), as the plaintext
+				// connections do.
+				l = tls.NewListener(rawListener{l}, s.TLS.config)
 			}
 			go func() {
 				if err := s.srv.Serve(l); err != nil && !errors.Is(err, h1.ErrServerClosed) {
@@ -255,4 +259,16 @@ func (s *Server) stop(ctx context.Context) {
 	wg.Wait()
 	newest.CompareAndDelete(s.key, s)
 	openConns.remove(s)
+}
+
+// rawListener hands out its connections with raw reads and writes
+// (package rawio), for crypto/tls to make its own over.
+type rawListener struct{ net.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(c), nil
 }
