@@ -26,19 +26,10 @@ type idleReader struct {
 // initIdle prepares c.readIdle, and the raw reads and writes of a
 // connection without TLS (package rawio), once per connection.
 func (c *conn) initIdle() {
-	if c.rio = rawio.New(c.nc); c.rio != nil {
-		c.idle = idleReader{raw: c.rio.RawConn(), read: c.readFD}
-		return
+	c.rio = rawio.New(c.nc)
+	if raw := rawio.RawConnOf(c.nc); raw != nil {
+		c.idle = idleReader{raw: raw, read: c.readFD}
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	c.idle = idleReader{raw: raw, read: c.readFD}
 }
 
 // readIdle reads the first bytes of a request into fresh buffers.

@@ -21,12 +21,8 @@ type Checker struct {
 // New returns c's checker; nil (every check passes) for a connection
 // that is not a socket.
 func New(c net.Conn) *Checker {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw := rawio.RawConnOf(c)
+	if raw == nil {
 		return nil
 	}
 	k := &Checker{raw: raw}

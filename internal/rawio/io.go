@@ -33,6 +33,18 @@ func New(c net.Conn) *IO {
 	if !supported {
 		return nil
 	}
+	raw := RawConnOf(c)
+	if raw == nil {
+		return nil
+	}
+	o := &IO{conn: c, raw: raw}
+	o.readFn, o.writeFn = o.read, o.write
+	return o
+}
+
+// RawConnOf returns c's syscall.RawConn, or nil when c is not a socket
+// (a TLS connection, a pipe).
+func RawConnOf(c net.Conn) syscall.RawConn {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
@@ -41,9 +53,7 @@ func New(c net.Conn) *IO {
 	if err != nil {
 		return nil
 	}
-	o := &IO{conn: c, raw: raw}
-	o.readFn, o.writeFn = o.read, o.write
-	return o
+	return raw
 }
 
 // RawConn is the connection's syscall.RawConn.
