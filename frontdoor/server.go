@@ -21,6 +21,7 @@ import (
 	"github.com/ilp-edge/caddy-ilp/frontdoor/h2"
 	"github.com/ilp-edge/caddy-ilp/handler"
 	"github.com/ilp-edge/caddy-ilp/handler/proxy"
+	"github.com/ilp-edge/caddy-ilp/internal/deferaccept"
 	"github.com/ilp-edge/caddy-ilp/internal/loglimit"
 	"github.com/ilp-edge/caddy-ilp/internal/rawio"
 )
@@ -219,7 +220,10 @@ func (s *Server) start(ctx context.Context) error {
 			return fmt.Errorf("listen %q: %w", addr, err)
 		}
 		for port := range na.PortRangeSize() {
-			ln, err := na.Listen(ctx, port, net.ListenConfig{})
+			// Peers speak first: a connection is accepted with its
+			// first bytes there to read (package deferaccept; a
+			// sharedtcp address does it for its shared socket).
+			ln, err := na.Listen(ctx, port, net.ListenConfig{Control: deferaccept.Control})
 			if err != nil {
 				return fmt.Errorf("listen %q: %w", addr, err)
 			}

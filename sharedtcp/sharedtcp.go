@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/ilp-edge/caddy-ilp/internal/deferaccept"
 )
 
 // Network is the network name of shared TCP listen addresses.
@@ -57,7 +59,7 @@ func Listen(ctx context.Context, _, host, portRange string, portOffset uint, cfg
 	}
 	addr := net.JoinHostPort(host, strconv.FormatUint(port+uint64(portOffset), 10))
 	v, _, err := sockets.LoadOrNew(addr, func() (caddy.Destructor, error) {
-		cfg.Control = deferAccept
+		cfg.Control = deferaccept.Control
 		ln, err := cfg.Listen(ctx, "tcp", addr)
 		if err != nil {
 			return nil, err
